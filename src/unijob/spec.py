@@ -1,0 +1,512 @@
+"""The vendor-neutral job spec: one model for a training gang and its serving endpoint.
+
+A spec is written as YAML (see ``examples/``) and validated by :class:`JobSpec` (pydantic v2,
+``extra="forbid"`` at every level). Load files with :func:`unijob.loading.load_spec`, which adds
+file:line:column to every error; ``JobSpec.model_validate`` works on plain dicts too.
+
+Units: durations are stored in seconds (YAML may say ``90m``, ``4h``, ``1d`` or a number of
+seconds); memory and disk in GiB; accelerators as ``TYPE[:COUNT]`` *per node*.
+
+Defaults and where they come from:
+
+- ``max_run`` 1 day: SageMaker's default ``MaxRuntimeInSeconds`` (86,400 s).
+- ``spot.max_restarts`` 3: enough to ride out a few reclaims without looping on a broken job.
+- ``checkpoint.keep`` 3: the last three good checkpoints, so a torn or corrupt one falls back.
+- ``processes_per_node``: the accelerator count per node, else 1 (torchrun's ``--nproc-per-node
+  gpu`` convention).
+- endpoint ``scale_in_cooldown`` 300 s and ``scale_out_cooldown`` 60 s: the values AWS Application
+  Auto Scaling documents for SageMaker target tracking.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import re
+from pathlib import Path
+from typing import Annotated, Any, Literal, Optional, Union
+
+from pydantic import (
+    BaseModel,
+    BeforeValidator,
+    ConfigDict,
+    Field,
+    PrivateAttr,
+    ValidationInfo,
+    WithJsonSchema,
+    field_validator,
+    model_validator,
+)
+from pydantic_core import PydanticCustomError
+
+from unijob import accelerators as _acc
+
+# --------------------------------------------------------------------------------------------
+# Scalars
+# --------------------------------------------------------------------------------------------
+
+_DURATION_RE = re.compile(r"^\s*(?:(\d+(?:\.\d+)?)\s*d)?\s*(?:(\d+(?:\.\d+)?)\s*h)?\s*"
+                          r"(?:(\d+(?:\.\d+)?)\s*m)?\s*(?:(\d+(?:\.\d+)?)\s*s?)?\s*$")
+
+
+def parse_duration(value: Any) -> Any:
+    """``90m``, ``4h``, ``1d``, ``1h30m``, ``3600`` or ``"3600s"`` -> seconds (int).
+
+    Raises:
+        PydanticCustomError: anything else (reported as a spec error on the field).
+    """
+    if isinstance(value, bool):
+        raise PydanticCustomError("duration", "expected a duration such as 90m, 4h, 1d or seconds")
+    if isinstance(value, (int, float)):
+        return int(value)
+    if isinstance(value, str):
+        m = _DURATION_RE.match(value.lower())
+        if m and any(m.groups()):
+            d, h, mi, s = (float(g) if g else 0.0 for g in m.groups())
+            return int(round(d * 86400 + h * 3600 + mi * 60 + s))
+    raise PydanticCustomError(
+        "duration", "expected a duration such as 90m, 4h, 1d or a number of seconds, got {value!r}",
+        {"value": value},
+    )
+
+
+_DURATION_SCHEMA = {
+    "anyOf": [
+        {"type": "integer", "minimum": 1},
+        {"type": "string", "pattern": r"^\s*(\d+(\.\d+)?\s*d)?\s*(\d+(\.\d+)?\s*h)?\s*(\d+(\.\d+)?\s*m)?\s*(\d+(\.\d+)?\s*s?)?\s*$"},
+    ],
+    "description": "seconds, or a duration such as 90m, 4h, 1d",
+}
+Duration = Annotated[int, BeforeValidator(parse_duration), WithJsonSchema(_DURATION_SCHEMA), Field(ge=1)]
+
+DNS_LABEL = r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$"
+# Label keys and values that Vertex, GCP, Kubernetes and AWS tags all accept.
+LABEL_RE = r"^[a-z0-9]([-_a-z0-9]*[a-z0-9])?$"
+ENV_NAME = r"^[A-Za-z_][A-Za-z0-9_]*$"
+CHANNEL_NAME = r"^[A-Za-z0-9][A-Za-z0-9._-]*$"  # SageMaker ChannelName: [A-Za-z0-9\.\-_]+
+
+#: Secret reference schemes and what follows the scheme.
+SECRET_SCHEMES: dict[str, str] = {
+    "env": "env://VAR (an environment variable where the job is submitted)",
+    "aws-secretsmanager": "aws-secretsmanager://NAME-OR-ARN[#json-key]",
+    "gcp-secretmanager": "gcp-secretmanager://projects/P/secrets/S[/versions/V]",
+    "databricks-secret": "databricks-secret://SCOPE/KEY",
+    "k8s-secret": "k8s-secret://NAME/KEY",
+}
+
+#: URI schemes accepted for data locations (inputs, output, checkpoints, models).
+URI_SCHEMES = ("file", "s3", "gs", "dbfs", "pvc", "http", "https", "hf", "models", "runs", "uc")
+
+
+class _Model(BaseModel):
+    model_config = ConfigDict(extra="forbid", validate_default=True, populate_by_name=False)
+
+
+def _check_uri(value: str) -> str:
+    if not isinstance(value, str) or not value.strip():
+        raise PydanticCustomError("uri", "expected a URI or a path")
+    if "://" in value:
+        scheme = value.split("://", 1)[0].lower()
+        if scheme not in URI_SCHEMES:
+            raise PydanticCustomError(
+                "uri", "unsupported URI scheme '{scheme}://'; expected a local path or one of {schemes}",
+                {"scheme": scheme, "schemes": ", ".join(f"{s}://" for s in URI_SCHEMES)},
+            )
+    return value
+
+
+Uri = Annotated[str, BeforeValidator(_check_uri)]
+
+
+def _check_accelerator(v: Any) -> Any:
+    if v is None or (isinstance(v, str) and v.strip().lower() in ("", "none", "cpu")):
+        return None
+    if not isinstance(v, str):
+        raise PydanticCustomError("accelerator", "expected TYPE[:COUNT] such as 'H100:8' or 'L4'")
+    try:
+        return str(_acc.parse(v))
+    except _acc.AcceleratorError as e:
+        ctx = {"suggestion": e.suggestion} if e.suggestion else {}
+        raise PydanticCustomError("accelerator", str(e), ctx) from None
+
+
+AcceleratorStr = Annotated[Optional[str], BeforeValidator(_check_accelerator)]
+
+# --------------------------------------------------------------------------------------------
+# Sections
+# --------------------------------------------------------------------------------------------
+
+
+class Resources(_Model):
+    """What each node of the gang needs, and how many nodes.
+
+    Attributes:
+        accelerator: ``TYPE[:COUNT]`` per node (``H100:8``, ``A100-80GB:8``, ``L4``); ``None`` for CPU.
+            Stored in canonical form (``a100-80g:8`` becomes ``A100-80GB:8``).
+        cpus: vCPUs per node, minimum; ``None`` lets the target pick.
+        memory_gib: memory per node in GiB, minimum.
+        disk_gib: local disk per node in GiB (SageMaker ``VolumeSizeInGB``, Vertex ``boot_disk_size_gb``).
+        nodes: gang size: how many nodes start together (all-or-nothing), >= 1.
+        max_nodes: upper bound for an elastic gang (Databricks autoscale); ``None`` = fixed size.
+        processes_per_node: ranks per node; default the accelerator count, else 1.
+        instance_type: an explicit instance type per target (``{sagemaker: ml.p4d.24xlarge}``),
+            overriding the catalog's choice.
+    """
+
+    accelerator: AcceleratorStr = Field(default=None, examples=["H100:8", "A100-80GB:8", "L4", "A10G:4"])
+    cpus: Optional[float] = Field(default=None, gt=0)
+    memory_gib: Optional[float] = Field(default=None, gt=0)
+    disk_gib: Optional[int] = Field(default=None, ge=1, le=16384)
+    nodes: int = Field(default=1, ge=1, le=4096)
+    max_nodes: Optional[int] = Field(default=None, ge=1, le=4096)
+    processes_per_node: Optional[int] = Field(default=None, ge=1, le=256)
+    instance_type: dict[str, str] = Field(default_factory=dict)
+
+    @model_validator(mode="after")
+    def _defaults(self) -> "Resources":
+        if self.processes_per_node is None:
+            self.processes_per_node = self.accelerator_count or 1
+        if self.max_nodes is not None and self.max_nodes < self.nodes:
+            raise PydanticCustomError(
+                "max_nodes", "max_nodes ({max_nodes}) must be at least nodes ({nodes})",
+                {"max_nodes": self.max_nodes, "nodes": self.nodes},
+            )
+        return self
+
+    @property
+    def parsed_accelerator(self) -> Optional[_acc.Accelerator]:
+        return _acc.parse(self.accelerator) if self.accelerator else None
+
+    @property
+    def accelerator_type(self) -> Optional[str]:
+        return self.accelerator.split(":")[0] if self.accelerator else None
+
+    @property
+    def accelerator_count(self) -> int:
+        """Accelerators per node (0 for CPU)."""
+        return int(self.accelerator.split(":")[1]) if self.accelerator else 0
+
+    @property
+    def world_size(self) -> int:
+        """nodes x processes_per_node."""
+        return self.nodes * int(self.processes_per_node or 1)
+
+
+class Spot(_Model):
+    """Spot (preemptible) capacity.
+
+    Attributes:
+        policy: ``on_demand``; ``spot``; or ``spot_with_fallback`` (spot first, on-demand when spot
+            capacity is not there; the target's native fallback where it has one, else unijob
+            resubmits on-demand from the same checkpoint).
+        max_wait: total seconds to wait for spot capacity *and* run (SageMaker
+            ``MaxWaitTimeInSeconds`` semantics); must be >= ``max_run``.
+        max_restarts: relaunches after preemption or failure before the job is FAILED.
+    """
+
+    policy: Literal["on_demand", "spot", "spot_with_fallback"] = "on_demand"
+    max_wait: Optional[Duration] = None
+    max_restarts: int = Field(default=3, ge=0, le=100)
+
+    @property
+    def is_spot(self) -> bool:
+        return self.policy != "on_demand"
+
+
+class Checkpoint(_Model):
+    """Where the job checkpoints, so a restart resumes instead of starting over.
+
+    Attributes:
+        uri: local path (relative to the spec file), ``file://``, ``s3://``, ``gs://``, ``dbfs:/`` or
+            ``/Volumes/...``.
+        interval: seconds between checkpoints the job intends to take (used by the cost model);
+            ``None`` = let ``unijob cost`` choose by Young/Daly.
+        keep: how many good checkpoints to keep.
+    """
+
+    uri: Uri
+    interval: Optional[Duration] = None
+    keep: int = Field(default=3, ge=1, le=1000)
+
+
+class Framework(_Model):
+    """The framework a ``script`` job runs on, used to pick a prebuilt training container
+    (AWS Deep Learning Containers, Vertex prebuilt containers, Databricks ML runtimes)."""
+
+    name: Literal["pytorch"] = "pytorch"
+    version: str = Field(default="2.5", pattern=r"^\d+\.\d+(\.\d+)?$")
+    python: str = Field(default="3.11", pattern=r"^3\.\d+$")
+
+
+class Autoscaling(_Model):
+    """Endpoint autoscaling target: keep ``metric`` per replica near ``target``.
+
+    Metrics: ``invocations_per_replica_per_minute`` (SageMaker's
+    ``SageMakerVariantInvocationsPerInstance``), ``concurrency`` (in-flight requests per replica;
+    Databricks and Kubernetes), ``gpu_utilization`` (percent, 1-100; Vertex
+    ``aiplatform.googleapis.com/prediction/online/accelerator/duty_cycle``).
+    """
+
+    metric: Literal["invocations_per_replica_per_minute", "concurrency", "gpu_utilization", "cpu_utilization"] = "concurrency"
+    target: float = Field(default=4.0, gt=0)
+
+
+class Variant(_Model):
+    """One model version behind an endpoint and its share of traffic (percent, 0-100)."""
+
+    name: str = Field(pattern=DNS_LABEL, max_length=63)
+    model: Optional[str] = None
+    image: Optional[str] = None
+    handler: Optional[str] = None
+    weight: int = Field(ge=0, le=100)
+    accelerator: AcceleratorStr = None
+    instance_type: dict[str, str] = Field(default_factory=dict)
+
+
+class Endpoint(_Model):
+    """A serving endpoint: replicas of a model behind one address, autoscaled, traffic-split.
+
+    Attributes:
+        name: endpoint name; default the spec's ``name``.
+        model: model artifact URI (``s3://.../model.tar.gz``, ``gs://...``) or registry reference
+            (``models:/name/3``, a Unity Catalog ``catalog.schema.model`` with a version).
+        model_version: registry version where the reference does not carry one.
+        image / handler: a serving container, or a ``module:callable`` handler that ``unijob.serve``
+            runs in the unijob serving image.
+        accelerator / instance_type: per replica; ``instance_type`` per target.
+        min_replicas: 0 = scale to zero where the target allows it.
+        max_replicas: upper bound; default ``max(1, min_replicas)``.
+        autoscaling: the metric and its target value per replica.
+        variants: traffic split across model versions; weights must sum to 100.
+        scale_in_cooldown / scale_out_cooldown: seconds.
+    """
+
+    name: Optional[str] = Field(default=None, pattern=DNS_LABEL, max_length=63)
+    model: Optional[str] = None
+    model_version: Optional[str] = None
+    image: Optional[str] = None
+    handler: Optional[str] = None
+    accelerator: AcceleratorStr = None
+    instance_type: dict[str, str] = Field(default_factory=dict)
+    min_replicas: int = Field(default=1, ge=0, le=1000)
+    max_replicas: Optional[int] = Field(default=None, ge=1, le=1000)
+    autoscaling: Autoscaling = Field(default_factory=Autoscaling)
+    variants: list[Variant] = Field(default_factory=list)
+    scale_in_cooldown: Duration = 300
+    scale_out_cooldown: Duration = 60
+    env: dict[Annotated[str, Field(pattern=ENV_NAME)], str] = Field(default_factory=dict)
+
+    @model_validator(mode="after")
+    def _rules(self) -> "Endpoint":
+        if self.max_replicas is None:
+            self.max_replicas = max(1, self.min_replicas)
+        if self.max_replicas < self.min_replicas:
+            raise PydanticCustomError(
+                "replicas", "max_replicas ({mx}) must be at least min_replicas ({mn})",
+                {"mx": self.max_replicas, "mn": self.min_replicas},
+            )
+        if self.variants:
+            total = sum(v.weight for v in self.variants)
+            if total != 100:
+                raise PydanticCustomError(
+                    "traffic_split", "variant weights are the traffic split and must sum to 100, got {total}",
+                    {"total": total},
+                )
+            names = [v.name for v in self.variants]
+            if len(set(names)) != len(names):
+                raise PydanticCustomError("variants", "variant names must be unique")
+            for v in self.variants:
+                if not (v.model or self.model):
+                    raise PydanticCustomError(
+                        "model", "variant '{name}' has no model and the endpoint has no default model",
+                        {"name": v.name},
+                    )
+        elif not self.model:
+            raise PydanticCustomError("model", "an endpoint needs a model (or variants that each name one)")
+        if self.image and self.handler:
+            raise PydanticCustomError("entrypoint", "give either image or handler, not both")
+        return self
+
+    def resolved_variants(self) -> list[Variant]:
+        """The variants with endpoint defaults filled in; one variant ``primary`` at 100 when none
+        are declared."""
+        if not self.variants:
+            return [Variant(name="primary", model=self.model, image=self.image, handler=self.handler,
+                            weight=100, accelerator=self.accelerator, instance_type=dict(self.instance_type))]
+        out = []
+        for v in self.variants:
+            out.append(v.model_copy(update={
+                "model": v.model or self.model,
+                "image": v.image or (None if v.handler else self.image),
+                "handler": v.handler or (None if v.image else self.handler),
+                "accelerator": v.accelerator or self.accelerator,
+                "instance_type": v.instance_type or dict(self.instance_type),
+            }))
+        return out
+
+
+def _check_secret_ref(value: Any) -> Any:
+    # The value may be a real secret pasted by mistake: never echo it.
+    if isinstance(value, str) and "://" in value:
+        scheme, rest = value.split("://", 1)
+        if scheme in SECRET_SCHEMES and rest:
+            return value
+        if scheme in SECRET_SCHEMES:
+            raise PydanticCustomError("secret_ref", "empty secret reference; expected {form}",
+                                      {"form": SECRET_SCHEMES[scheme]})
+    raise PydanticCustomError(
+        "secret_ref",
+        "expected a secret reference, not a value (the value is not shown); use one of: {forms}",
+        {"forms": "; ".join(SECRET_SCHEMES.values())},
+    )
+
+
+SecretRef = Annotated[str, BeforeValidator(_check_secret_ref)]
+
+HyperValue = Union[bool, int, float, str]
+
+
+class JobSpec(_Model):
+    """A vendor-neutral job: a gang of ranks running one entrypoint, and optionally an endpoint.
+
+    Exactly one entrypoint: ``image`` (+ ``command``/``args``) or ``script`` (+ ``source_dir``,
+    ``requirements``). Paths are relative to the spec file and may not leave its directory.
+
+    Cross-field rules (errors name the field): ``spot.max_wait >= max_run`` when spot is used;
+    endpoint variant weights sum to 100; secrets are references, never values.
+
+    Raises (through ``model_validate``): ``pydantic.ValidationError``; use
+    :func:`unijob.loading.load_spec` to get a :class:`unijob.errors.SpecError` with file:line.
+    """
+
+    model_config = ConfigDict(
+        extra="forbid",
+        validate_default=True,
+        json_schema_extra={"$id": "https://unijob.dev/schemas/jobspec.schema.json",
+                           "title": "unijob JobSpec"},
+    )
+
+    name: str = Field(pattern=DNS_LABEL, max_length=63, description="DNS-1123 label, <= 63 chars")
+    description: Optional[str] = None
+    labels: dict[Annotated[str, Field(pattern=LABEL_RE, max_length=63)],
+                 Annotated[str, Field(pattern=r"^([-_a-z0-9]*)$", max_length=63)]] = Field(default_factory=dict)
+
+    image: Optional[str] = None
+    command: Optional[list[str]] = None
+    args: list[str] = Field(default_factory=list)
+    script: Optional[str] = None
+    source_dir: Optional[str] = None
+    requirements: Optional[str] = None
+    framework: Framework = Field(default_factory=Framework)
+
+    resources: Resources = Field(default_factory=Resources)
+    spot: Spot = Field(default_factory=Spot)
+    max_run: Duration = 86400
+    expected_duration: Optional[Duration] = Field(
+        default=None, description="expected wall-clock seconds of a run, for cost estimates; default max_run")
+    checkpoint: Optional[Checkpoint] = None
+
+    inputs: dict[Annotated[str, Field(pattern=CHANNEL_NAME, max_length=64)], Uri] = Field(default_factory=dict)
+    output: Optional[Uri] = None
+    hyperparameters: dict[str, HyperValue] = Field(default_factory=dict)
+    env: dict[Annotated[str, Field(pattern=ENV_NAME)], str] = Field(default_factory=dict)
+    secrets: dict[Annotated[str, Field(pattern=ENV_NAME)], SecretRef] = Field(default_factory=dict)
+
+    endpoint: Optional[Endpoint] = None
+    targets: dict[str, dict[str, Any]] = Field(
+        default_factory=dict, description="per-target options, validated by each adapter's options model")
+
+    _base_dir: Path = PrivateAttr(default_factory=Path.cwd)
+    _source_file: Optional[Path] = PrivateAttr(default=None)
+
+    # ---- validators -------------------------------------------------------------------------
+
+    @field_validator("script", "source_dir", "requirements")
+    @classmethod
+    def _inside_spec_dir(cls, v: Optional[str], info: ValidationInfo) -> Optional[str]:
+        if v is None:
+            return v
+        base = Path((info.context or {}).get("base_dir") or Path.cwd()).resolve()
+        p = Path(v)
+        resolved = (p if p.is_absolute() else base / p).resolve()
+        if not resolved.is_relative_to(base):
+            raise PydanticCustomError(
+                "path_escape", "path '{path}' leaves the spec's directory {base}; keep code beside the spec",
+                {"path": v, "base": str(base)},
+            )
+        if (info.context or {}).get("check_paths", True) and not resolved.exists():
+            raise PydanticCustomError("path_missing", "no such file or directory: {path}", {"path": str(resolved)})
+        return v
+
+    @model_validator(mode="after")
+    def _rules(self, info: ValidationInfo) -> "JobSpec":
+        if self.image and self.script:
+            raise PydanticCustomError("entrypoint", "give either image (+ command/args) or script, not both")
+        if not self.image and not self.script:
+            raise PydanticCustomError(
+                "entrypoint", "no entrypoint: give image (+ command/args) or script (a Python file)")
+        if self.script and self.command:
+            raise PydanticCustomError("entrypoint", "command goes with image; a script job uses args")
+        if self.spot.is_spot and self.spot.max_wait is not None and self.spot.max_wait < self.max_run:
+            raise PydanticCustomError(
+                "max_wait",
+                "spot.max_wait ({max_wait} s) must be at least max_run ({max_run} s): it is the time "
+                "to wait for spot capacity plus the run itself",
+                {"max_wait": self.spot.max_wait, "max_run": self.max_run},
+            )
+        base = (info.context or {}).get("base_dir")
+        if base:
+            self._base_dir = Path(base).resolve()
+        return self
+
+    # ---- helpers ----------------------------------------------------------------------------
+
+    @property
+    def base_dir(self) -> Path:
+        """The directory of the spec file; relative paths resolve against it."""
+        return self._base_dir
+
+    @property
+    def source_file(self) -> Optional[Path]:
+        return self._source_file
+
+    def resolve_path(self, path: str) -> Path:
+        p = Path(path)
+        return p if p.is_absolute() else (self._base_dir / p).resolve()
+
+    @property
+    def script_path(self) -> Optional[Path]:
+        return self.resolve_path(self.script) if self.script else None
+
+    @property
+    def source_path(self) -> Optional[Path]:
+        """The directory shipped with a script job: ``source_dir``, else the script's directory."""
+        if self.source_dir:
+            return self.resolve_path(self.source_dir)
+        return self.script_path.parent if self.script_path else None
+
+    @property
+    def script_relpath(self) -> Optional[str]:
+        """The script's path relative to :attr:`source_path` (what the platform runs)."""
+        if not self.script_path or not self.source_path:
+            return None
+        return self.script_path.relative_to(self.source_path).as_posix()
+
+    @property
+    def expected_seconds(self) -> int:
+        return int(self.expected_duration or self.max_run)
+
+    def target_options(self, target: str) -> dict[str, Any]:
+        return dict(self.targets.get(target) or {})
+
+    def spec_hash(self) -> str:
+        """sha256 (hex) of the canonical JSON of the spec: equal specs hash equal."""
+        data = self.model_dump(mode="json", exclude_none=True)
+        return hashlib.sha256(json.dumps(data, sort_keys=True, separators=(",", ":")).encode()).hexdigest()
+
+
+def json_schema() -> dict[str, Any]:
+    """The JSON Schema of :class:`JobSpec` (draft 2020-12), as written to ``specs/jobspec.schema.json``."""
+    schema = JobSpec.model_json_schema(mode="validation")
+    schema["$schema"] = "https://json-schema.org/draft/2020-12/schema"
+    return schema
