@@ -8,8 +8,8 @@ Use it by subclassing in the adapter's test module and providing fixtures::
         @pytest.fixture
         def adapter(self, moto_server): ...        # an Adapter wired to the local fake
         @pytest.fixture
-        def job_spec(self): ...                    # a JobSpec valid for this target, with one
-                                                   # secret ``env://UNIJOB_CONFORMANCE_SECRET``
+        def job_spec(self): ...                    # a JobSpec valid for this target, with at least
+                                                   # one secret reference the target accepts
         @pytest.fixture
         def created_jobs(self): ...                # () -> int: jobs the fake has created so far
 
