@@ -103,6 +103,7 @@ class SpecError(UnijobError):
         for issue in self.issues:
             if issue.file is None:
                 issue.file, issue.line, issue.column = locator(issue.loc)
+        self.issues.sort(key=lambda i: (i.file or "", i.line or 0, i.column or 0))
         self.message = self._render()
         self.args = (self.message,)
         return self

@@ -1,0 +1,110 @@
+"""Endpoint commands: deploy, endpoints, traffic, undeploy."""
+
+from __future__ import annotations
+
+import json
+from typing import Optional
+
+import click
+
+from unijob.cli.common import OUTPUT_FORMATS, load, make_plan, render_plan, resolve_target, warn
+from unijob.errors import SpecError, UsageError
+
+
+@click.command()
+@click.argument("spec", type=click.Path(dir_okay=False))
+@click.option("-t", "--target", default="local", show_default=True, help="Target to deploy on.")
+@click.option("-o", "--output", "fmt", type=OUTPUT_FORMATS, default=None, help="Print the plan in this format first.")
+def deploy(spec: str, target: str, fmt: Optional[str]) -> None:
+    """Deploy SPEC's endpoint section on TARGET (replicas, autoscaling, traffic split)."""
+    from unijob import registry
+    from unijob.records import Records
+
+    loaded = load(spec)
+    if loaded.spec.endpoint is None:
+        raise SpecError.at(("endpoint",), "this spec has no endpoint section").locate(loaded.locate)
+    target, reasons = resolve_target(loaded, target)
+    for r in reasons:
+        click.echo(r, err=True)
+    adapter = registry.get(target)
+    plan = make_plan(adapter, loaded, "", endpoint=True)
+    warn(plan.warnings)
+    if fmt:
+        click.echo(render_plan(plan, fmt))
+    handle = adapter.deploy(plan)
+    with Records() as records:
+        records.put_endpoint(handle.name, target, "DEPLOYED", handle.to_dict())
+    click.echo(f"deployed endpoint {handle.name} on {target}")
+
+
+@click.command()
+@click.option("--refresh", is_flag=True, help="Ask each target for the endpoint's state.")
+@click.option("-o", "--output", "fmt", type=click.Choice(["text", "json"]), default="text", show_default=True)
+def endpoints(refresh: bool, fmt: str) -> None:
+    """List endpoints deployed from here."""
+    from unijob import registry
+    from unijob.contract import EndpointHandle
+    from unijob.records import Records
+
+    with Records() as records:
+        rows = records.endpoints()
+    out = []
+    for e in rows:
+        row = {"name": e["name"], "target": e["target"], "state": e["state"]}
+        if refresh and e["handle"]:
+            st = registry.get(e["target"]).endpoint_status(EndpointHandle.from_dict(e["handle"]))
+            row.update(state=st.state, traffic=st.traffic, replicas=st.replicas, url=st.url)
+        out.append(row)
+    if fmt == "json":
+        click.echo(json.dumps(out, indent=2))
+        return
+    for row in out:
+        extra = ""
+        if "traffic" in row:
+            extra = "  " + ", ".join(f"{k}={v}%" for k, v in row["traffic"].items())
+        click.echo(f"{row['name']:<24} {row['target']:<12} {row['state']}{extra}")
+
+
+def _parse_split(pairs: tuple[str, ...]) -> dict[str, int]:
+    split: dict[str, int] = {}
+    for p in pairs:
+        name, sep, weight = p.partition("=")
+        if not sep or not weight.strip().isdigit():
+            raise UsageError(f"expected VARIANT=PERCENT such as blue=90, got '{p}'")
+        split[name.strip()] = int(weight)
+    return split
+
+
+@click.command()
+@click.argument("name")
+@click.argument("split", nargs=-1, required=True)
+@click.option("-t", "--target", default=None, help="The endpoint's target, when the name is on several.")
+def traffic(name: str, split: tuple[str, ...], target: Optional[str]) -> None:
+    """Set endpoint NAME's traffic SPLIT, e.g. `unijob traffic ranker blue=90 green=10` (sums to 100)."""
+    from unijob import registry
+    from unijob.contract import EndpointHandle
+    from unijob.records import Records
+
+    weights = _parse_split(split)
+    if sum(weights.values()) != 100:
+        raise UsageError(f"traffic weights must sum to 100, got {sum(weights.values())}")
+    with Records() as records:
+        e = records.endpoint(name, target)
+    registry.get(e["target"]).set_traffic(EndpointHandle.from_dict(e["handle"]), weights)
+    click.echo(f"{name}: " + ", ".join(f"{k}={v}%" for k, v in weights.items()))
+
+
+@click.command()
+@click.argument("name")
+@click.option("-t", "--target", default=None, help="The endpoint's target, when the name is on several.")
+def undeploy(name: str, target: Optional[str]) -> None:
+    """Delete endpoint NAME and everything deploy created."""
+    from unijob import registry
+    from unijob.contract import EndpointHandle
+    from unijob.records import Records
+
+    with Records() as records:
+        e = records.endpoint(name, target)
+        registry.get(e["target"]).undeploy(EndpointHandle.from_dict(e["handle"]))
+        records.delete_endpoint(e["name"], e["target"])
+    click.echo(f"undeployed {name} from {e['target']}")
