@@ -237,7 +237,7 @@ def validate_targets(spec: JobSpec, *, locate=None) -> None:
         try:
             model = registry.options_model(name)
         except Exception as e:  # a broken adapter: say so, do not crash
-            issues.append(SpecIssue(("targets", name), f"adapter '{name}' failed to load: {e}"))
+            issues.append(SpecIssue(("targets", name), getattr(e, "message", str(e))))
             continue
         try:
             model.model_validate(block or {})

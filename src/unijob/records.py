@@ -14,6 +14,7 @@ stored.
 from __future__ import annotations
 
 import json
+import os
 import secrets
 import sqlite3
 import time
@@ -40,7 +41,8 @@ CREATE TABLE IF NOT EXISTS jobs (
     updated_at    REAL NOT NULL,
     started_at    REAL,
     ended_at      REAL,
-    handle        TEXT
+    handle        TEXT,
+    owner_pid     INTEGER
 );
 CREATE INDEX IF NOT EXISTS jobs_created ON jobs(created_at);
 CREATE TABLE IF NOT EXISTS job_events (
@@ -80,6 +82,7 @@ class JobRecord:
     started_at: Optional[float]
     ended_at: Optional[float]
     handle: Optional[dict[str, Any]] = None
+    owner_pid: Optional[int] = None
     history: list[tuple[float, str, str]] = field(default_factory=list)
 
     def to_dict(self) -> dict[str, Any]:
@@ -141,7 +144,8 @@ class Records:
         """Record a submission as ``SUBMITTING`` before anything is sent.
 
         When ``submission_id`` is None, an unfinished submission of the same spec hash to the same
-        target (state SUBMITTING: the CLI died or lost the answer) is resumed instead of a new one.
+        target (state SUBMITTING) whose CLI process is gone (killed mid-submit) is resumed instead
+        of starting a new one; a submission whose CLI is still alive is left to it.
 
         Returns:
             (record, resumed): resumed is True when an earlier record is being retried.
@@ -153,17 +157,19 @@ class Records:
                 if row:
                     return self._row(row), True
             else:
-                row = c.execute(
+                rows = c.execute(
                     "SELECT * FROM jobs WHERE spec_hash=? AND target=? AND state='SUBMITTING' "
-                    "ORDER BY created_at DESC LIMIT 1", (spec_hash, target)).fetchone()
-                if row:
-                    return self._row(row), True
+                    "ORDER BY created_at DESC", (spec_hash, target)).fetchall()
+                for row in rows:
+                    if not _alive(row["owner_pid"]):
+                        c.execute("UPDATE jobs SET owner_pid=? WHERE id=?", (os.getpid(), row["id"]))
+                        return self._row(row), True
                 submission_id = secrets.token_hex(8)
             job_id = secrets.token_hex(4)
             c.execute(
-                "INSERT INTO jobs (id, name, target, spec_hash, spec_path, submission_id, state, created_at, updated_at)"
-                " VALUES (?,?,?,?,?,?,?,?,?)",
-                (job_id, name, target, spec_hash, spec_path, submission_id, "SUBMITTING", now, now))
+                "INSERT INTO jobs (id, name, target, spec_hash, spec_path, submission_id, state, created_at, updated_at,"
+                " owner_pid) VALUES (?,?,?,?,?,?,?,?,?,?)",
+                (job_id, name, target, spec_hash, spec_path, submission_id, "SUBMITTING", now, now, os.getpid()))
             c.execute("INSERT INTO job_events VALUES (?,?,?,?)", (job_id, now, "SUBMITTING", ""))
         return self.get(job_id), False
 
@@ -262,3 +268,17 @@ class Records:
         with self._tx() as c:
             c.execute("DELETE FROM endpoints WHERE name=? AND target=?", (name, target))
 
+
+def _alive(pid: Optional[int]) -> bool:
+    """Whether process ``pid`` exists on this machine (None: unknown owner, treated as gone)."""
+    if not pid:
+        return False
+    if pid == os.getpid():
+        return False  # this very process is retrying its own submission
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True

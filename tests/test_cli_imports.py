@@ -1,0 +1,27 @@
+"""Nothing heavy at import: `unijob --help`, `validate` and `plan --target local` load no cloud SDK."""
+
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+HEAVY = {"boto3", "botocore", "google", "databricks", "kubernetes", "sagemaker", "torch", "pandas", "grpc"}
+QUICKSTART = Path(__file__).parents[1] / "examples" / "quickstart" / "job.yaml"
+
+CODE = """
+import sys
+from unijob.cli import main
+code = main(sys.argv[1:])
+print("MODULES", " ".join(sorted({m.split('.')[0] for m in sys.modules})), file=sys.stderr)
+sys.exit(code)
+"""
+
+
+@pytest.mark.parametrize("argv", [["--help"], ["validate", str(QUICKSTART)], ["plan", str(QUICKSTART), "--target", "local"],
+                                  ["plan", str(QUICKSTART), "-o", "json"]])
+def test_no_cloud_sdk_imported(argv):
+    r = subprocess.run([sys.executable, "-c", CODE, *argv], capture_output=True, text=True)
+    assert r.returncode == 0, r.stderr
+    loaded = set(r.stderr.split("MODULES", 1)[1].split())
+    assert not (loaded & HEAVY), f"unijob {' '.join(argv)} imported {loaded & HEAVY}"
