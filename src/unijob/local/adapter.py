@@ -1,0 +1,215 @@
+"""The local target: the default when no ``--target`` is given.
+
+Runs the gang as ``nodes x processes_per_node`` processes on this machine under a detached
+supervisor (:mod:`unijob.local.supervisor`), so ``status``, ``logs`` and ``cancel`` work from any
+shell and the job outlives the CLI that submitted it. Every rank gets torchrun's environment
+(``RANK``, ``WORLD_SIZE``, ``LOCAL_RANK``, ``MASTER_ADDR``...) and unijob's ``UNIJOB_*`` contract,
+which :mod:`unijob.runtime` reads as its default, so the target needs no :class:`RuntimeEnv`.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import sys
+import time
+from pathlib import Path
+from typing import Any, ClassVar, Iterator, Mapping, Optional
+
+from unijob.contract import Adapter, JobHandle, JobState, JobStatus, NativeRequest, Plan, PlanResources
+from unijob.errors import NotFound, Readiness, TargetError, UsageError
+from unijob.local import jobdir as jd
+from unijob.local.options import LocalOptions
+from unijob.local.plan import build_body, native_name
+from unijob.paths import local_jobs_dir
+
+API = "local:launch"
+
+
+class LocalAdapter(Adapter):
+    """Runs a job's gang as processes on this machine. See the module docstring.
+
+    Unsupported features are listed in :attr:`unsupported` with the reason; accelerators are a
+    warning, not an error: the gang runs on CPU.
+    """
+
+    name: ClassVar[str] = "local"
+    options_model: ClassVar[type[LocalOptions]] = LocalOptions
+    install_hint: ClassVar[str] = "pip install unijob"
+    runtime_env = None
+    unsupported: ClassVar[Mapping[str, str]] = {
+        "endpoint": "the local target serves no endpoints yet; local serving arrives with the serving "
+                    "issue (deploy to sagemaker, vertex, databricks or kubernetes meanwhile)",
+        "image": "no container runtime is available on this machine; script jobs run directly, and "
+                 "targets.local.run_image_command: true runs an image job's command + args on the host",
+        "resources.accelerator": "the local target assigns no accelerators; a spec asking for them plans "
+                                 "with a warning and the gang runs on CPU",
+        "requirements": "the local target does not install requirements; it runs the script with "
+                        "targets.local.python, into which you install them",
+        "spot.max_wait": "there is no capacity to wait for on this machine; the gang starts at once",
+    }
+
+    # ---- readiness --------------------------------------------------------------------------
+
+    def check(self) -> Readiness:
+        problems: list[str] = []
+        details: dict[str, str] = {"python": sys.executable}
+        try:
+            if not (sys.executable and os.access(sys.executable, os.X_OK)):
+                problems.append(f"the Python interpreter {sys.executable!r} is not executable")
+            details["home"] = str(local_jobs_dir(create=False))
+            if not sys.platform.startswith("linux"):
+                details["note"] = "no PR_SET_PDEATHSIG here: ranks outlive a killed supervisor until cancel"
+        except Exception as e:  # never raise from check()
+            problems.append(f"{e.__class__.__name__}: {e}".replace("\n", " "))
+        return Readiness(ready=not problems, problems=problems, details=details)
+
+    # ---- plan -------------------------------------------------------------------------------
+
+    def plan(self, spec: Any, submission_id: str) -> Plan:
+        """One ``local:launch`` request (body described in :mod:`unijob.local.plan`).
+
+        Raises:
+            SpecError: bad ``targets.local`` options; ``simulate_preemption`` with an on-demand
+                policy; an ``image`` job without ``run_image_command`` (at ``image``).
+        """
+        opts = self.options(spec)
+        body, notes, warnings = build_body(spec, submission_id, opts)
+        name = native_name(spec.name, submission_id)
+        return Plan(
+            target=self.name, name=name, submission_id=submission_id,
+            requests=[NativeRequest(api=API, body=body,
+                                    note=f"{body['world_size']} ranks ({body['nodes']} nodes x "
+                                         f"{body['processes_per_node']}) under a supervisor on this machine")],
+            resources=PlanResources(service="local", instance_type="localhost", instance_count=body["nodes"],
+                                    hours=spec.expected_seconds / 3600.0, spot=spec.spot.policy),
+            notes=notes, warnings=warnings, extra={"job_dir": body["job_dir"]},
+        )
+
+    # ---- jobs -------------------------------------------------------------------------------
+
+    def submit(self, plan: Plan) -> JobHandle:
+        """Start the plan's supervisor; a second submit of the same plan starts nothing.
+
+        Raises:
+            UsageError: the plan is for another target. TargetError: the supervisor did not start.
+        """
+        from unijob.local.supervisor import submit as start
+
+        if plan.target != self.name:
+            raise UsageError(f"this plan is for target '{plan.target}', not '{self.name}'")
+        job_dir = Path(plan.request(API).body["job_dir"])
+        try:
+            start(plan.model_dump(mode="json"), job_dir)
+        except (OSError, RuntimeError) as e:
+            raise TargetError(f"local job {plan.name} did not start: {e}") from None
+        return JobHandle(target=self.name, native_id=plan.name, name=plan.name,
+                         submission_id=plan.submission_id, extra={"job_dir": str(job_dir)})
+
+    def _job_dir(self, handle: JobHandle) -> Path:
+        d = Path(handle.extra.get("job_dir") or local_jobs_dir(create=False) / handle.native_id)
+        if not (d / "plan.json").exists():
+            raise NotFound(f"no local job {handle.native_id} (looked in {d})")
+        return d
+
+    def status(self, handle: JobHandle) -> JobStatus:
+        """The job's state from ``state.json``; a dead supervisor with a non-final state is FAILED
+        ("supervisor died"), and its ranks' process groups are killed.
+
+        Raises:
+            NotFound: no such job directory.
+        """
+        d = self._job_dir(handle)
+        st = jd.read_json(d / "state.json")
+        if (st is None or st["state"] not in jd.FINAL) and not jd.supervisor_alive(d):
+            st = jd.read_json(d / "state.json")  # it may have finished between the two reads
+        if (st is None or st["state"] not in jd.FINAL) and not jd.supervisor_alive(d):
+            if jd.read_pid(d) is None and st is None:
+                return JobStatus(state=JobState.QUEUED, native_state="SUBMITTING", message="supervisor not started")
+            st = self._mark_dead(d, st, "FAILED", "supervisor died; the gang was stopped")
+        if st is None:
+            return JobStatus(state=JobState.QUEUED, native_state="QUEUED", message="supervisor starting")
+        return JobStatus(state=JobState(st["state"]), native_state=st["state"], message=st.get("message", ""),
+                         restarts=st.get("restarts", 0), exit_code=st.get("exit_code"),
+                         started_at=st.get("started_at"), ended_at=st.get("ended_at"))
+
+    def _mark_dead(self, d: Path, st: Optional[dict], state: str, message: str) -> dict:
+        """Kill what a dead supervisor left (pids checked by start time) and record a final state."""
+        st = dict(st or {"restarts": 0, "ranks": [], "history": []})
+        for r in st.get("ranks", []):
+            if r.get("pid") and jd.alive(r["pid"], r.get("start_time")):
+                try:
+                    os.killpg(r["pgid"], signal.SIGKILL)
+                except (ProcessLookupError, PermissionError):
+                    pass
+        st.update(state=state, message=message, ended_at=time.time())
+        st.setdefault("history", []).append([state, time.time()])
+        jd.write_json_atomic(d / "state.json", st)
+        return st
+
+    def logs(self, handle: JobHandle, *, follow: bool = False) -> Iterator[str]:
+        """Every rank's log lines prefixed ``[rank i] `` (rank order per read; with ``follow``,
+        interleaved as written, until the job is final and every log is drained).
+
+        Raises:
+            NotFound: no such job directory.
+        """
+        d = self._job_dir(handle)
+        plan = jd.read_json(d / "plan.json") or {}
+        world = int(plan["requests"][0]["body"]["world_size"])
+        pos = [0] * world
+        partial = [b""] * world
+        while True:
+            final = not follow or self.status(handle).state.is_final
+            for i in range(world):
+                try:
+                    with open(d / f"rank-{i}.log", "rb") as f:
+                        f.seek(pos[i])
+                        data = f.read()
+                except FileNotFoundError:
+                    continue
+                pos[i] += len(data)
+                *lines, partial[i] = (partial[i] + data).split(b"\n")
+                for line in lines:
+                    yield f"[rank {i}] {line.decode(errors='replace')}"
+            if final:
+                for i in range(world):
+                    if partial[i]:
+                        yield f"[rank {i}] {partial[i].decode(errors='replace')}"
+                return
+            time.sleep(0.2)
+
+    def cancel(self, handle: JobHandle, *, wait: Optional[float] = None) -> None:
+        """Stop the gang: SIGTERM to the supervisor, which stops every rank (grace, then SIGKILL) and
+        records CANCELLED. Waits up to ``wait`` seconds (default the plan's grace + 3 s) for that.
+        A finished job is left as it is; with a dead supervisor the ranks are killed here.
+
+        Raises:
+            NotFound: no such job directory.
+        """
+        d = self._job_dir(handle)
+        st = jd.read_json(d / "state.json")
+        if st is not None and st["state"] in jd.FINAL:
+            return
+        if not jd.supervisor_alive(d):
+            st = jd.read_json(d / "state.json")
+            if st is not None and st["state"] in jd.FINAL:
+                return
+            if jd.read_pid(d) is not None or st is not None:
+                self._mark_dead(d, st, "CANCELLED", "cancelled (the supervisor was no longer running)")
+            return
+        try:
+            os.kill(jd.read_pid(d), signal.SIGTERM)
+        except ProcessLookupError:
+            return
+        plan = jd.read_json(d / "plan.json") or {}
+        grace = float(plan["requests"][0]["body"].get("grace", 10))
+        deadline = time.monotonic() + (grace + 3 if wait is None else wait)
+        while time.monotonic() < deadline:
+            st = jd.read_json(d / "state.json")
+            if (st and st["state"] in jd.FINAL) or not jd.supervisor_alive(d):
+                return
+            time.sleep(0.05)
+
+
+__all__ = ["LocalAdapter", "LocalOptions"]
