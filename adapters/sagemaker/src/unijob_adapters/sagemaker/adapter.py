@@ -1,0 +1,146 @@
+"""The SageMaker adapter: training jobs (``CreateTrainingJob``) and real-time endpoints.
+
+Importing this module imports no AWS SDK; boto3 is imported on first use by :mod:`.client`.
+"""
+
+from __future__ import annotations
+
+import os
+from typing import Any, ClassVar, Iterator, Mapping, Optional
+
+from unijob.contract import Adapter, EndpointHandle, EndpointStatus, JobHandle, JobStatus, Plan
+from unijob.errors import Readiness, SpecError
+
+from .options import ROLE_ENV, SageMakerOptions, resolve_role
+from .runtime_env import SageMakerRuntimeEnv
+
+
+class SageMakerAdapter(Adapter):
+    """``--target sagemaker``. See :mod:`unijob_adapters.sagemaker.plan` for the request it builds."""
+
+    name: ClassVar[str] = "sagemaker"
+    options_model: ClassVar[type[SageMakerOptions]] = SageMakerOptions
+    install_hint: ClassVar[str] = "pip install 'unijob[sagemaker]'"
+    runtime_env = SageMakerRuntimeEnv
+    unsupported: ClassVar[Mapping[str, str]] = {
+        "endpoint.min_replicas=0": (
+            "SageMaker real-time endpoints built from production variants keep at least one instance per "
+            "variant; scaling to zero (announced Dec 2024) needs inference components, which this adapter "
+            "does not create"),
+        "endpoint.handler": "SageMaker hosts a container image; give endpoint.image (e.g. an AWS DLC "
+                            "pytorch-inference image) instead of a unijob handler",
+        "args with script": "SageMaker script mode passes hyperparameters as the script's --name value "
+                            "arguments; put arguments into hyperparameters",
+        "secrets other than aws-secretsmanager://": "a SageMaker container can only read AWS Secrets Manager "
+                                                    "with its execution role",
+        "inputs outside S3": "SageMaker channels read from S3 (s3:// URIs) only in this adapter",
+    }
+
+    # ---- readiness --------------------------------------------------------------------------
+
+    def check(self, spec: Optional[Any] = None) -> Readiness:
+        """boto3 installed? credentials? region? role? One line per problem; never raises; no secrets.
+
+        With ``spec``, the role and region are taken from its ``targets.sagemaker`` block.
+        """
+        problems: list[str] = []
+        details: dict[str, str] = {}
+        try:
+            opts = self.options(spec) if spec is not None else SageMakerOptions()
+        except SpecError as e:
+            return Readiness(False, [e.issues[0].format().replace("\n", " ")], {})
+        try:
+            import boto3
+        except ImportError:
+            return Readiness(False, [f"boto3 is not installed: {self.install_hint}"], {})
+        try:
+            session = boto3.session.Session(region_name=opts.region) if opts.region else boto3.session.Session()
+            region = session.region_name
+            if region:
+                details["region"] = region
+            else:
+                problems.append("no AWS region: set AWS_REGION (or targets.sagemaker.region)")
+            creds = session.get_credentials()
+            if creds is None:
+                problems.append("no AWS credentials: run `aws configure`, set AWS_PROFILE, or export "
+                                "AWS_ACCESS_KEY_ID/AWS_SECRET_ACCESS_KEY")
+            else:
+                details["credentials"] = f"from {getattr(creds, 'method', 'unknown')}"
+                if session.profile_name and session.profile_name != "default":
+                    details["profile"] = session.profile_name
+        except Exception as e:  # malformed config files and the like
+            problems.append(f"AWS configuration unreadable: {type(e).__name__}")
+        if spec is not None or os.environ.get(ROLE_ENV):
+            try:
+                role = resolve_role(opts)
+                details["role"] = role
+            except SpecError as e:
+                problems.append(e.issues[0].message.split(" e.g.")[0].replace("required", "no SageMaker execution role"))
+        else:
+            details["role"] = f"not set by default: specs must give targets.sagemaker.role_arn (or set {ROLE_ENV})"
+        return Readiness(not problems, problems, details)
+
+    # ---- jobs -------------------------------------------------------------------------------
+
+    def plan(self, spec: Any, submission_id: str) -> Plan:
+        from .plan import build
+
+        return build(spec, submission_id, self.options(spec))
+
+    def submit(self, plan: Plan) -> JobHandle:
+        from . import jobs
+
+        return jobs.submit(plan)
+
+    def status(self, handle: JobHandle) -> JobStatus:
+        from . import jobs
+
+        return jobs.status(handle)
+
+    def logs(self, handle: JobHandle, *, follow: bool = False) -> Iterator[str]:
+        from . import jobs, logs
+
+        state: dict[str, Any] = {"handle": handle}
+
+        def is_final() -> bool:
+            st = jobs.status(state["handle"])
+            if st.handle_update:
+                state["handle"] = JobHandle.from_dict({**handle.to_dict(),
+                                                       "extra": {**handle.extra, **st.handle_update}})
+            return st.state.is_final
+
+        if handle.extra.get("active"):  # the spot attempt's lines first, then the fallback's
+            yield from logs.read(handle, handle.native_id, follow=False, is_final=lambda: True)
+        yield from logs.read(handle, jobs.active_name(handle), follow=follow, is_final=is_final)
+
+    def cancel(self, handle: JobHandle) -> None:
+        from . import jobs
+
+        jobs.cancel(handle)
+
+    # ---- endpoints --------------------------------------------------------------------------
+
+    def plan_endpoint(self, spec: Any) -> Plan:
+        from .endpoints import plan_endpoint
+
+        return plan_endpoint(spec, self.options(spec))
+
+    def deploy(self, plan: Plan) -> EndpointHandle:
+        from . import endpoints
+
+        return endpoints.deploy(plan)
+
+    def endpoint_status(self, handle: EndpointHandle) -> EndpointStatus:
+        from . import endpoints
+
+        return endpoints.status(handle)
+
+    def set_traffic(self, handle: EndpointHandle, split: Mapping[str, int]) -> None:
+        from . import endpoints
+
+        endpoints.set_traffic(handle, split)
+
+    def undeploy(self, handle: EndpointHandle) -> None:
+        from . import endpoints
+
+        endpoints.undeploy(handle)
