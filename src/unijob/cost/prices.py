@@ -1,0 +1,123 @@
+"""The dated price catalog: ``data/prices.csv`` and ``data/databricks.csv`` (stdlib ``csv``, parsed
+once per process on first use; no pandas).
+
+Each row carries its ``source`` (URL or page, or the word ``assumption`` where the figure was not
+verified) and ``as_of`` (the date it was published or read). ``unijob catalog refresh`` writes
+fresher rows to the user's price file (:func:`user_prices_path`), which overlays the shipped ones.
+
+Services (the ``service`` column): ``sagemaker-training``, ``sagemaker-hosting``, ``ec2``, ``gce``,
+``vertex-training``, ``azure-vm``. Units: USD per instance-hour (Linux, list price). For
+``vertex-training`` and ``gce`` an ``n1-*`` row is the machine alone and ``gpu:TYPE`` rows are per
+attached GPU; ``a2``/``a3``/``g2`` rows include their GPUs.
+"""
+
+from __future__ import annotations
+
+import csv
+import functools
+import os
+from dataclasses import dataclass
+from importlib import resources
+from pathlib import Path
+from typing import Iterable, Optional
+
+from unijob.cost.catalog import NoOffering
+
+FIELDS = ("service", "region", "instance_type", "on_demand_usd_hour", "spot_usd_hour", "source", "as_of")
+
+
+@dataclass(frozen=True)
+class Price:
+    """One price row: USD per instance-hour on-demand and spot (``None`` when not priced)."""
+
+    service: str
+    region: str
+    instance_type: str
+    on_demand: float
+    spot: Optional[float]
+    source: str
+    as_of: str
+
+
+def _lines(text: str) -> Iterable[str]:
+    return (ln for ln in text.splitlines() if ln.strip() and not ln.lstrip().startswith("#"))
+
+
+def user_prices_path() -> Path:
+    """Where ``unijob catalog refresh`` writes: ``$UNIJOB_HOME/prices.csv`` (default: the per-user
+    data dir, ``platformdirs.user_data_dir("unijob")``)."""
+    home = os.environ.get("UNIJOB_HOME")
+    if not home:
+        import platformdirs
+
+        home = platformdirs.user_data_dir("unijob")
+    return Path(home) / "prices.csv"
+
+
+def parse_prices(text: str) -> list[Price]:
+    """Rows of a prices CSV (``#`` comment lines allowed)."""
+    out = []
+    for row in csv.DictReader(_lines(text)):
+        spot = row.get("spot_usd_hour") or ""
+        out.append(Price(row["service"], row["region"], row["instance_type"], float(row["on_demand_usd_hour"]),
+                         float(spot) if spot else None, row.get("source", ""), row.get("as_of", "")))
+    return out
+
+
+@functools.lru_cache(maxsize=None)
+def prices() -> dict[tuple[str, str, str], Price]:
+    """(service, region, instance_type) -> Price: the shipped rows, overlaid by the user's refreshed rows."""
+    text = resources.files("unijob.cost").joinpath("data", "prices.csv").read_text(encoding="utf-8")
+    table = {(p.service, p.region, p.instance_type): p for p in parse_prices(text)}
+    user = user_prices_path()
+    if user.is_file():
+        for p in parse_prices(user.read_text(encoding="utf-8")):
+            table[(p.service, p.region, p.instance_type)] = p
+    return table
+
+
+def regions(service: str) -> list[str]:
+    """Regions priced for ``service``."""
+    return sorted({k[1] for k in prices() if k[0] == service})
+
+
+def price(service: str, region: str, instance_type: str) -> Price:
+    """The price row of ``instance_type`` in ``region``.
+
+    Raises:
+        NoOffering: no such row (exit 2); the message lists where that instance is priced.
+    """
+    p = prices().get((service, region, instance_type))
+    if p is not None:
+        return p
+    where = sorted(k[1] for k in prices() if k[0] == service and k[2] == instance_type)
+    if where:
+        raise NoOffering(f"{instance_type} has no {service} price in region '{region}'; priced in: {', '.join(where)}")
+    known = regions(service)
+    if region not in known:
+        raise NoOffering(f"no {service} prices for region '{region}'; priced regions: {', '.join(known)}")
+    raise NoOffering(f"no {service} price for instance type '{instance_type}' in {region}",
+                     hint="set a known instance type, or run `unijob catalog refresh`")
+
+
+@dataclass(frozen=True)
+class DatabricksRates:
+    """USD per DBU by (cloud, compute type) and DBUs per hour by (cloud, instance type)."""
+
+    usd_per_dbu: dict[tuple[str, str], float]
+    dbu_per_hour: dict[tuple[str, str], float]
+    sources: dict[tuple[str, str, str], str]
+
+
+@functools.lru_cache(maxsize=None)
+def databricks() -> DatabricksRates:
+    """The shipped Databricks DBU rates and node DBU/h (``data/databricks.csv``)."""
+    text = resources.files("unijob.cost").joinpath("data", "databricks.csv").read_text(encoding="utf-8")
+    rates: dict[tuple[str, str], float] = {}
+    nodes: dict[tuple[str, str], float] = {}
+    sources: dict[tuple[str, str, str], str] = {}
+    for row in csv.DictReader(_lines(text)):
+        key = (row["cloud"], row["key"])
+        (rates if row["kind"] == "rate" else nodes)[key] = float(row["value"])
+        sources[(row["kind"], row["cloud"], row["key"])] = f"{row['source']} ({row['as_of']})"
+    return DatabricksRates(rates, nodes, sources)
