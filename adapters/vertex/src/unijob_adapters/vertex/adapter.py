@@ -1,0 +1,265 @@
+"""The Vertex AI adapter: CustomJobs for training gangs, Models/Endpoints for serving.
+
+Importing this module imports no google-cloud package; the SDK (google-cloud-aiplatform, REST
+transport) is imported inside the methods that call Vertex.
+
+Idempotency: CustomJob create has no request id, so ``submit`` lists custom jobs filtered by the
+plan's deterministic display name and its ``unijob_submission`` label before it creates one; the
+list-then-create pair is retried as a unit on 429/5xx, so a retried submit never starts a second job.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import time
+from typing import Any, Iterator, Mapping, Optional
+
+from unijob.contract import (Adapter, EndpointHandle, EndpointStatus, JobHandle, JobState, JobStatus, Plan)
+from unijob.errors import NotFound, Readiness
+
+from unijob_adapters.vertex.client import INSTALL_HINT, RetryPolicy
+from unijob_adapters.vertex.endpoints import SCALE_TO_ZERO_REASON
+from unijob_adapters.vertex.options import LOCATION_ENV, PROJECT_ENV, VertexOptions
+from unijob_adapters.vertex.plan import ATTEMPT_LABEL, SUBMISSION_LABEL, TARGET
+from unijob_adapters.vertex.runtime_env import VertexRuntimeEnv
+from unijob_adapters.vertex.tables import CAPACITY_WORDS, JOB_STATES, UNSUPPORTED_METRIC_REASON
+
+_CONN_KEYS = ("project", "location", "api_endpoint", "logging_endpoint", "storage_endpoint")
+
+
+class VertexAdapter(Adapter):
+    """``--target vertex``.
+
+    Args:
+        credentials: google-auth credentials; ``None`` uses ``google.auth.default()`` (tests pass
+            ``google.auth.credentials.AnonymousCredentials()``).
+        retry_policy: backoff for transient API errors (seconds).
+        poll_interval: seconds between polls of ``logs(follow=True)``.
+    """
+
+    name = TARGET
+    options_model = VertexOptions
+    install_hint = INSTALL_HINT
+    runtime_env = VertexRuntimeEnv
+    unsupported = {
+        "endpoint.min_replicas=0": SCALE_TO_ZERO_REASON,
+        "endpoint.autoscaling.metric=concurrency": UNSUPPORTED_METRIC_REASON,
+        "endpoint.autoscaling.metric=invocations_per_replica_per_minute": UNSUPPORTED_METRIC_REASON,
+        "secrets: env://": "env:// is resolved on the submitting machine; a Vertex job reads Secret Manager "
+                           "(gcp-secretmanager://) instead",
+        "spot_with_fallback (native)": "Vertex has no native spot-to-on-demand fallback; unijob resubmits "
+                                       "the job ON_DEMAND from the same checkpoint when spot capacity fails",
+    }
+
+    def __init__(self, *, credentials: Any = None, retry_policy: Optional[RetryPolicy] = None,
+                 poll_interval: float = 10.0) -> None:
+        self.credentials = credentials
+        self.retry_policy = retry_policy or RetryPolicy()
+        self.poll_interval = poll_interval
+
+    # ---- readiness --------------------------------------------------------------------------
+
+    def check(self) -> Readiness:
+        problems: list[str] = []
+        details: dict[str, str] = {}
+        try:
+            from google.cloud import aiplatform_v1  # noqa: F401
+        except ImportError:
+            return Readiness(False, [f"google-cloud-aiplatform is not installed: {INSTALL_HINT}"])
+        cred_project = None
+        if self.credentials is None:
+            try:
+                import google.auth
+
+                _, cred_project = google.auth.default()
+            except Exception as e:  # DefaultCredentialsError, or anything odd in the environment
+                problems.append(f"no Google Cloud credentials ({type(e).__name__}): run "
+                                "'gcloud auth application-default login' or set GOOGLE_APPLICATION_CREDENTIALS")
+        project = next((os.environ[k] for k in PROJECT_ENV if os.environ.get(k)), None) or cred_project
+        if project:
+            details["project"] = project
+        else:
+            problems.append("no project: set GOOGLE_CLOUD_PROJECT or targets.vertex.project in the spec")
+        location = next((os.environ[k] for k in LOCATION_ENV if os.environ.get(k)), None)
+        if location:
+            details["location"] = location
+        else:
+            problems.append("no location: set CLOUD_ML_REGION or targets.vertex.location in the spec (e.g. us-central1)")
+        return Readiness(not problems, problems, details)
+
+    # ---- plan -------------------------------------------------------------------------------
+
+    def plan(self, spec: Any, submission_id: str) -> Plan:
+        from unijob_adapters.vertex.client import require_sdk
+        from unijob_adapters.vertex.plan import build_job_plan
+
+        opts = self.options(spec)
+        require_sdk()
+        return build_job_plan(spec, submission_id, opts)  # type: ignore[arg-type]
+
+    def plan_endpoint(self, spec: Any) -> Plan:
+        from unijob_adapters.vertex.client import require_sdk
+        from unijob_adapters.vertex.endpoints import build_endpoint_plan
+
+        opts = self.options(spec)
+        require_sdk()
+        return build_endpoint_plan(spec, opts)  # type: ignore[arg-type]
+
+    # ---- connections ------------------------------------------------------------------------
+
+    def _conn(self, where: Mapping[str, Any]) -> Any:
+        from unijob_adapters.vertex.client import Connection
+
+        return Connection(where["project"], where["location"], api_endpoint=where.get("api_endpoint"),
+                          logging_endpoint=where.get("logging_endpoint"),
+                          storage_endpoint=where.get("storage_endpoint"),
+                          credentials=self.credentials, policy=self.retry_policy)
+
+    @staticmethod
+    def _find_or_create(conn: Any, body: dict[str, Any]) -> Any:
+        """The CustomJob with ``body``'s display name and submission label, created if absent.
+        List and create are retried together, so a create whose answer was lost is found next time."""
+        from google.cloud import aiplatform_v1 as aip
+
+        job = aip.CustomJob.from_json(json.dumps(body), ignore_unknown_fields=False)
+        flt = (f'display_name="{job.display_name}" AND '
+               f'labels.{SUBMISSION_LABEL}="{job.labels[SUBMISSION_LABEL]}"')
+
+        def once() -> Any:
+            for found in conn.jobs.list_custom_jobs(request={"parent": conn.parent, "filter": flt}):
+                return found
+            return conn.jobs.create_custom_job(parent=conn.parent, custom_job=job)
+
+        return conn.call(once)
+
+    # ---- jobs -------------------------------------------------------------------------------
+
+    def submit(self, plan: Plan) -> JobHandle:
+        from unijob_adapters.vertex.plan import source_bytes
+
+        conn = self._conn(plan.extra)
+        for up in plan.uploads:
+            conn.upload(up.destination, source_bytes(up))
+        job = self._find_or_create(conn, plan.request("customJobs", when="submit").body)
+        extra: dict[str, Any] = {k: plan.extra.get(k) for k in _CONN_KEYS}
+        try:
+            extra["fallback_request"] = plan.request("customJobs", when="fallback").body
+        except KeyError:
+            pass
+        return JobHandle(target=TARGET, native_id=job.name, name=plan.name, submission_id=plan.submission_id,
+                         extra=extra)
+
+    def _get(self, conn: Any, name: str) -> Any:
+        from google.api_core import exceptions as gexc
+
+        try:
+            return conn.call(lambda: conn.jobs.get_custom_job(name=name))
+        except gexc.NotFound:
+            raise NotFound(f"Vertex has no custom job {name}") from None
+
+    @staticmethod
+    def _status_of(job: Any, *, message: str = "") -> JobStatus:
+        native = job.state.name
+        err = job.error.message if job.error and job.error.code else ""
+        return JobStatus(
+            state=JobState(JOB_STATES.get(native, "QUEUED")), native_state=native,
+            message="; ".join(m for m in (message, err) if m),
+            started_at=job.start_time.timestamp() if job.start_time else None,
+            ended_at=job.end_time.timestamp() if job.end_time else None)
+
+    @staticmethod
+    def _capacity_failure(job: Any) -> bool:
+        if job.state.name not in ("JOB_STATE_FAILED", "JOB_STATE_EXPIRED") or job.start_time:
+            return False
+        text = f"{job.error.message}".lower() if job.error else ""
+        return job.state.name == "JOB_STATE_EXPIRED" or job.error.code == 8 or any(w in text for w in CAPACITY_WORDS)
+
+    def status(self, handle: JobHandle) -> JobStatus:
+        conn = self._conn(handle.extra)
+        fallback = handle.extra.get("fallback_job")
+        if fallback:
+            return self._status_of(self._get(conn, fallback), message="on-demand fallback after spot capacity failure")
+        job = self._get(conn, handle.native_id)
+        body = handle.extra.get("fallback_request")
+        if body and self._capacity_failure(job):
+            fb = self._find_or_create(conn, body)
+            st = self._status_of(fb, message=f"spot attempt failed before training started ({job.error.message}); "
+                                             f"submitted on-demand fallback {fb.display_name}")
+            st.handle_update = {"fallback_job": fb.name}
+            return st
+        return self._status_of(job)
+
+    def _job_names(self, handle: JobHandle) -> list[str]:
+        return [handle.native_id] + ([handle.extra["fallback_job"]] if handle.extra.get("fallback_job") else [])
+
+    def logs(self, handle: JobHandle, *, follow: bool = False) -> Iterator[str]:
+        conn = self._conn(handle.extra)
+        seen: set[str] = set()
+        last: dict[str, str] = {}
+        while True:
+            final = (not follow) or self.status(handle).state.is_final
+            for name in self._job_names(handle):
+                job_id = name.rsplit("/", 1)[-1]
+                for entry in conn.list_log_entries(job_id, after=last.get(job_id)):
+                    key = entry.get("insertId") or json.dumps(entry, sort_keys=True)
+                    if key in seen:
+                        continue
+                    seen.add(key)
+                    if entry.get("timestamp"):
+                        last[job_id] = entry["timestamp"]
+                    yield _format_entry(entry)
+            if final:
+                return
+            time.sleep(self.poll_interval)
+
+    def cancel(self, handle: JobHandle) -> None:
+        from google.api_core import exceptions as gexc
+
+        conn = self._conn(handle.extra)
+        for name in self._job_names(handle):
+            def once(name: str = name) -> None:
+                try:
+                    conn.jobs.cancel_custom_job(name=name)
+                except gexc.FailedPrecondition:  # already final: not an error
+                    pass
+            try:
+                conn.call(once)
+            except gexc.NotFound:
+                raise NotFound(f"Vertex has no custom job {name}") from None
+
+    # ---- endpoints --------------------------------------------------------------------------
+
+    def deploy(self, plan: Plan) -> EndpointHandle:
+        from unijob_adapters.vertex import endpoints
+
+        return endpoints.deploy(self._conn(plan.extra), plan)
+
+    def endpoint_status(self, handle: EndpointHandle) -> EndpointStatus:
+        from unijob_adapters.vertex import endpoints
+
+        return endpoints.status(self._conn(handle.extra), handle)
+
+    def set_traffic(self, handle: EndpointHandle, split: Mapping[str, int]) -> None:
+        from unijob_adapters.vertex import endpoints
+
+        endpoints.set_traffic(self._conn(handle.extra), handle, split)
+
+    def undeploy(self, handle: EndpointHandle) -> None:
+        from unijob_adapters.vertex import endpoints
+
+        endpoints.undeploy(self._conn(handle.extra), handle)
+
+
+def _format_entry(entry: Mapping[str, Any]) -> str:
+    """``[workerpool0-0] message``: the replica (Vertex's ``ml.googleapis.com/task_name`` label)
+    first, then the text or JSON message."""
+    labels = entry.get("labels") or {}
+    task = labels.get("ml.googleapis.com/task_name") or (entry.get("resource", {}).get("labels", {}).get("task_name")) \
+        or "job"
+    if "textPayload" in entry:
+        text = entry["textPayload"]
+    else:
+        payload = entry.get("jsonPayload") or {}
+        text = payload.get("message") if isinstance(payload.get("message"), str) else json.dumps(payload, sort_keys=True)
+    return f"[{task}] {str(text).rstrip()}"

@@ -1,0 +1,249 @@
+"""Vertex online prediction endpoints: plan (pure) and the calls that deploy, re-split and remove.
+
+A deployment is, per variant, one uploaded ``Model`` (container spec + ``artifact_uri``), one
+``Endpoint``, and per variant one ``deployModel`` with ``dedicated_resources`` (machine spec,
+min/max replicas, autoscaling metric, spot). IDs are deterministic (model id
+``<endpoint>-<variant>``, endpoint id ``<endpoint>``, deployed model id = variant index + 1), so a
+retried deploy finds what is already there instead of duplicating it.
+
+Traffic: the first deployModel takes 100 %, later ones join at 0 %, and the last one carries the
+spec's split (``"0"`` stands for the model being deployed, as the DeployModelRequest documents).
+
+Scale to zero: rejected. Vertex v1 ``DedicatedResources.minReplicaCount`` "must be greater than
+or equal to 1" (https://cloud.google.com/vertex-ai/docs/reference/rest/v1/DedicatedResources,
+checked 2026-11-21); scale-to-zero exists only as a preview ``scaleToZeroSpec`` in v1beta1.
+"""
+
+from __future__ import annotations
+
+import json
+from typing import Any, Mapping
+
+from unijob.contract import EndpointHandle, EndpointStatus, NativeRequest, Plan, PlanResources, validate_split
+from unijob.errors import SpecError
+
+from unijob_adapters.vertex import machines
+from unijob_adapters.vertex.options import VertexOptions
+from unijob_adapters.vertex.plan import TARGET, _to_json, resolve_where
+from unijob_adapters.vertex.tables import AUTOSCALING_METRICS, UNSUPPORTED_METRIC_REASON
+
+SCALE_TO_ZERO_REASON = (
+    "Vertex AI dedicated endpoints need minReplicaCount >= 1 (API v1 DedicatedResources); "
+    "scale-to-zero is a v1beta1 preview only")
+
+
+def _ident(text: str, limit: int = 63) -> str:
+    out = text.lower()[:limit].rstrip("-_")
+    return out if out[:1].isalpha() else ("e-" + out)[:limit].rstrip("-_")
+
+
+def build_endpoint_plan(spec: Any, opts: VertexOptions) -> Plan:
+    """Requests that deploy ``spec.endpoint`` (models:upload per variant, endpoints create,
+    deployModel per variant).
+
+    Raises:
+        SpecError: no endpoint; ``min_replicas`` 0 (with the reason); an autoscaling metric Vertex
+            lacks; gpu_utilization without an accelerator; a model that is not gs://; no image.
+    """
+    from google.cloud import aiplatform_v1
+
+    ep = spec.endpoint
+    if ep is None:
+        raise SpecError.at(("endpoint",), "no endpoint section in the spec")
+    project, location = resolve_where(opts)
+    parent = f"projects/{project}/locations/{location}"
+    if ep.min_replicas < 1:
+        raise SpecError.at(("endpoint", "min_replicas"), f"min_replicas 0 is not available: {SCALE_TO_ZERO_REASON}; "
+                                                         "expected 1 or more")
+    metric = ep.autoscaling.metric
+    if metric not in AUTOSCALING_METRICS:
+        raise SpecError.at(("endpoint", "autoscaling", "metric"), f"{metric}: {UNSUPPORTED_METRIC_REASON}",
+                           "gpu_utilization")
+    target = int(round(ep.autoscaling.target))
+    if not 1 <= target <= 100:
+        raise SpecError.at(("endpoint", "autoscaling", "target"),
+                           f"{ep.autoscaling.target} is not a percentage; expected 1-100 for {metric}")
+
+    name = ep.name or spec.name
+    endpoint_id = _ident(name)
+    endpoint_name = f"{parent}/endpoints/{endpoint_id}"
+    labels = {"unijob-endpoint": endpoint_id}
+    requests: list[NativeRequest] = []
+    deploys: list[NativeRequest] = []
+    variants = ep.resolved_variants()
+    declared = bool(ep.variants)
+    first_machine = None
+    deployed_ids: dict[str, str] = {}
+    models: list[str] = []
+    for i, v in enumerate(variants):
+        loc = ("endpoint", "variants", i) if declared else ("endpoint",)
+        if not (v.model or "").startswith("gs://"):
+            raise SpecError.at(loc + ("model",), f"Vertex loads model artifacts from Cloud Storage; expected a "
+                                                 f"gs:// directory, got {v.model!r}")
+        env = dict(ep.env)
+        if v.image:
+            image = v.image
+        elif v.handler and opts.serving_image:
+            image, env["UNIJOB_HANDLER"] = opts.serving_image, v.handler
+        else:
+            raise SpecError.at(loc + (("handler",) if v.handler else ("image",)),
+                               "a Vertex model needs a serving container: give image, or handler together with "
+                               "targets.vertex.serving_image")
+        machine = machines.choose(v.accelerator, v.instance_type, loc=loc)
+        first_machine = first_machine or machine
+        if metric == "gpu_utilization" and not machine.accelerator:
+            raise SpecError.at(("endpoint", "autoscaling", "metric"),
+                               f"gpu_utilization needs an accelerator, and variant '{v.name}' has none; "
+                               "use cpu_utilization", "cpu_utilization")
+        model_id = _ident(f"{endpoint_id}-{v.name}")
+        model_name = f"{parent}/models/{model_id}"
+        models.append(model_name)
+        container: dict[str, Any] = {"image_uri": image, "env": [{"name": k, "value": val} for k, val in sorted(env.items())]}
+        model = {"display_name": model_id, "artifact_uri": v.model, "container_spec": container, "labels": labels}
+        if opts.encryption_key:
+            model["encryption_spec"] = {"kms_key_name": opts.encryption_key}
+        up = aiplatform_v1.UploadModelRequest(parent=parent, model_id=model_id, model=model,
+                                              service_account=opts.service_account or "")
+        requests.append(NativeRequest(api=f"POST /v1/{parent}/models:upload", body=_drop(_to_json(up), "parent"),
+                                      when="deploy", note=f"model {model_id} for variant {v.name}"))
+        deployed_id = str(i + 1)
+        deployed_ids[v.name] = deployed_id
+        dedicated = {"machine_spec": machine.spec(), "min_replica_count": ep.min_replicas,
+                     "max_replica_count": ep.max_replicas,
+                     "autoscaling_metric_specs": [{"metric_name": AUTOSCALING_METRICS[metric], "target": target}],
+                     "spot": bool(opts.endpoint_spot)}
+        deployed = {"id": deployed_id, "model": model_name, "display_name": v.name,
+                    "dedicated_resources": dedicated}
+        if opts.service_account:
+            deployed["service_account"] = opts.service_account
+        if i == 0:
+            split = {"0": 100} if len(variants) > 1 else {"0": v.weight}
+        else:
+            split = {deployed_ids[w.name]: 100 if j == 0 else 0 for j, w in enumerate(variants[:i])}
+            split["0"] = 0
+        if i == len(variants) - 1 and i > 0:
+            split = {deployed_ids[w.name]: w.weight for w in variants[:i]}
+            split["0"] = v.weight
+        dm = aiplatform_v1.DeployModelRequest(endpoint=endpoint_name, deployed_model=deployed, traffic_split=split)
+        deploys.append(NativeRequest(api=f"POST /v1/{endpoint_name}:deployModel", body=_drop(_to_json(dm), "endpoint"),
+                                     when="deploy", note=f"variant {v.name}: {ep.min_replicas}-{ep.max_replicas} x "
+                                                         f"{machine.machine_type}"))
+    endpoint = {"display_name": name, "labels": labels}
+    if opts.encryption_key:
+        endpoint["encryption_spec"] = {"kms_key_name": opts.encryption_key}
+    requests.append(NativeRequest(api=f"POST /v1/{parent}/endpoints?endpointId={endpoint_id}",
+                                  body=_to_json(aiplatform_v1.Endpoint(endpoint)), when="deploy"))
+    requests.extend(deploys)
+    assert first_machine is not None
+    return Plan(
+        target=TARGET, kind="endpoint", name=endpoint_id, submission_id=endpoint_id, requests=requests,
+        resources=PlanResources(service="vertex-prediction", region=location, instance_type=first_machine.machine_type,
+                                instance_count=ep.min_replicas * len(variants), accelerator=first_machine.accelerator,
+                                accelerators_per_node=first_machine.accelerator_count, hours=730.0,
+                                spot="spot" if opts.endpoint_spot else "on_demand"),
+        notes=[f"traffic split {json.dumps({v.name: v.weight for v in variants})}; autoscaling on "
+               f"{AUTOSCALING_METRICS[metric]} at {target}%"],
+        extra={"project": project, "location": location, "parent": parent, "endpoint": endpoint_name,
+               "endpoint_id": endpoint_id, "variants": deployed_ids, "models": models,
+               "api_endpoint": opts.api_endpoint},
+    )
+
+
+def _drop(body: dict[str, Any], *keys: str) -> dict[str, Any]:
+    """The REST body without the fields bound in the URL path (``body: "*"`` transcoding)."""
+    return {k: v for k, v in body.items() if k not in keys}
+
+
+# ---- calls ------------------------------------------------------------------------------------
+
+
+def deploy(conn: Any, plan: Plan) -> EndpointHandle:
+    """Send the endpoint plan, skipping what already exists (models, endpoint, deployed models)."""
+    from google.api_core import exceptions as gexc
+    from google.cloud import aiplatform_v1 as aip
+
+    ex = plan.extra
+    polling = conn.polling()
+    for req in plan.requests:
+        if req.api.endswith("models:upload"):
+            up = aip.UploadModelRequest.from_json(json.dumps(req.body), ignore_unknown_fields=False)
+            up.parent = ex["parent"]
+            try:
+                conn.call(lambda: conn.models.get_model(name=f"{ex['parent']}/models/{up.model_id}"))
+                continue
+            except gexc.NotFound:
+                pass
+            conn.call(lambda: conn.models.upload_model(request=up, retry=conn.retry).result(polling=polling))
+        elif "/endpoints?endpointId=" in req.api:
+            try:
+                conn.call(lambda: conn.endpoints.get_endpoint(name=ex["endpoint"]))
+                continue
+            except gexc.NotFound:
+                pass
+            endpoint = aip.Endpoint.from_json(json.dumps(req.body), ignore_unknown_fields=False)
+            conn.call(lambda: conn.endpoints.create_endpoint(
+                parent=ex["parent"], endpoint=endpoint, endpoint_id=ex["endpoint_id"],
+                retry=conn.retry).result(polling=polling))
+        elif req.api.endswith(":deployModel"):
+            dm = aip.DeployModelRequest.from_json(json.dumps(req.body), ignore_unknown_fields=False)
+            dm.endpoint = ex["endpoint"]
+            current = conn.call(lambda: conn.endpoints.get_endpoint(name=ex["endpoint"]))
+            if any(d.id == dm.deployed_model.id for d in current.deployed_models):
+                continue
+            conn.call(lambda: conn.endpoints.deploy_model(request=dm, retry=conn.retry).result(polling=polling))
+    return EndpointHandle(target=TARGET, name=plan.name, native_id=ex["endpoint"],
+                          extra={k: ex[k] for k in ("project", "location", "variants", "models", "api_endpoint")})
+
+
+def status(conn: Any, handle: EndpointHandle) -> EndpointStatus:
+    """The endpoint's deployed variants, traffic (percent) and minimum replicas."""
+    ep = conn.call(lambda: conn.endpoints.get_endpoint(name=handle.native_id))
+    by_id = {d.id: d for d in ep.deployed_models}
+    variants: Mapping[str, str] = handle.extra["variants"]
+    traffic = {v: int(ep.traffic_split.get(i, 0)) for v, i in variants.items()}
+    replicas = {v: int(by_id[i].dedicated_resources.min_replica_count) for v, i in variants.items() if i in by_id}
+    state = "IN_SERVICE" if len(replicas) == len(variants) else "UPDATING"
+    return EndpointStatus(state=state, traffic=traffic, replicas=replicas,
+                          url=f"{conn.api_endpoint}/v1/{handle.native_id}:predict")
+
+
+def set_traffic(conn: Any, handle: EndpointHandle, split: Mapping[str, int]) -> None:
+    """UpdateEndpoint with ``update_mask=traffic_split``."""
+    from google.cloud import aiplatform_v1 as aip
+    from google.protobuf import field_mask_pb2
+
+    variants: Mapping[str, str] = handle.extra["variants"]
+    full = validate_split(split, list(variants))
+    endpoint = aip.Endpoint(name=handle.native_id, traffic_split={variants[v]: pct for v, pct in full.items()})
+    conn.call(lambda: conn.endpoints.update_endpoint(
+        endpoint=endpoint, update_mask=field_mask_pb2.FieldMask(paths=["traffic_split"]), retry=conn.retry))
+
+
+def undeploy(conn: Any, handle: EndpointHandle) -> None:
+    """Undeploy every deployed model, delete the endpoint, delete the uploaded models. What is
+    already gone is skipped, so a second undeploy is not an error."""
+    from google.api_core import exceptions as gexc
+
+    polling = conn.polling()
+    try:
+        ep = conn.call(lambda: conn.endpoints.get_endpoint(name=handle.native_id))
+    except gexc.NotFound:
+        ep = None
+    if ep is not None:
+        remaining = [d.id for d in ep.deployed_models]
+        while remaining:
+            gone = remaining.pop()
+            split = {r: (100 if k == 0 else 0) for k, r in enumerate(remaining)}
+            conn.call(lambda: conn.endpoints.undeploy_model(
+                endpoint=handle.native_id, deployed_model_id=gone, traffic_split=split,
+                retry=conn.retry).result(polling=polling))
+        try:
+            conn.call(lambda: conn.endpoints.delete_endpoint(name=handle.native_id, retry=conn.retry)
+                      .result(polling=polling))
+        except gexc.NotFound:
+            pass
+    for model in handle.extra.get("models", []):
+        try:
+            conn.call(lambda: conn.models.delete_model(name=model, retry=conn.retry).result(polling=polling))
+        except gexc.NotFound:
+            pass
