@@ -7,6 +7,7 @@ import os
 import signal
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import pytest
@@ -41,8 +42,10 @@ def stop_everything(home: Path) -> None:
 
             a.cancel(JobHandle(target="local", native_id=d.name, extra={"job_dir": str(d)}), wait=15)
         pid = jd.read_pid(d)
-        if pid:
-            assert not jd.alive(pid), f"supervisor of {d.name} still running"
+        deadline = time.monotonic() + 5  # it exits just after writing the final state
+        while pid and jd.alive(pid) and time.monotonic() < deadline:
+            time.sleep(0.02)
+        assert not (pid and jd.alive(pid)), f"supervisor of {d.name} still running"
         for r in (jd.read_json(d / "state.json") or {}).get("ranks", []):
             if r.get("pid") and jd.alive(r["pid"], r.get("start_time")):
                 os.killpg(r["pgid"], signal.SIGKILL)
