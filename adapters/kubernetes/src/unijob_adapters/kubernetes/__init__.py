@@ -1,0 +1,1 @@
+"""unijob adapter for self-managed Kubernetes (entry point ``kubernetes``)."""

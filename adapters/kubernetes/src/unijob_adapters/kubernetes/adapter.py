@@ -1,0 +1,300 @@
+"""The ``kubernetes`` target: a training gang as an Indexed Job (or JobSet) on a cluster the team
+runs itself, and endpoints as Deployments behind a Gateway API HTTPRoute.
+
+Importing this module imports no Kubernetes client; :mod:`.client` imports it on first use.
+"""
+
+from __future__ import annotations
+
+import queue
+import threading
+import time
+from datetime import datetime
+from typing import Any, Iterator, Mapping, Optional
+
+from unijob.contract import Adapter, EndpointHandle, EndpointStatus, JobHandle, JobState, JobStatus, Plan
+from unijob.errors import NotFound, NotReady, Readiness
+
+from . import endpoints as _ep
+from . import plan as _plan
+from .options import KubernetesOptions
+from .runtime_env import KubernetesEnv
+
+
+class KubernetesAdapter(Adapter):
+    """Self-managed Kubernetes.
+
+    Args:
+        configuration: a ``kubernetes.client.Configuration`` to use instead of the kubeconfig
+            (tests point ``host`` at a local fake API server).
+        poll_interval: seconds between polls while following logs.
+    """
+
+    name = "kubernetes"
+    options_model = KubernetesOptions
+    install_hint = "pip install 'unijob[kubernetes]'"
+    runtime_env = KubernetesEnv
+    unsupported = {
+        "endpoint.min_replicas=0": "a HorizontalPodAutoscaler cannot scale to zero replicas unless the cluster "
+                                   "enables the alpha HPAScaleToZero feature gate; use min_replicas >= 1 "
+                                   "(or KEDA/Knative, which this target does not generate)",
+    }
+
+    def __init__(self, configuration: Any = None, *, poll_interval: float = 2.0) -> None:
+        self._configuration = configuration
+        self.poll_interval = poll_interval
+
+    # ---- readiness --------------------------------------------------------------------------
+
+    def check(self) -> Readiness:
+        """One line per problem: client missing, no kubeconfig, no such/current context."""
+        from . import client
+
+        problems: list[str] = []
+        details: dict[str, str] = {}
+        try:
+            k = client.sdk()
+        except NotReady as e:
+            return Readiness(False, [f"{e.message}: {e.hint}"])
+        if self._configuration is not None:
+            return Readiness(True, [], {"host": str(self._configuration.host)})
+        path = client.kubeconfig_path(None)
+        details["kubeconfig"] = path
+        import os
+
+        if not os.path.exists(path):
+            problems.append(f"no kubeconfig at {path}: set KUBECONFIG or targets.kubernetes.kubeconfig")
+        else:
+            try:
+                _, active = k.config.list_kube_config_contexts(config_file=path)
+                if not active:
+                    problems.append(f"kubeconfig {path} has no current context: kubectl config use-context NAME")
+                else:
+                    details["context"] = active["name"]
+            except Exception as e:
+                problems.append(f"kubeconfig {path} has no usable context: {str(e).splitlines()[0][:200]}")
+        return Readiness(not problems, problems, details)
+
+    # ---- plan -------------------------------------------------------------------------------
+
+    def plan(self, spec: Any, submission_id: str) -> Plan:
+        """See :mod:`unijob_adapters.kubernetes.plan` for the manifests and their rules."""
+        return _plan.build(spec, submission_id, self.options(spec), self.name)  # type: ignore[arg-type]
+
+    def plan_endpoint(self, spec: Any) -> Plan:
+        """See :mod:`unijob_adapters.kubernetes.endpoints`."""
+        return _ep.build(spec, self.options(spec), self.name)  # type: ignore[arg-type]
+
+    # ---- jobs -------------------------------------------------------------------------------
+
+    def _cluster(self, extra: Mapping[str, Any]):
+        from .client import Cluster
+
+        return Cluster(self._configuration, kubeconfig=extra.get("kubeconfig"), context=extra.get("context"))
+
+    def _namespace(self, extra: Mapping[str, Any]) -> str:
+        if extra.get("namespace"):
+            return str(extra["namespace"])
+        if self._configuration is None:
+            from .client import context_namespace
+
+            return context_namespace(extra.get("kubeconfig"), extra.get("context")) or "default"
+        return "default"
+
+    def submit(self, plan: Plan) -> JobHandle:
+        """Create the plan's objects in order (ConfigMap, Service, PodGroup, Job/JobSet).
+
+        An object that already exists (HTTP 409, same name: the same submission) counts as
+        created, so a retried submit starts no second job. ``plan.extra["dry_run"]`` sends every
+        create with ``dryRun=All`` (server-side validation, nothing persisted).
+
+        Raises:
+            NotReady: client or kubeconfig missing. TargetError: the API refused an object.
+        """
+        cluster = self._cluster(plan.extra)
+        ns = self._namespace(plan.extra)
+        dry = bool(plan.extra.get("dry_run"))
+        objects = []
+        for r in plan.requests:
+            if r.when != "submit":
+                continue
+            cluster.create(r.body, ns, dry_run=dry)
+            objects.append([r.body["apiVersion"], r.body["kind"], r.body["metadata"]["name"]])
+        main = objects[-1]
+        extra = {"namespace": ns, "context": plan.extra.get("context"), "kubeconfig": plan.extra.get("kubeconfig"),
+                 "api_version": main[0], "kind": main[1], "objects": objects,
+                 "pod_selector": plan.extra.get("pod_selector"), "nodes": plan.extra.get("nodes", 1),
+                 "processes_per_node": plan.extra.get("processes_per_node", 1)}
+        if dry:
+            extra["dry_run"] = True
+        return JobHandle(target=self.name, native_id=f"{ns}/{plan.name}", name=plan.name,
+                         submission_id=plan.submission_id, extra=extra)
+
+    def status(self, handle: JobHandle) -> JobStatus:
+        """From the Job's (JobSet's) conditions and its pods' phases.
+
+        ``Complete``/``Completed`` -> SUCCEEDED; ``Failed`` -> FAILED (reason, first non-zero exit
+        code); suspended (Kueue has not admitted it) -> QUEUED; all pods Running -> RUNNING;
+        some -> STARTING (``running k/n``), or RESTARTING after failures; deletion in progress ->
+        STOPPING.
+
+        Raises:
+            NotFound: the object is gone (cancelled, or removed by ttlSecondsAfterFinished).
+        """
+        x = handle.extra
+        if x.get("dry_run"):
+            return JobStatus(JobState.CANCELLED, "DryRun", "submitted with dryRun=All: nothing was created")
+        cluster = self._cluster(x)
+        ns = x["namespace"]
+        try:
+            obj = cluster.get(x["api_version"], x["kind"], handle.name, ns)
+        except NotFound:
+            raise NotFound(f"{x['kind']} {ns}/{handle.name} no longer exists (cancelled, or deleted "
+                           "ttlSecondsAfterFinished after it finished)") from None
+        st = obj.get("status") or {}
+        conds = {c.get("type"): c for c in st.get("conditions") or [] if c.get("status") == "True"}
+        nodes = int(x.get("nodes") or 1)
+        restarts = int(st.get("restarts", 0) if x["kind"] == "JobSet" else st.get("failed", 0) or 0)
+        started = _ts(st.get("startTime"))
+        ended = _ts(st.get("completionTime"))
+        pods = cluster.pods(ns, x["pod_selector"])
+        running = sum(1 for p in pods if (p.get("status") or {}).get("phase") == "Running"
+                      and not p["metadata"].get("deletionTimestamp"))
+        restarts += sum(cs.get("restartCount", 0) for p in pods for cs in (p.get("status") or {}).get("containerStatuses") or [])
+        if obj["metadata"].get("deletionTimestamp"):
+            return JobStatus(JobState.STOPPING, "Terminating", f"deleting; {running}/{nodes} pods still running",
+                             restarts, started_at=started)
+        for ok in ("Complete", "Completed"):
+            if ok in conds:
+                return JobStatus(JobState.SUCCEEDED, ok, "", restarts, 0, started, ended or _ts(conds[ok].get("lastTransitionTime")))
+        if "Failed" in conds:
+            c = conds["Failed"]
+            return JobStatus(JobState.FAILED, f"Failed/{c.get('reason', '')}", c.get("message", ""), restarts,
+                             _exit_code(pods), started, _ts(c.get("lastTransitionTime")))
+        if (obj.get("spec") or {}).get("suspend") or "Suspended" in conds:
+            return JobStatus(JobState.QUEUED, "Suspended", "pending admission (suspended until Kueue admits the gang)",
+                             restarts)
+        msg = f"running {running}/{nodes}"
+        if running >= nodes:
+            return JobStatus(JobState.RUNNING, "Running", msg, restarts, started_at=started)
+        if restarts:
+            return JobStatus(JobState.RESTARTING, "Restarting", f"{msg}; {restarts} restart(s)", restarts, started_at=started)
+        return JobStatus(JobState.STARTING if pods else JobState.QUEUED, "Pending", msg, restarts, started_at=started)
+
+    def logs(self, handle: JobHandle, *, follow: bool = False) -> Iterator[str]:
+        """Every node's log lines, prefixed ``[rank i]`` (one process per node) or ``[node i]``
+        (torchrun interleaves that node's ranks); ``follow`` streams until the job is final."""
+        x = handle.extra
+        if x.get("dry_run"):
+            return iter(())
+        cluster = self._cluster(x)
+        tag = "rank" if int(x.get("processes_per_node") or 1) == 1 else "node"
+        if not follow:
+            return iter(_static_logs(cluster, x, tag))
+        return self._follow(cluster, handle, tag)
+
+    def _follow(self, cluster: Any, handle: JobHandle, tag: str) -> Iterator[str]:
+        x = handle.extra
+        q: "queue.Queue[str]" = queue.Queue()
+        seen: set[str] = set()
+        threads: list[threading.Thread] = []
+
+        def pump(pod: str, prefix: str) -> None:
+            resp = cluster.pod_log(pod, x["namespace"], "trainer", follow=True)
+            if resp is None:
+                seen.discard(pod)  # not started yet: try again on the next round
+                return
+            buf = b""
+            for chunk in resp.stream(4096):
+                buf += chunk
+                *lines, buf = buf.split(b"\n")
+                for line in lines:
+                    q.put(f"{prefix} {line.decode('utf-8', 'replace')}")
+            if buf:
+                q.put(f"{prefix} {buf.decode('utf-8', 'replace')}")
+
+        while True:
+            for p in _sorted_pods(cluster.pods(x["namespace"], x["pod_selector"])):
+                name = p["metadata"]["name"]
+                if name in seen or (p.get("status") or {}).get("phase") == "Pending":
+                    continue
+                seen.add(name)
+                t = threading.Thread(target=pump, args=(name, f"[{tag} {_index(p)}]"), daemon=True)
+                t.start()
+                threads.append(t)
+            deadline = time.monotonic() + self.poll_interval
+            while time.monotonic() < deadline:
+                try:
+                    yield q.get(timeout=max(0.01, deadline - time.monotonic()))
+                except queue.Empty:
+                    break
+            try:
+                final = self.status(handle).state.is_final
+            except NotFound:
+                final = True
+            if final and not any(t.is_alive() for t in threads):
+                while not q.empty():
+                    yield q.get()
+                return
+
+    def cancel(self, handle: JobHandle) -> None:
+        """Delete the Job/JobSet, then its Service, PodGroup and ConfigMap, with foreground
+        propagation (pods go before their Job). Already gone is not an error."""
+        x = handle.extra
+        if x.get("dry_run"):
+            return
+        cluster = self._cluster(x)
+        for api_version, kind, name in reversed(x.get("objects") or []):
+            cluster.delete(api_version, kind, name, x["namespace"])
+
+    # ---- endpoints --------------------------------------------------------------------------
+
+    def deploy(self, plan: Plan) -> EndpointHandle:
+        return _ep.deploy(self._cluster(plan.extra), plan, self._namespace(plan.extra), self.name)
+
+    def endpoint_status(self, handle: EndpointHandle) -> EndpointStatus:
+        return _ep.status(self._cluster(handle.extra), handle)
+
+    def set_traffic(self, handle: EndpointHandle, split: Mapping[str, int]) -> None:
+        _ep.set_traffic(self._cluster(handle.extra), handle, split)
+
+    def undeploy(self, handle: EndpointHandle) -> None:
+        _ep.undeploy(self._cluster(handle.extra), handle)
+
+
+# ---- helpers --------------------------------------------------------------------------------
+
+def _ts(value: Optional[str]) -> Optional[float]:
+    if not value:
+        return None
+    try:
+        return datetime.fromisoformat(str(value).replace("Z", "+00:00")).timestamp()
+    except ValueError:
+        return None
+
+
+def _index(pod: dict[str, Any]) -> int:
+    ann = pod["metadata"].get("annotations") or {}
+    lbl = pod["metadata"].get("labels") or {}
+    return int(ann.get(_plan.COMPLETION_INDEX_ANNOTATION) or lbl.get(_plan.COMPLETION_INDEX_ANNOTATION) or 0)
+
+
+def _sorted_pods(pods: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    return sorted(pods, key=lambda p: (_index(p), p["metadata"].get("creationTimestamp") or "", p["metadata"]["name"]))
+
+
+def _static_logs(cluster: Any, x: Mapping[str, Any], tag: str) -> list[str]:
+    out = []
+    for p in _sorted_pods(cluster.pods(x["namespace"], x["pod_selector"])):
+        text = cluster.pod_log(p["metadata"]["name"], x["namespace"], "trainer") or ""
+        out += [f"[{tag} {_index(p)}] {line}" for line in text.splitlines()]
+    return out
+
+
+def _exit_code(pods: list[dict[str, Any]]) -> Optional[int]:
+    for p in _sorted_pods(pods):
+        for cs in (p.get("status") or {}).get("containerStatuses") or []:
+            code = ((cs.get("state") or {}).get("terminated") or {}).get("exitCode")
+            if code:
+                return int(code)
+    return None

@@ -1,0 +1,199 @@
+"""Endpoints: per variant a Deployment, a ClusterIP Service and an ``autoscaling/v2``
+HorizontalPodAutoscaler; one Gateway API ``HTTPRoute`` (gateway.networking.k8s.io/v1) whose
+weighted ``backendRefs`` are the traffic split.
+
+Autoscaling metrics (``endpoint.autoscaling.metric``):
+
+- ``cpu_utilization``: a ``Resource`` metric, ``averageUtilization`` = target percent of the cpu
+  request (metrics-server).
+- ``concurrency``: a ``Pods`` metric ``unijob_inflight_requests`` (average per pod).
+- ``invocations_per_replica_per_minute``: a ``Pods`` metric ``unijob_requests_per_minute``.
+- ``gpu_utilization``: a ``Pods`` metric ``DCGM_FI_DEV_GPU_UTIL`` (NVIDIA DCGM exporter's gauge).
+
+Pods metrics need a custom-metrics adapter (e.g. prometheus-adapter) serving those names;
+``targets.kubernetes.metric_names`` renames them. ``min_replicas: 0`` is rejected: the HPA's
+``minReplicas`` must be >= 1 unless the alpha ``HPAScaleToZero`` feature gate is on
+(Kubernetes docs, "Horizontal Pod Autoscaling", read 2026-11).
+"""
+
+from __future__ import annotations
+
+from typing import Any, Mapping
+
+from unijob.contract import EndpointHandle, EndpointStatus, NativeRequest, Plan, PlanResources, validate_split
+from unijob.errors import NotFound, SpecError
+
+from . import pods
+from .options import KubernetesOptions
+
+DEFAULT_METRICS = {
+    "concurrency": "unijob_inflight_requests",
+    "invocations_per_replica_per_minute": "unijob_requests_per_minute",
+    "gpu_utilization": "DCGM_FI_DEV_GPU_UTIL",
+}
+ROUTE_API = "gateway.networking.k8s.io/v1"
+SERVICE_PORT = 80
+
+
+def build(spec: Any, opts: KubernetesOptions, target: str = "kubernetes") -> Plan:
+    """The endpoint's manifests. Pure.
+
+    Raises:
+        SpecError: no endpoint section; ``min_replicas`` 0; no gateway; a variant with neither image
+            nor a serving image; a GPU without a node-label mapping.
+    """
+    ep = spec.endpoint
+    if ep is None:
+        raise SpecError.at(("endpoint",), "the spec has no endpoint section")
+    if ep.min_replicas < 1:
+        raise SpecError.at(("endpoint", "min_replicas"),
+                           "a HorizontalPodAutoscaler cannot scale to zero unless the cluster enables the alpha "
+                           "HPAScaleToZero feature gate; use min_replicas >= 1 on the kubernetes target")
+    if not opts.gateway:
+        raise SpecError.at(("targets", target, "gateway"),
+                           "an endpoint needs the Gateway its HTTPRoute attaches to: gateway: {name: NAME, namespace: NS}")
+    name = ep.name or spec.name
+    if not name[0].isalpha():
+        name = f"e{name}"
+    ns = opts.namespace
+    base = {**pods.labels(spec, name), "unijob.dev/endpoint": name}
+    reqs: list[NativeRequest] = []
+    backends = []
+    variants = ep.resolved_variants()
+    for i, v in enumerate(variants):
+        vname = f"{name}-{v.name}"[:63].rstrip("-")
+        lbls = {**base, "unijob.dev/variant": v.name}
+        image = v.image or opts.serving_image
+        if not image:
+            loc = ("endpoint", "variants", i, "image") if ep.variants else ("endpoint", "image")
+            raise SpecError.at(loc, "the kubernetes target runs a container image; give image, or set "
+                                    "targets.kubernetes.serving_image for handler endpoints")
+        acc_type = v.accelerator.split(":")[0] if v.accelerator else None
+        count = int(v.accelerator.split(":")[1]) if v.accelerator else 0
+        loc = ("endpoint", "variants", i, "accelerator") if ep.variants else ("endpoint", "accelerator")
+        sel, limits, tols = pods.gpu_placement(acc_type, count, opts, loc)
+        requests = {"cpu": pods.requests_for(opts.endpoint_cpu, None, None)["cpu"],
+                    "memory": pods.requests_for(None, opts.endpoint_memory_gib, None)["memory"]}
+        env = [{"name": "UNIJOB_MODEL_URI", "value": str(v.model)},
+               {"name": "UNIJOB_ENDPOINT", "value": name}, {"name": "UNIJOB_VARIANT", "value": v.name},
+               {"name": "UNIJOB_TARGET", "value": "kubernetes"}, {"name": "PORT", "value": str(opts.container_port)}]
+        if v.handler:
+            env.append({"name": "UNIJOB_HANDLER", "value": v.handler})
+        env += [{"name": k, "value": val} for k, val in sorted(ep.env.items())]
+        container = {"name": "server", "image": image, "env": env,
+                     "ports": [{"name": "http", "containerPort": opts.container_port, "protocol": "TCP"}],
+                     "resources": {"requests": {**requests, **limits}, "limits": {"memory": requests["memory"], **limits}},
+                     "securityContext": pods.container_security()}
+        pod_spec: dict[str, Any] = {"securityContext": pods.pod_security(opts), "containers": [container]}
+        if sel:
+            pod_spec["nodeSelector"] = sel
+        if tols:
+            pod_spec["tolerations"] = tols
+        if opts.service_account:
+            pod_spec["serviceAccountName"] = opts.service_account
+        if opts.image_pull_secrets:
+            pod_spec["imagePullSecrets"] = [{"name": s} for s in opts.image_pull_secrets]
+        selector = {"unijob.dev/endpoint": name, "unijob.dev/variant": v.name}
+        reqs.append(NativeRequest(api="apps/v1 Deployment", when="deploy", body={
+            "apiVersion": "apps/v1", "kind": "Deployment", "metadata": pods.metadata(vname, ns, lbls),
+            "spec": {"replicas": ep.min_replicas, "selector": {"matchLabels": selector},
+                     "template": {"metadata": {"labels": lbls}, "spec": pod_spec}}}))
+        reqs.append(NativeRequest(api="v1 Service", when="deploy", body={
+            "apiVersion": "v1", "kind": "Service", "metadata": pods.metadata(vname, ns, lbls),
+            "spec": {"selector": selector, "ports": [{"name": "http", "port": SERVICE_PORT,
+                                                      "targetPort": opts.container_port, "protocol": "TCP"}]}}))
+        reqs.append(NativeRequest(api="autoscaling/v2 HorizontalPodAutoscaler", when="deploy",
+                                  body=_hpa(vname, ns, lbls, ep, opts)))
+        backends.append({"group": "", "kind": "Service", "name": vname, "port": SERVICE_PORT, "weight": v.weight})
+    parent: dict[str, Any] = {"group": "gateway.networking.k8s.io", "kind": "Gateway", "name": opts.gateway.name}
+    if opts.gateway.namespace:
+        parent["namespace"] = opts.gateway.namespace
+    if opts.gateway.section_name:
+        parent["sectionName"] = opts.gateway.section_name
+    route = {"apiVersion": ROUTE_API, "kind": "HTTPRoute", "metadata": pods.metadata(name, ns, base),
+             "spec": {"parentRefs": [parent], "rules": [{
+                 "matches": [{"path": {"type": "PathPrefix", "value": "/"}}], "backendRefs": backends}]}}
+    reqs.append(NativeRequest(api=f"{ROUTE_API} HTTPRoute", when="deploy", body=route,
+                              note="traffic split: " + ", ".join(f"{b['name']}={b['weight']}%" for b in backends)))
+    return Plan(target=target, kind="endpoint", name=name, submission_id=name, requests=reqs,
+                resources=PlanResources(service="kubernetes", instance_count=ep.min_replicas * len(variants),
+                                        accelerator=variants[0].accelerator.split(":")[0] if variants[0].accelerator else None),
+                notes=[f"autoscaling: {ep.autoscaling.metric} target {ep.autoscaling.target:g} per replica, "
+                       f"{ep.min_replicas}-{ep.max_replicas} replicas per variant"],
+                extra={"namespace": ns, "context": opts.context, "kubeconfig": opts.kubeconfig,
+                       "variants": {v.name: f"{name}-{v.name}"[:63].rstrip("-") for v in variants}})
+
+
+def _hpa(name: str, ns: Any, lbls: dict[str, str], ep: Any, opts: KubernetesOptions) -> dict[str, Any]:
+    a = ep.autoscaling
+    if a.metric == "cpu_utilization":
+        metric = {"type": "Resource", "resource": {"name": "cpu", "target": {
+            "type": "Utilization", "averageUtilization": int(round(a.target))}}}
+    else:
+        mname = opts.metric_names.get(a.metric, DEFAULT_METRICS[a.metric])
+        metric = {"type": "Pods", "pods": {"metric": {"name": mname},
+                                           "target": {"type": "AverageValue", "averageValue": f"{a.target:g}"}}}
+    return {"apiVersion": "autoscaling/v2", "kind": "HorizontalPodAutoscaler", "metadata": pods.metadata(name, ns, lbls),
+            "spec": {"scaleTargetRef": {"apiVersion": "apps/v1", "kind": "Deployment", "name": name},
+                     "minReplicas": ep.min_replicas, "maxReplicas": ep.max_replicas, "metrics": [metric],
+                     "behavior": {"scaleDown": {"stabilizationWindowSeconds": int(ep.scale_in_cooldown)},
+                                  "scaleUp": {"stabilizationWindowSeconds": int(ep.scale_out_cooldown)}}}}
+
+
+def deploy(cluster: Any, plan: Plan, ns: str, target: str) -> EndpointHandle:
+    """Create every object (409 = already there); the handle lists them for undeploy."""
+    objects = []
+    for r in plan.requests:
+        cluster.create(r.body, ns)
+        objects.append([r.body["apiVersion"], r.body["kind"], r.body["metadata"]["name"]])
+    return EndpointHandle(target=target, name=plan.name, native_id=f"{ns}/{plan.name}",
+                          extra={"namespace": ns, "context": plan.extra.get("context"),
+                                 "kubeconfig": plan.extra.get("kubeconfig"), "objects": objects,
+                                 "variants": plan.extra["variants"]})
+
+
+def _route(cluster: Any, h: EndpointHandle) -> dict[str, Any]:
+    return cluster.get(ROUTE_API, "HTTPRoute", h.name, h.extra["namespace"])
+
+
+def status(cluster: Any, h: EndpointHandle) -> EndpointStatus:
+    """IN_SERVICE when every variant has a ready replica, else CREATING; traffic from the route."""
+    ns = h.extra["namespace"]
+    by_svc = {svc: v for v, svc in h.extra["variants"].items()}
+    try:
+        route = _route(cluster, h)
+    except NotFound:
+        return EndpointStatus("DELETING", message="the HTTPRoute is gone")
+    traffic = {by_svc.get(b["name"], b["name"]): int(b.get("weight", 1))
+               for rule in route["spec"].get("rules", []) for b in rule.get("backendRefs", [])}
+    replicas = {}
+    for v, dep in h.extra["variants"].items():
+        try:
+            d = cluster.get("apps/v1", "Deployment", dep, ns)
+            replicas[v] = int((d.get("status") or {}).get("readyReplicas") or 0)
+        except NotFound:
+            replicas[v] = 0
+    state = "IN_SERVICE" if replicas and all(replicas.values()) else "CREATING"
+    return EndpointStatus(state, traffic, replicas)
+
+
+def set_traffic(cluster: Any, h: EndpointHandle, split: Mapping[str, int]) -> None:
+    """Rewrite the HTTPRoute's backendRef weights (GET, then PUT with its resourceVersion).
+
+    Raises:
+        UsageError: a bad split (see :func:`unijob.contract.validate_split`).
+    """
+    full = validate_split(split, list(h.extra["variants"]))
+    route = _route(cluster, h)
+    by_svc = {svc: v for v, svc in h.extra["variants"].items()}
+    for rule in route["spec"].get("rules", []):
+        for b in rule.get("backendRefs", []):
+            if b["name"] in by_svc:
+                b["weight"] = full[by_svc[b["name"]]]
+    cluster.replace(route, h.extra["namespace"])
+
+
+def undeploy(cluster: Any, h: EndpointHandle) -> None:
+    """Delete the route first (no traffic to dying pods), then HPAs, Services, Deployments."""
+    for api_version, kind, name in reversed(h.extra.get("objects") or []):
+        cluster.delete(api_version, kind, name, h.extra["namespace"])
