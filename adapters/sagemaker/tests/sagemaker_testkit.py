@@ -1,0 +1,94 @@
+"""Helpers shared by the SageMaker adapter's tests (imported by conftest and the test modules)."""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+
+REGION = "us-east-1"
+ROLE = "arn:aws:iam::123456789012:role/SageMakerRole"
+
+
+def boto3_client(service: str):
+    import boto3
+
+    return boto3.session.Session(region_name=REGION).client(service)
+
+
+def validate_against_model(service: str, operation: str, params: dict) -> None:
+    """Check ``params`` with botocore's ParamValidator (types, required members, minima) and
+    additionally the maxima and (where Python's re can read them) patterns of the service model.
+
+    Raises:
+        AssertionError: with every problem found.
+    """
+    import botocore.session
+    from botocore.validate import ParamValidator
+
+    model = botocore.session.get_session().get_service_model(service)
+    shape = model.operation_model(operation).input_shape
+    report = ParamValidator().validate(params, shape)
+    problems = [report.generate_report()] if report.has_errors() else []
+    _walk(shape, params, operation, problems)
+    assert not problems, "\n".join(problems)
+
+
+def _walk(shape, value, path, problems):
+    meta = shape.metadata
+    if shape.type_name == "structure" and isinstance(value, dict):
+        for k, v in value.items():
+            if k in shape.members:
+                _walk(shape.members[k], v, f"{path}.{k}", problems)
+    elif shape.type_name == "list" and isinstance(value, list):
+        if "max" in meta and len(value) > meta["max"]:
+            problems.append(f"{path}: {len(value)} items > max {meta['max']}")
+        for i, v in enumerate(value):
+            _walk(shape.member, v, f"{path}[{i}]", problems)
+    elif shape.type_name == "map" and isinstance(value, dict):
+        if "max" in meta and len(value) > meta["max"]:
+            problems.append(f"{path}: {len(value)} entries > max {meta['max']}")
+        for k, v in value.items():
+            _walk(shape.key, k, f"{path}<key {k}>", problems)
+            _walk(shape.value, v, f"{path}[{k}]", problems)
+    elif shape.type_name == "string" and isinstance(value, str):
+        if "max" in meta and len(value) > meta["max"]:
+            problems.append(f"{path}: {len(value)} chars > max {meta['max']}")
+        pat = meta.get("pattern")
+        if pat and "\\p" not in pat and not re.fullmatch(pat, value):
+            problems.append(f"{path}: {value!r} does not match {pat}")
+        if shape.enum and value not in shape.enum:
+            problems.append(f"{path}: {value!r} not in {shape.enum}")
+    elif shape.type_name in ("integer", "long") and isinstance(value, int):
+        if "max" in meta and value > meta["max"]:
+            problems.append(f"{path}: {value} > max {meta['max']}")
+
+
+def make_spec(tmp_path: Path, **over):
+    """A script JobSpec whose code lives in ``tmp_path/code`` (validated with base_dir=tmp_path)."""
+    from unijob.spec import JobSpec
+
+    code = tmp_path / "code"
+    code.mkdir(exist_ok=True)
+    (code / "train.py").write_text("print('hello from train.py')\n")
+    (code / "util.py").write_text("X = 1\n")
+    data = {
+        "name": "ranker",
+        "script": "code/train.py",
+        "labels": {"team": "search"},
+        "resources": {"accelerator": "A100:8", "nodes": 2},
+        "spot": {"policy": "spot", "max_wait": "10h", "max_restarts": 2},
+        "max_run": "6h",
+        "checkpoint": {"uri": "s3://bucket/ckpts/ranker"},
+        "inputs": {"train": "s3://bucket/data/train", "val": "s3://bucket/data/val"},
+        "output": "s3://bucket/out",
+        "hyperparameters": {"lr": 0.001, "epochs": 3, "amp": True, "opt": "adamw"},
+        "env": {"LOG_LEVEL": "info"},
+        "secrets": {"HF_TOKEN": "aws-secretsmanager://prod/hf-token"},
+        "targets": {"sagemaker": {"role_arn": ROLE, "region": REGION}},
+    }
+    for k, v in over.items():
+        if v is None:
+            data.pop(k, None)
+        else:
+            data[k] = v
+    return JobSpec.model_validate(data, context={"base_dir": str(tmp_path)})
