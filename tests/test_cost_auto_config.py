@@ -1,0 +1,68 @@
+"""`--target auto` on both sides of u*, and organisation parameters from unijob.toml / pyproject."""
+
+import pytest
+
+from unijob.cost.auto import choose_target
+from unijob.cost.config import OrgParams, load_org
+from unijob.cost.estimate import estimate
+from unijob.errors import UsageError
+from unijob.spec import JobSpec
+
+
+def _spec(policy="on_demand"):
+    return JobSpec.model_validate({"name": "ranker", "image": "python:3.11", "command": ["true"],
+                                   "resources": {"accelerator": "A100:8", "nodes": 4},
+                                   "spot": {"policy": policy}, "expected_duration": "10h"})
+
+
+def _crossover(spec, org):
+    rows = {r.target: r for r in estimate(spec, ["sagemaker", "kubernetes"], org)}
+    k, s = rows["kubernetes"], rows["sagemaker"]
+    acc_h = k.instances * k.accelerators_per_instance * k.hours
+    return acc_h * org.T / (s.total_usd - k.billed_usd / org.eta_s)
+
+
+def test_below_u_star_goes_managed_above_goes_own_cluster():
+    spec = _spec()
+    u_star = _crossover(spec, OrgParams(useful_hours=1))
+    assert u_star > 0
+    low = choose_target(spec, ["sagemaker", "kubernetes"], OrgParams(useful_hours=u_star * 0.5))
+    high = choose_target(spec, ["sagemaker", "kubernetes"], OrgParams(useful_hours=u_star * 2))
+    assert low.target == "sagemaker" and high.target == "kubernetes"
+    assert low.costs["sagemaker"] < low.costs["kubernetes"]
+    assert high.costs["kubernetes"] < high.costs["sagemaker"]
+    assert 2 <= len(low.reasons) <= 3 and "below" in low.reasons[1]
+    assert "above" in high.reasons[1]
+    assert f"{u_star:,.0f}" in high.reasons[1]
+
+
+def test_no_u_leaves_kubernetes_out_and_local_alone():
+    c = choose_target(_spec(), ["sagemaker", "kubernetes"], OrgParams())
+    assert c.target == "sagemaker" and any("useful_hours" in r for r in c.reasons)
+    assert choose_target(_spec(), ["local"], OrgParams()).target == "local"
+    with pytest.raises(UsageError):
+        choose_target(_spec(), [], OrgParams())
+
+
+def test_config_from_unijob_toml_and_pyproject(tmp_path, monkeypatch):
+    (tmp_path / "unijob.toml").write_text("[cost]\nraw_hour = 3.0\nteam_cost = 300000\nuseful_hours = 5e4\n"
+                                          "[cost.regions]\naws = 'eu-west-1'\n")
+    sub = tmp_path / "a" / "b"
+    sub.mkdir(parents=True)
+    org = load_org(sub)
+    assert (org.raw_hour, org.T, org.useful_hours, org.regions["aws"]) == (3.0, 300000, 5e4, "eu-west-1")
+    assert org.regions["gcp"] == "us-central1" and org.source.endswith("unijob.toml")
+    assert org.with_overrides(salary=100000, team_size=1).T == 100000  # flags beat the file
+    other = tmp_path / "p"
+    other.mkdir()
+    (other / "pyproject.toml").write_text("[project]\nname='x'\n[tool.unijob.cost]\neta_s = 0.7\n")
+    assert load_org(other).eta_s == 0.7
+    (other / "pyproject.toml").write_text("[tool.unijob.cost]\neta_ss = 0.7\n")
+    with pytest.raises(UsageError, match="did you mean 'eta_s'"):
+        load_org(other)
+
+
+def test_config_defaults_are_the_seed():
+    org = OrgParams()
+    p = org.breakeven_params()
+    assert (p.raw_hour, p.team_cost, p.eta_s, p.markup, p.eta_m) == (12.0, 440000.0, 0.55, 1.6, 0.8)
