@@ -38,7 +38,8 @@ print(f"rank {rank} of {world} starting", flush=True)
 
 if mode == "fail":
     if rank == 0:  # a grandchild in rank 0's process group: the gang stop must reach it too
-        child = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(60)"])
+        child = subprocess.Popen([sys.executable, "-c", "import signal, time; "
+                                  "signal.signal(signal.SIGTERM, signal.SIG_IGN); time.sleep(60)"])
         open(os.path.join(out, "grandchild"), "w").write(str(child.pid))
     if rank == 1:
         signal.signal(signal.SIGTERM, signal.SIG_IGN)  # needs the SIGKILL after the grace
