@@ -103,7 +103,8 @@ def test_plan_carries_the_env_contract(tmp_path, local_home):
                                                   "f": str(tmp_path / "data")}
     assert json.loads(env["UNIJOB_HYPERPARAMETERS"]) == {"lr": 0.1, "epochs": 3, "fast": True}
     assert env["UNIJOB_CHECKPOINT_URI"] == env["UNIJOB_CHECKPOINT_DIR"] == str(tmp_path / "ckpt")
-    assert env["UNIJOB_OUTPUT_URI"] == str(tmp_path / "out")
+    assert env["UNIJOB_OUTPUT_URI"] == env["UNIJOB_OUTPUT_DIR"] == str(tmp_path / "out")
+    assert env["UNIJOB_NODES"] == "2"
     assert json.loads(env["UNIJOB_SECRET_REFS"]) == {"DB": "aws-secretsmanager://db#pw"}
     assert "API_TOKEN" not in env and body["secret_refs"]["API_TOKEN"] == f"env://{SECRET_ENV}"
     assert body["job_dir"] == str(local_home / "local" / "jobs" / plan.name)

@@ -99,6 +99,15 @@ elif mode == "train":
                "torchelastic": os.environ["TORCHELASTIC_RESTART_COUNT"]},
               open(os.path.join(out, f"done-{rank}.json"), "w"))
 
+elif mode == "runtime":  # what unijob.runtime makes of the local target's env
+    from unijob.runtime import context, preempted
+    c = context()
+    json.dump({"rank": c.rank, "world_size": c.world_size, "local_rank": c.local_rank, "node_rank": c.node_rank,
+               "nodes": c.nodes, "master": [c.master_addr, c.master_port], "output_dir": str(c.output_dir),
+               "checkpoint_dir": str(c.checkpoint_dir), "hp": c.hyperparameters, "job_id": c.job_id,
+               "target": c.target, "restart_count": c.restart_count, "preempted": preempted()},
+              open(os.path.join(out, f"ctx-{rank}.json"), "w"))
+
 elif mode == "forever":
     while True:
         time.sleep(0.1)
@@ -212,6 +221,21 @@ def test_ranks_meet_at_master_with_torchrun_env(tmp_path, home):
         if f.is_file():
             assert SECRET not in f.read_text(errors="replace"), f.name
     assert not any(SECRET in line for line in adapter.logs(h))
+
+
+def test_unijob_runtime_reads_the_local_env(tmp_path, home):
+    adapter, h, d = run(tmp_path, "runtime", resources={"nodes": 2, "processes_per_node": 1},
+                        hyperparameters={"lr": 0.5, "epochs": 2}, checkpoint={"uri": "ckpt"})
+    st = final(adapter, h, 20)
+    assert st.state is JobState.SUCCEEDED, st.message
+    port = jd.read_json(d / "state.json")["master_port"]
+    for rank in (0, 1):
+        c = json.loads((d / "output" / f"ctx-{rank}.json").read_text())
+        assert (c["rank"], c["world_size"], c["local_rank"], c["node_rank"], c["nodes"]) == (rank, 2, 0, rank, 2)
+        assert c["master"] == ["127.0.0.1", port] and c["target"] == "local" and c["job_id"] == h.native_id
+        assert c["output_dir"] == str(d / "output") and c["checkpoint_dir"] == str(tmp_path / "ckpt")
+        assert c["hp"] == {"mode": "runtime", "lr": 0.5, "epochs": 2} and c["restart_count"] == 0
+        assert c["preempted"] is False
 
 
 def test_simulated_preemption_resumes_from_checkpoint(tmp_path, home):

@@ -109,9 +109,12 @@ def build_body(spec: Any, submission_id: str, opts: LocalOptions) -> tuple[dict[
         "UNIJOB_JOB_ID": name,
         "UNIJOB_TARGET": "local",
         "UNIJOB_OUTPUT_URI": output_uri,
+        "UNIJOB_NODES": str(spec.resources.nodes),
         "UNIJOB_CHANNELS": json.dumps(channels, sort_keys=True),
         "UNIJOB_HYPERPARAMETERS": json.dumps(spec.hyperparameters, sort_keys=True),
     })
+    if output_dir:
+        env["UNIJOB_OUTPUT_DIR"] = output_dir
     if checkpoint:
         env["UNIJOB_CHECKPOINT_URI"] = checkpoint["uri"]
         if checkpoint["dir"]:
