@@ -16,7 +16,7 @@ from __future__ import annotations
 import csv
 import functools
 import os
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from importlib import resources
 from pathlib import Path
 from typing import Iterable, Optional
@@ -72,6 +72,10 @@ def prices() -> dict[tuple[str, str, str], Price]:
     user = user_prices_path()
     if user.is_file():
         for p in parse_prices(user.read_text(encoding="utf-8")):
+            old = table.get((p.service, p.region, p.instance_type))
+            if p.spot is None and old is not None and old.spot is not None:
+                # a refreshed on-demand price keeps the shipped spot discount (spot moves every 5 min)
+                p = replace(p, spot=round(old.spot / old.on_demand * p.on_demand, 6))
             table[(p.service, p.region, p.instance_type)] = p
     return table
 
