@@ -218,15 +218,16 @@ class VertexAdapter(Adapter):
 
         conn = self._conn(handle.extra)
         for name in self._job_names(handle):
+            if JobState(JOB_STATES.get(self._get(conn, name).state.name, "QUEUED")).is_final:
+                continue  # cancelling a finished job is not an error
+
             def once(name: str = name) -> None:
                 try:
                     conn.jobs.cancel_custom_job(name=name)
-                except gexc.FailedPrecondition:  # already final: not an error
+                except gexc.FailedPrecondition:  # finished meanwhile
                     pass
-            try:
-                conn.call(once)
-            except gexc.NotFound:
-                raise NotFound(f"Vertex has no custom job {name}") from None
+
+            conn.call(once)
 
     # ---- endpoints --------------------------------------------------------------------------
 

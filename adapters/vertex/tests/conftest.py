@@ -1,0 +1,379 @@
+"""A local fake of the Vertex AI, Cloud Logging and Cloud Storage REST APIs, and fixtures.
+
+The fake answers the REST paths the ``google.cloud.aiplatform_v1`` GAPIC clients (REST transport)
+really call, and parses every request body with the ``aiplatform_v1`` types with
+``ignore_unknown_fields=False``: a malformed request is answered 400 and recorded in
+``fake.errors``. It keeps state: custom jobs move QUEUED -> RUNNING -> SUCCEEDED/FAILED when a
+test says so (:meth:`FakeVertex.set_state`); models, endpoints and deployed models live until
+deleted; long-running operations answer ``done: false`` once, then ``done: true``.
+"""
+
+from __future__ import annotations
+
+import itertools
+import json
+import re
+from datetime import datetime, timezone
+from typing import Any, Optional
+
+import pytest
+
+from unijob.testing.httpfake import FakeServer, Request, Response
+
+P = r"/v1/projects/(?P<p>[^/]+)/locations/(?P<l>[^/]+)"
+JOB_FINAL = {"JOB_STATE_SUCCEEDED", "JOB_STATE_FAILED", "JOB_STATE_CANCELLED", "JOB_STATE_EXPIRED"}
+LOG_REQUEST_KEYS = {"resourceNames", "filter", "orderBy", "pageSize", "pageToken", "projectIds"}
+
+
+def _now() -> str:
+    return datetime.now(timezone.utc).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+
+
+def _err(code: int, status: str, message: str) -> Response:
+    return Response(code, {"error": {"code": code, "status": status, "message": message}})
+
+
+class FakeVertex(FakeServer):
+    """State: ``jobs`` (name -> CustomJob JSON), ``models``, ``endpoints``, ``operations``,
+    ``logs`` (job id -> entries), ``objects`` (gs://bucket/name -> bytes)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        from google.cloud import aiplatform_v1 as aip
+
+        self.aip = aip
+        self.jobs: dict[str, dict] = {}
+        self.models: dict[str, dict] = {}
+        self.endpoints: dict[str, dict] = {}
+        self.operations: dict[str, dict] = {}
+        self.logs: dict[str, list[dict]] = {}
+        self.objects: dict[str, bytes] = {}
+        self.created_jobs = 0
+        self._ids = itertools.count(1000)
+        r = self.route
+        r("POST", P + r"/customJobs", self.create_job)
+        r("GET", P + r"/customJobs", self.list_jobs)
+        r("GET", P + r"/customJobs/(?P<id>\d+)", self.get_job)
+        r("POST", P + r"/customJobs/(?P<id>\d+):cancel", self.cancel_job)
+        r("POST", P + r"/models:upload", self.upload_model)
+        r("GET", P + r"/models/(?P<id>[^/:]+)", self.get_model)
+        r("DELETE", P + r"/models/(?P<id>[^/:]+)", self.delete_model)
+        r("POST", P + r"/endpoints", self.create_endpoint)
+        r("GET", P + r"/endpoints/(?P<id>[^/:]+)", self.get_endpoint)
+        r("PATCH", P + r"/endpoints/(?P<id>[^/:]+)", self.update_endpoint)
+        r("DELETE", P + r"/endpoints/(?P<id>[^/:]+)", self.delete_endpoint)
+        r("POST", P + r"/endpoints/(?P<id>[^/:]+):deployModel", self.deploy_model)
+        r("POST", P + r"/endpoints/(?P<id>[^/:]+):undeployModel", self.undeploy_model)
+        r("GET", r"/(?:v1|ui)/(?P<name>projects/[^/]+/locations/[^/]+/operations/\d+)", self.get_operation)
+        r("POST", r"/v2/entries:list", self.list_entries)
+        r("GET", r"/storage/v1/b/(?P<b>[^/]+)/o/(?P<o>.+)", self.get_object)
+        r("POST", r"/upload/storage/v1/b/(?P<b>[^/]+)/o", self.put_object)
+
+    # ---- helpers ------------------------------------------------------------------------------
+
+    def parse(self, cls: Any, req: Request, **path_fields: Any) -> Any:
+        """The body as ``cls`` (unknown fields raise -> 400 + fake.errors)."""
+        msg = cls.from_json(req.text or "{}", ignore_unknown_fields=False)
+        for k, v in path_fields.items():
+            setattr(msg, k, v)
+        return msg
+
+    def dump(self, msg: Any) -> dict:
+        return json.loads(type(msg).to_json(msg, use_integers_for_enums=False))
+
+    def _operation(self, parent: str, response_type: str, response: dict) -> Response:
+        name = f"{parent}/operations/{next(self._ids)}"
+        self.operations[name] = {"polls": 0, "response": {"@type": f"type.googleapis.com/{response_type}", **response}}
+        return Response(200, {"name": name, "done": False})
+
+    # ---- custom jobs --------------------------------------------------------------------------
+
+    def create_job(self, req: Request) -> Response:
+        job = self.parse(self.aip.CustomJob, req)
+        if not job.display_name or not job.job_spec.worker_pool_specs:
+            return _err(400, "INVALID_ARGUMENT", "display_name and worker_pool_specs are required")
+        if job.job_spec.worker_pool_specs[0].replica_count != 1:
+            return _err(400, "INVALID_ARGUMENT", "workerPoolSpecs[0] (the chief) must have replicaCount 1")
+        for pool in job.job_spec.worker_pool_specs:
+            ms = pool.machine_spec
+            if ms.accelerator_count and ms.accelerator_type.name == "ACCELERATOR_TYPE_UNSPECIFIED":
+                return _err(400, "INVALID_ARGUMENT", "acceleratorCount without acceleratorType")
+        job.name = f"projects/{req.params['p']}/locations/{req.params['l']}/customJobs/{next(self._ids)}"
+        job.state = self.aip.JobState.JOB_STATE_QUEUED
+        body = self.dump(job)
+        body["createTime"] = _now()
+        self.jobs[job.name] = body
+        self.created_jobs += 1
+        return Response(200, body)
+
+    def list_jobs(self, req: Request) -> Response:
+        flt = req.arg("filter") or ""
+        conds = dict(re.findall(r'([\w.]+)="([^"]*)"', flt))
+        leftover = re.sub(r'([\w.]+)="([^"]*)"|\bAND\b|\s', "", flt)
+        if leftover:
+            return _err(400, "INVALID_ARGUMENT", f"unsupported filter {flt!r}")
+        prefix = f"projects/{req.params['p']}/locations/{req.params['l']}/"
+        out = []
+        for name, job in self.jobs.items():
+            if not name.startswith(prefix):
+                continue
+            ok = all((job.get("displayName") == v) if k == "display_name" else
+                     (job.get("labels", {}).get(k[len("labels."):]) == v) if k.startswith("labels.") else False
+                     for k, v in conds.items())
+            if ok:
+                out.append(job)
+        return Response(200, {"customJobs": out} if out else {})
+
+    def get_job(self, req: Request) -> Response:
+        name = req.path[len("/v1/"):]
+        return Response(200, self.jobs[name]) if name in self.jobs else _err(404, "NOT_FOUND", f"{name} not found")
+
+    def cancel_job(self, req: Request) -> Response:
+        name = req.path[len("/v1/"):-len(":cancel")]
+        if name not in self.jobs:
+            return _err(404, "NOT_FOUND", f"{name} not found")
+        if self.jobs[name]["state"] in JOB_FINAL:
+            return _err(400, "FAILED_PRECONDITION", "the job is already finished")
+        self.set_state(name, "JOB_STATE_CANCELLED")
+        return Response(200, {})
+
+    def set_state(self, name: str, state: str, *, error: Optional[tuple[int, str]] = None, started: bool = False) -> None:
+        """Move a job (as a test directs): e.g. ``set_state(n, "JOB_STATE_FAILED", error=(8, "stockout"))``."""
+        self.aip.JobState[state]  # a real state name or KeyError
+        with self.lock:
+            job = self.jobs[name]
+            job["state"] = state
+            if state == "JOB_STATE_RUNNING" or started:
+                job.setdefault("startTime", _now())
+            if state in JOB_FINAL:
+                job["endTime"] = _now()
+            if error:
+                job["error"] = {"code": error[0], "message": error[1]}
+
+    # ---- models -------------------------------------------------------------------------------
+
+    def upload_model(self, req: Request) -> Response:
+        parent = f"projects/{req.params['p']}/locations/{req.params['l']}"
+        up = self.parse(self.aip.UploadModelRequest, req, parent=parent)
+        if not up.model.container_spec.image_uri or not up.model.display_name:
+            return _err(400, "INVALID_ARGUMENT", "model.containerSpec.imageUri and displayName are required")
+        name = f"{parent}/models/{up.model_id or next(self._ids)}"
+        if name in self.models:
+            return _err(409, "ALREADY_EXISTS", f"{name} exists")
+        model = self.dump(up.model)
+        model["name"] = name
+        self.models[name] = model
+        return self._operation(parent, "google.cloud.aiplatform.v1.UploadModelResponse", {"model": name})
+
+    def get_model(self, req: Request) -> Response:
+        name = req.path[len("/v1/"):]
+        return Response(200, self.models[name]) if name in self.models else _err(404, "NOT_FOUND", name)
+
+    def delete_model(self, req: Request) -> Response:
+        name = req.path[len("/v1/"):]
+        if name not in self.models:
+            return _err(404, "NOT_FOUND", name)
+        if any(d["model"] == name for ep in self.endpoints.values() for d in ep.get("deployedModels", [])):
+            return _err(400, "FAILED_PRECONDITION", "the model is deployed to an endpoint")
+        del self.models[name]
+        return self._operation(name.rsplit("/models/", 1)[0], "google.protobuf.Empty", {})
+
+    # ---- endpoints ----------------------------------------------------------------------------
+
+    def create_endpoint(self, req: Request) -> Response:
+        parent = f"projects/{req.params['p']}/locations/{req.params['l']}"
+        ep = self.parse(self.aip.Endpoint, req)
+        eid = req.arg("endpointId") or str(next(self._ids))
+        name = f"{parent}/endpoints/{eid}"
+        if name in self.endpoints:
+            return _err(409, "ALREADY_EXISTS", name)
+        ep.name = name
+        self.endpoints[name] = self.dump(ep)
+        return self._operation(parent, "google.cloud.aiplatform.v1.Endpoint", self.endpoints[name])
+
+    def _endpoint(self, req: Request) -> tuple[str, Optional[dict]]:
+        name = f"projects/{req.params['p']}/locations/{req.params['l']}/endpoints/{req.params['id']}"
+        return name, self.endpoints.get(name)
+
+    def get_endpoint(self, req: Request) -> Response:
+        name, ep = self._endpoint(req)
+        return Response(200, ep) if ep else _err(404, "NOT_FOUND", name)
+
+    @staticmethod
+    def _check_split(split: dict, ids: set[str]) -> Optional[str]:
+        if split and sum(int(v) for v in split.values()) != 100:
+            return f"traffic split must sum to 100, got {split}"
+        unknown = set(split) - ids
+        return f"traffic split names unknown deployed models {sorted(unknown)}" if unknown else None
+
+    def update_endpoint(self, req: Request) -> Response:
+        name, ep = self._endpoint(req)
+        if not ep:
+            return _err(404, "NOT_FOUND", name)
+        mask = req.arg("updateMask") or req.arg("update_mask") or ""
+        new = self.parse(self.aip.Endpoint, req)
+        if mask not in ("trafficSplit", "traffic_split"):
+            return _err(400, "INVALID_ARGUMENT", f"unsupported update mask {mask!r}")
+        split = dict(new.traffic_split)
+        problem = self._check_split(split, {d["id"] for d in ep.get("deployedModels", [])})
+        if problem:
+            return _err(400, "INVALID_ARGUMENT", problem)
+        ep["trafficSplit"] = split
+        return Response(200, ep)
+
+    def delete_endpoint(self, req: Request) -> Response:
+        name, ep = self._endpoint(req)
+        if not ep:
+            return _err(404, "NOT_FOUND", name)
+        if ep.get("deployedModels"):
+            return _err(400, "FAILED_PRECONDITION", "undeploy the deployed models first")
+        del self.endpoints[name]
+        return self._operation(name.rsplit("/endpoints/", 1)[0], "google.protobuf.Empty", {})
+
+    def deploy_model(self, req: Request) -> Response:
+        name, ep = self._endpoint(req)
+        if not ep:
+            return _err(404, "NOT_FOUND", name)
+        dm = self.parse(self.aip.DeployModelRequest, req, endpoint=name)
+        d = dm.deployed_model
+        if d.model not in self.models:
+            return _err(400, "INVALID_ARGUMENT", f"model {d.model} does not exist")
+        res = d.dedicated_resources
+        if res.min_replica_count < 1 or res.max_replica_count < res.min_replica_count:
+            return _err(400, "INVALID_ARGUMENT", "dedicatedResources.minReplicaCount must be >= 1 and <= maxReplicaCount")
+        if not res.machine_spec.machine_type:
+            return _err(400, "INVALID_ARGUMENT", "dedicatedResources.machineSpec.machineType is required")
+        deployed = self.dump(d)
+        deployed["id"] = deployed.get("id") or str(next(self._ids))
+        if any(x["id"] == deployed["id"] for x in ep.get("deployedModels", [])):
+            return _err(409, "ALREADY_EXISTS", f"deployed model {deployed['id']} exists")
+        split = {(deployed["id"] if k == "0" else k): v for k, v in dict(dm.traffic_split).items()}
+        ids = {x["id"] for x in ep.get("deployedModels", [])} | {deployed["id"]}
+        problem = self._check_split(split, ids)
+        if problem:
+            return _err(400, "INVALID_ARGUMENT", problem)
+        ep.setdefault("deployedModels", []).append(deployed)
+        if split:
+            ep["trafficSplit"] = split
+        return self._operation(name.rsplit("/endpoints/", 1)[0], "google.cloud.aiplatform.v1.DeployModelResponse",
+                               {"deployedModel": deployed})
+
+    def undeploy_model(self, req: Request) -> Response:
+        name, ep = self._endpoint(req)
+        if not ep:
+            return _err(404, "NOT_FOUND", name)
+        um = self.parse(self.aip.UndeployModelRequest, req, endpoint=name)
+        remaining = [d for d in ep.get("deployedModels", []) if d["id"] != um.deployed_model_id]
+        if len(remaining) == len(ep.get("deployedModels", [])):
+            return _err(404, "NOT_FOUND", f"deployed model {um.deployed_model_id}")
+        split = dict(um.traffic_split)
+        if not split and ep.get("trafficSplit", {}).get(um.deployed_model_id) and remaining:
+            return _err(400, "FAILED_PRECONDITION", "the deployed model has traffic: give a new traffic split")
+        problem = self._check_split(split, {d["id"] for d in remaining})
+        if problem:
+            return _err(400, "INVALID_ARGUMENT", problem)
+        ep["deployedModels"] = remaining
+        ep["trafficSplit"] = split
+        return self._operation(name.rsplit("/endpoints/", 1)[0], "google.cloud.aiplatform.v1.UndeployModelResponse", {})
+
+    def get_operation(self, req: Request) -> Response:
+        op = self.operations.get(req.params["name"])
+        if op is None:
+            return _err(404, "NOT_FOUND", req.params["name"])
+        op["polls"] += 1
+        return Response(200, {"name": req.params["name"], "done": True, "response": op["response"]})
+
+    # ---- Cloud Logging and Cloud Storage --------------------------------------------------------
+
+    def add_log(self, job_name: str, task: str, text: str, *, ts: Optional[str] = None) -> None:
+        """Seed one log line of replica ``task`` (e.g. ``workerpool1-0``) of a custom job."""
+        job_id = job_name.rsplit("/", 1)[-1]
+        with self.lock:
+            entries = self.logs.setdefault(job_id, [])
+            entries.append({"insertId": f"{job_id}-{len(entries)}", "timestamp": ts or _now(), "textPayload": text,
+                            "resource": {"type": "ml_job", "labels": {"job_id": job_id, "task_name": task}},
+                            "labels": {"ml.googleapis.com/task_name": task}})
+
+    def list_entries(self, req: Request) -> Response:
+        body = req.json()
+        unknown = set(body) - LOG_REQUEST_KEYS
+        if unknown or not body.get("resourceNames"):
+            raise ValueError(f"bad entries:list request: unknown {sorted(unknown)} or no resourceNames")
+        m = re.fullmatch(r'resource\.type="ml_job" AND resource\.labels\.job_id="(\d+)"(?: AND timestamp>"([^"]+)")?',
+                         body.get("filter", ""))
+        if not m:
+            raise ValueError(f"unexpected filter {body.get('filter')!r}")
+        entries = [e for e in self.logs.get(m.group(1), []) if not m.group(2) or e["timestamp"] > m.group(2)]
+        start = int(body.get("pageToken") or 0)
+        size = int(body.get("pageSize") or 50)
+        page = entries[start:start + size]
+        out: dict[str, Any] = {"entries": page} if page else {}
+        if start + size < len(entries):
+            out["nextPageToken"] = str(start + size)
+        return Response(200, out)
+
+    def get_object(self, req: Request) -> Response:
+        from urllib.parse import unquote
+
+        uri = f"gs://{req.params['b']}/{unquote(req.params['o'])}"
+        if uri not in self.objects:
+            return _err(404, "NOT_FOUND", uri)
+        return Response(200, {"bucket": req.params["b"], "name": unquote(req.params["o"]),
+                              "size": str(len(self.objects[uri]))})
+
+    def put_object(self, req: Request) -> Response:
+        if req.arg("uploadType") != "media" or not req.arg("name"):
+            raise ValueError("expected uploadType=media and a name")
+        uri = f"gs://{req.params['b']}/{req.arg('name')}"
+        self.objects[uri] = req.body
+        return Response(200, {"bucket": req.params["b"], "name": req.arg("name"), "size": str(len(req.body))})
+
+
+# ---- fixtures ---------------------------------------------------------------------------------
+
+
+@pytest.fixture(autouse=True)
+def _offline_google(monkeypatch):
+    """No metadata-server probing, no ambient project/region."""
+    monkeypatch.setenv("NO_GCE_CHECK", "True")
+    for k in ("GOOGLE_CLOUD_PROJECT", "CLOUDSDK_CORE_PROJECT", "GCLOUD_PROJECT", "CLOUD_ML_REGION",
+              "GOOGLE_CLOUD_REGION", "GOOGLE_CLOUD_LOCATION", "GOOGLE_APPLICATION_CREDENTIALS"):
+        monkeypatch.delenv(k, raising=False)
+
+
+@pytest.fixture
+def fake():
+    f = FakeVertex().start()
+    yield f
+    f.stop()
+
+
+@pytest.fixture
+def adapter(fake):
+    from google.auth.credentials import AnonymousCredentials
+
+    from unijob_adapters.vertex.adapter import VertexAdapter
+    from unijob_adapters.vertex.client import RetryPolicy
+
+    return VertexAdapter(credentials=AnonymousCredentials(), poll_interval=0.01,
+                         retry_policy=RetryPolicy(initial=0.01, maximum=0.05, deadline=10.0))
+
+
+def target_block(fake: FakeVertex, **extra: Any) -> dict:
+    return {"project": "demo-project", "location": "us-central1", "api_endpoint": fake.url,
+            "logging_endpoint": fake.url, "storage_endpoint": fake.url, **extra}
+
+
+@pytest.fixture
+def make_spec(fake, tmp_path):
+    """``make_spec(**fields)``: a JobSpec with a vertex target block pointing at the fake."""
+    from unijob.spec import JobSpec
+
+    def make(**fields: Any) -> JobSpec:
+        data: dict[str, Any] = {"name": "train", "image": "us-docker.pkg.dev/p/r/train:1",
+                                "command": ["python", "train.py"], "output": "gs://bucket/out",
+                                "targets": {"vertex": target_block(fake)}}
+        data.update(fields)
+        return JobSpec.model_validate(data, context={"base_dir": str(tmp_path)})
+
+    return make
