@@ -200,7 +200,10 @@ def test_ranks_meet_at_master_with_torchrun_env(tmp_path, home):
     (tmp_path / "data").mkdir()
     adapter, h, d = run(tmp_path, "meet", resources={"nodes": 2, "processes_per_node": 2},
                         inputs={"train": "data"}, checkpoint={"uri": "ckpt"})
-    st = final(adapter, h, 30)
+    followed = list(adapter.logs(h, follow=True))  # returns once the job is final and drained
+    assert "[rank 0] rank 0 met 3 peers" in followed
+    assert {f"[rank {r}] rank {r} of 4 starting" for r in range(4)} <= set(followed)
+    st = adapter.status(h)
     assert st.state is JobState.SUCCEEDED, st.message
     seen = json.loads((d / "output" / "meet.json").read_text())
     assert sorted(int(s["RANK"]) for s in seen) == [0, 1, 2, 3]

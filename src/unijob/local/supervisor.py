@@ -219,7 +219,6 @@ def main(argv: list[str]) -> int:
     sup = Supervisor(job_dir)
     signal.signal(signal.SIGTERM, sup.on_signal)  # before the fork: a cancel is never lost
     signal.signal(signal.SIGINT, sup.on_signal)
-    signal.signal(signal.SIGHUP, signal.SIG_IGN)
     _daemonize(job_dir)
     sup.state.update(supervisor_pid=os.getpid(), supervisor_start_time=proc_start_time(os.getpid()))
     try:
