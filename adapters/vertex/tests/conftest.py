@@ -42,14 +42,7 @@ class FakeVertex(FakeServer):
         from google.cloud import aiplatform_v1 as aip
 
         self.aip = aip
-        self.jobs: dict[str, dict] = {}
-        self.models: dict[str, dict] = {}
-        self.endpoints: dict[str, dict] = {}
-        self.operations: dict[str, dict] = {}
-        self.logs: dict[str, list[dict]] = {}
-        self.objects: dict[str, bytes] = {}
-        self.created_jobs = 0
-        self._ids = itertools.count(1000)
+        self.reset()
         r = self.route
         r("POST", P + r"/customJobs", self.create_job)
         r("GET", P + r"/customJobs", self.list_jobs)
@@ -68,6 +61,19 @@ class FakeVertex(FakeServer):
         r("POST", r"/v2/entries:list", self.list_entries)
         r("GET", r"/storage/v1/b/(?P<b>[^/]+)/o/(?P<o>.+)", self.get_object)
         r("POST", r"/upload/storage/v1/b/(?P<b>[^/]+)/o", self.put_object)
+
+    def reset(self) -> None:
+        """Forget all state, recorded requests, errors and pending injected failures."""
+        with self.lock:
+            self.requests, self.errors, self._failures = [], [], []
+            self.jobs: dict[str, dict] = {}
+            self.models: dict[str, dict] = {}
+            self.endpoints: dict[str, dict] = {}
+            self.operations: dict[str, dict] = {}
+            self.logs: dict[str, list[dict]] = {}
+            self.objects: dict[str, bytes] = {}
+            self.created_jobs = 0
+            self._ids = itertools.count(1000)
 
     # ---- helpers ------------------------------------------------------------------------------
 
@@ -341,11 +347,18 @@ def _offline_google(monkeypatch):
         monkeypatch.delenv(k, raising=False)
 
 
-@pytest.fixture
-def fake():
+@pytest.fixture(scope="session")
+def _fake_server():
     f = FakeVertex().start()
     yield f
     f.stop()
+
+
+@pytest.fixture
+def fake(_fake_server):
+    """The fake, with empty state for this test."""
+    _fake_server.reset()
+    return _fake_server
 
 
 @pytest.fixture
@@ -362,6 +375,12 @@ def adapter(fake):
 def target_block(fake: FakeVertex, **extra: Any) -> dict:
     return {"project": "demo-project", "location": "us-central1", "api_endpoint": fake.url,
             "logging_endpoint": fake.url, "storage_endpoint": fake.url, **extra}
+
+
+@pytest.fixture
+def block(fake):
+    """``block(**options)``: a targets.vertex block pointing at the fake."""
+    return lambda **extra: target_block(fake, **extra)
 
 
 @pytest.fixture
