@@ -105,11 +105,16 @@ def test_logs_before_the_group_exists(adapter, tmp_path, bucket):
 
 # ---- Stubber: what moto lacks (StopTrainingJob) and states moto never reports --------------
 
+_STUB_SESSION = []
+
+
 def _stub_client():
     import boto3
 
-    return boto3.session.Session(region_name=REGION, aws_access_key_id="testing",
-                                 aws_secret_access_key="testing").client("sagemaker")
+    if not _STUB_SESSION:
+        _STUB_SESSION.append(boto3.session.Session(region_name=REGION, aws_access_key_id="testing",
+                                                   aws_secret_access_key="testing"))
+    return _STUB_SESSION[0].client("sagemaker")
 
 
 def _handle(**extra):

@@ -7,11 +7,13 @@ Retries: botocore's ``standard`` (default) or ``adaptive`` retry mode through
 
 from __future__ import annotations
 
+import os
 from typing import Any
 
 from unijob.errors import NotReady, TargetError
 
 INSTALL_HINT = "pip install 'unijob[sagemaker]'"
+_SESSIONS: dict[tuple, Any] = {}
 
 
 def boto3_module():
@@ -33,7 +35,12 @@ def client(service: str, region: str, *, retry_mode: str = "standard", max_attem
     from botocore.config import Config
 
     cfg = Config(retries={"mode": retry_mode, "total_max_attempts": max_attempts}, user_agent_extra="unijob")
-    return boto3.session.Session(region_name=region).client(service, config=cfg)
+    key = (region, os.environ.get("AWS_PROFILE"), os.environ.get("AWS_ENDPOINT_URL"),
+           os.environ.get("AWS_ACCESS_KEY_ID"))
+    session = _SESSIONS.get(key)
+    if session is None:  # one session per region/profile: service models load once per process
+        session = _SESSIONS[key] = boto3.session.Session(region_name=region)
+    return session.client(service, config=cfg)
 
 
 def error_code(exc: BaseException) -> str:
