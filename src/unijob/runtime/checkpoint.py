@@ -35,11 +35,13 @@ import secrets as _secrets
 import shutil
 import socket
 import tempfile
+import threading
 import time
 import warnings
 from dataclasses import dataclass
 from pathlib import Path
-from typing import IO, Any, Iterator, Optional, Union
+from concurrent.futures import ThreadPoolExecutor
+from typing import IO, Any, Callable, Iterator, Optional, Union
 
 #: Chunk size for streaming reads and writes (bytes).
 CHUNK = 16 << 20
@@ -229,27 +231,58 @@ def _alive(pid: int) -> bool:
     return True
 
 
-def _write_local_file(dst: Path, src: Any, rel: str) -> dict[str, Any]:
+_hasher: Optional[ThreadPoolExecutor] = None
+_hasher_lock = threading.Lock()
+
+
+def _hash_pool() -> ThreadPoolExecutor:
+    global _hasher
+    with _hasher_lock:
+        if _hasher is None:
+            _hasher = ThreadPoolExecutor(max_workers=1, thread_name_prefix="unijob-sha256")
+        return _hasher
+
+
+def _stream(src: Any, write: Callable[[memoryview], Any]) -> tuple[int, str]:
+    """Feed ``src`` to ``write`` chunk by chunk, hashing each chunk in a second thread at the same
+    time (hashlib and os.write both release the GIL). Returns (bytes, sha256 hex)."""
     h = hashlib.sha256()
     size = 0
-    fd = os.open(dst, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o644)
-    try:
-        kicked = 0
-        for chunk in _chunks(src):
+    pool = None
+    for chunk in _chunks(src):
+        if len(chunk) >= (1 << 20):
+            pool = pool or _hash_pool()
+            fut = pool.submit(h.update, chunk)
+            write(chunk)
+            fut.result()
+        else:
             h.update(chunk)
-            view = chunk
-            while view:
-                n = os.write(fd, view)
-                view = view[n:]
-            size += len(chunk)
-            if size - kicked >= _WRITEBACK_EVERY and hasattr(os, "posix_fadvise"):
-                # Start writeback of what is written so far, so the final fsync has little left.
-                os.posix_fadvise(fd, kicked, size - kicked, os.POSIX_FADV_DONTNEED)
-                kicked = size
+            write(chunk)
+        size += len(chunk)
+    return size, h.hexdigest()
+
+
+def _write_local_file(dst: Path, src: Any, rel: str) -> dict[str, Any]:
+    fd = os.open(dst, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o644)
+    written = [0, 0]  # bytes written, bytes handed to writeback
+
+    def write(chunk: memoryview) -> None:
+        view = chunk
+        while view:
+            n = os.write(fd, view)
+            view = view[n:]
+        written[0] += len(chunk)
+        if written[0] - written[1] >= _WRITEBACK_EVERY and hasattr(os, "posix_fadvise"):
+            # Start writeback of what is written so far, so the final fsync has little left.
+            os.posix_fadvise(fd, written[1], written[0] - written[1], os.POSIX_FADV_DONTNEED)
+            written[1] = written[0]
+
+    try:
+        size, digest = _stream(src, write)
         os.fsync(fd)
     finally:
         os.close(fd)
-    return {"path": rel, "size": size, "sha256": h.hexdigest()}
+    return {"path": rel, "size": size, "sha256": digest}
 
 
 class _FsspecStore:
@@ -292,14 +325,9 @@ class _FsspecStore:
             self.remove(name)
         records = []
         for rel, src in sources:
-            h = hashlib.sha256()
-            size = 0
             with self.fs.open(self._p(name, DATA, rel), "wb") as f:
-                for chunk in _chunks(src):
-                    h.update(chunk)
-                    f.write(chunk)
-                    size += len(chunk)
-            records.append({"path": rel, "size": size, "sha256": h.hexdigest()})
+                size, digest = _stream(src, f.write)
+            records.append({"path": rel, "size": size, "sha256": digest})
         self.fs.pipe_file(self._p(name, MANIFEST), make_manifest(records))
 
     def remove(self, name: str) -> None:
@@ -401,9 +429,10 @@ class Checkpointer:
                               indent=1, sort_keys=True).encode()
 
         self._store.write(name, sources, make_manifest)
-        self._prune()
         info = self._info(name)
-        assert info is not None
+        self._prune()
+        if info is None:  # pragma: no cover - the store lost what it just wrote
+            raise OSError(f"checkpoint step {step} vanished from {self.uri} right after it was written")
         return info
 
     def _prune(self) -> None:
@@ -513,9 +542,25 @@ class Checkpointer:
             raise CheckpointCorrupt(f"checkpoint step {info.step} at {info.uri} is corrupt: "
                                     f"file {rec['path']} is missing") from None
         if size != int(rec["size"]) or h.hexdigest() != rec["sha256"]:
-            raise CheckpointCorrupt(f"checkpoint step {info.step} at {info.uri} is corrupt: file {rec['path']} "
-                                    f"has {size} bytes and sha256 {h.hexdigest()[:12]}..., the manifest says "
-                                    f"{rec['size']} bytes and {str(rec['sha256'])[:12]}...")
+            raise CheckpointCorrupt(self._mismatch(info, rec, size, h.hexdigest()))
+
+    def _read_whole(self, info: CheckpointInfo, rec: dict[str, Any]) -> bytes:
+        try:
+            with self._store.open_data(_step_name(info.step), rec["path"]) as f:
+                data = f.read()
+        except (FileNotFoundError, IsADirectoryError, NotADirectoryError):
+            raise CheckpointCorrupt(f"checkpoint step {info.step} at {info.uri} is corrupt: "
+                                    f"file {rec['path']} is missing") from None
+        digest = hashlib.sha256(data).hexdigest()
+        if len(data) != int(rec["size"]) or digest != rec["sha256"]:
+            raise CheckpointCorrupt(self._mismatch(info, rec, len(data), digest))
+        return data
+
+    @staticmethod
+    def _mismatch(info: CheckpointInfo, rec: dict[str, Any], size: int, digest: str) -> str:
+        return (f"checkpoint step {info.step} at {info.uri} is corrupt: file {rec['path']} has {size} bytes "
+                f"and sha256 {digest[:12]}..., the manifest says {rec['size']} bytes and "
+                f"{str(rec['sha256'])[:12]}...")
 
     def load(self, step: Optional[int] = None) -> bytes:
         """The payload of a checkpoint saved from bytes or from a single file, verified.
@@ -536,16 +581,15 @@ class Checkpointer:
             m = self._manifest(_step_name(info.step))
             if m is None:
                 continue
-            parts: list[bytes] = []
             try:
-                self._read_verified(info, m["files"][0], sink=parts.append)
+                data = self._read_whole(info, m["files"][0])
             except CheckpointCorrupt as e:
                 if step is not None:
                     raise
                 warnings.warn(f"unijob.runtime: {e}; falling back to the previous checkpoint", RuntimeWarning, stacklevel=2)
                 errors.append(str(e))
                 continue
-            return parts[0] if len(parts) == 1 else b"".join(parts)
+            return data
         raise CheckpointCorrupt("no good checkpoint under " + self.uri + ": " + "; ".join(errors))
 
     def load_to(self, dest_dir: Union[str, "os.PathLike[str]"], step: Optional[int] = None) -> Path:
