@@ -85,7 +85,8 @@ class FakeVertex(FakeServer):
         return msg
 
     def dump(self, msg: Any) -> dict:
-        return json.loads(type(msg).to_json(msg, use_integers_for_enums=False))
+        return json.loads(type(msg).to_json(msg, use_integers_for_enums=False,
+                                            always_print_fields_with_no_presence=False))
 
     def _operation(self, parent: str, response_type: str, response: dict) -> Response:
         name = f"{parent}/operations/{next(self._ids)}"
