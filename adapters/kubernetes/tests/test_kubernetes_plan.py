@@ -180,3 +180,16 @@ def test_bad_input_is_a_spec_error(over, loc, spec_of):
 def test_gpu_label_map_is_configurable(spec_of):
     p = A.plan(spec_of(resources={"accelerator": "P100:1"}, k8s={"gpu_product_labels": {"P100": "Tesla-P100-PCIE-16GB"}}), "s")
     assert p.request("Job").body["spec"]["template"]["spec"]["nodeSelector"]["nvidia.com/gpu.product"] == "Tesla-P100-PCIE-16GB"
+
+
+def test_example_spec_plans_and_validates(validate):
+    from pathlib import Path
+
+    from unijob.loading import load_spec
+
+    loaded = load_spec(Path(__file__).parents[3] / "examples" / "kubernetes" / "gang.yaml")
+    spec = getattr(loaded, "spec", loaded)
+    plan = A.plan(spec, "example")
+    assert [r.body["kind"] for r in plan.requests] == ["Service", "Job"]
+    for r in plan.requests:
+        validate(r.body)
