@@ -1,0 +1,125 @@
+"""Endpoints: models:upload, endpoint create, deployModel (LROs), traffic split, undeploy."""
+
+from __future__ import annotations
+
+import pytest
+
+from unijob.errors import SpecError, UsageError
+
+SERVE = "us-docker.pkg.dev/p/r/serve:1"
+
+
+@pytest.fixture(autouse=True)
+def _fake_saw_only_valid_requests(fake):
+    yield
+    assert fake.errors == [], f"the fake rejected requests: {fake.errors}"
+
+
+def _spec(make_spec, **endpoint):
+    ep = {"model": "gs://bucket/model", "image": SERVE, "accelerator": "L4", "min_replicas": 1, "max_replicas": 3,
+          "autoscaling": {"metric": "gpu_utilization", "target": 70},
+          "variants": [{"name": "blue", "weight": 90}, {"name": "green", "weight": 10, "model": "gs://bucket/m2"}]}
+    ep.update(endpoint)
+    return make_spec(endpoint=ep)
+
+
+def test_plan_holds_upload_create_deploy(adapter, make_spec):
+    plan = adapter.plan_endpoint(_spec(make_spec))
+    apis = [r.api.split("/")[-1] for r in plan.requests]
+    assert apis == ["models:upload", "models:upload", "endpoints?endpointId=train", "train:deployModel", "train:deployModel"]
+    first, last = plan.requests[3].body, plan.requests[4].body
+    dr = first["deployedModel"]["dedicatedResources"]
+    assert dr["machineSpec"] == {"machineType": "g2-standard-4", "acceleratorType": "NVIDIA_L4", "acceleratorCount": 1}
+    assert dr["minReplicaCount"] == 1 and dr["maxReplicaCount"] == 3
+    assert dr["autoscalingMetricSpecs"] == [
+        {"metricName": "aiplatform.googleapis.com/prediction/online/accelerator/duty_cycle", "target": 70}]
+    assert first["trafficSplit"] == {"0": 100}
+    assert last["trafficSplit"] == {"1": 90, "0": 10}
+    up = plan.requests[1].body
+    assert up["modelId"] == "train-green" and up["model"]["artifactUri"] == "gs://bucket/m2"
+    assert up["model"]["containerSpec"]["imageUri"] == SERVE and "parent" not in up
+
+
+def test_deploy_traffic_undeploy(adapter, make_spec, fake):
+    plan = adapter.plan_endpoint(_spec(make_spec))
+    h = adapter.deploy(plan)
+    ep = fake.endpoints[h.native_id]
+    assert {d["displayName"] for d in ep["deployedModels"]} == {"blue", "green"}
+    assert ep["trafficSplit"] == {"1": 90, "2": 10}
+    assert len(fake.models) == 2
+    # every LRO was polled until done
+    assert all(op["polls"] >= 1 for op in fake.operations.values()) and len(fake.operations) == 5
+    st = adapter.endpoint_status(h)
+    assert st.state == "IN_SERVICE" and st.traffic == {"blue": 90, "green": 10} and st.replicas == {"blue": 1, "green": 1}
+
+    adapter.set_traffic(h, {"blue": 0, "green": 100})
+    (patch,) = fake.calls("PATCH", r".*/endpoints/train")
+    assert patch.arg("updateMask") in ("trafficSplit", "traffic_split")
+    assert adapter.endpoint_status(h).traffic == {"blue": 0, "green": 100}
+
+    with pytest.raises(UsageError):
+        adapter.set_traffic(h, {"blue": 50, "green": 20})
+
+    adapter.undeploy(h)
+    assert fake.endpoints == {} and fake.models == {}
+    adapter.undeploy(h)  # a second undeploy finds nothing to do
+
+
+def test_deploy_is_idempotent(adapter, make_spec, fake):
+    plan = adapter.plan_endpoint(_spec(make_spec))
+    adapter.deploy(plan)
+    adapter.deploy(plan)
+    assert len(fake.calls("POST", r".*/models:upload")) == 2
+    assert len(fake.calls("POST", r".*/endpoints")) == 1
+    assert len(fake.calls("POST", r".*:deployModel")) == 2
+
+
+def test_deploy_survives_transient_errors(adapter, make_spec, fake):
+    plan = adapter.plan_endpoint(_spec(make_spec))
+    fake.fail_next(503, 1, path=r".*:deployModel")
+    fake.fail_next(429, 1, path=r".*/models:upload", headers={"Retry-After": "0"})
+    h = adapter.deploy(plan)
+    assert len(fake.endpoints[h.native_id]["deployedModels"]) == 2 and len(fake.models) == 2
+
+
+def test_single_variant_cpu_endpoint(adapter, make_spec, fake):
+    spec = make_spec(endpoint={"model": "gs://bucket/model", "image": SERVE, "min_replicas": 2, "max_replicas": 5,
+                               "autoscaling": {"metric": "cpu_utilization", "target": 60}})
+    h = adapter.deploy(adapter.plan_endpoint(spec))
+    (dm,) = fake.endpoints[h.native_id]["deployedModels"]
+    assert dm["dedicatedResources"]["machineSpec"] == {"machineType": "n1-standard-4"}
+    assert dm["dedicatedResources"]["autoscalingMetricSpecs"][0]["metricName"].endswith("/cpu/utilization")
+    assert adapter.endpoint_status(h).traffic == {"primary": 100}
+
+
+def _err(adapter, spec):
+    with pytest.raises(SpecError) as ei:
+        adapter.plan_endpoint(spec)
+    return ei.value.issues[0]
+
+
+def test_scale_to_zero_is_rejected_with_the_reason(adapter, make_spec, fake):
+    issue = _err(adapter, _spec(make_spec, min_replicas=0))
+    assert issue.loc == ("endpoint", "min_replicas") and "minReplicaCount >= 1" in issue.message
+    assert fake.requests == []
+
+
+@pytest.mark.parametrize("metric", ["concurrency", "invocations_per_replica_per_minute"])
+def test_metrics_vertex_lacks(adapter, make_spec, metric):
+    issue = _err(adapter, _spec(make_spec, autoscaling={"metric": metric, "target": 5}))
+    assert issue.loc == ("endpoint", "autoscaling", "metric") and "duty cycle" in issue.message
+
+
+def test_gpu_metric_without_gpu(adapter, make_spec):
+    issue = _err(adapter, _spec(make_spec, accelerator=None))
+    assert issue.loc == ("endpoint", "autoscaling", "metric") and issue.suggestion == "cpu_utilization"
+
+
+def test_model_must_be_on_gcs(adapter, make_spec):
+    issue = _err(adapter, _spec(make_spec, model="s3://bucket/model.tar.gz"))
+    assert issue.loc == ("endpoint", "variants", 0, "model")
+
+
+def test_variant_accelerator_vertex_lacks(adapter, make_spec):
+    issue = _err(adapter, _spec(make_spec, accelerator="A10G"))
+    assert issue.loc == ("endpoint", "variants", 0, "accelerator") and "offered" in issue.message
