@@ -19,7 +19,11 @@ from sagemaker_testkit import REGION  # noqa: E402
 @pytest.fixture(scope="session")
 def moto_server():
     """moto's ThreadedMotoServer (moto/moto_server/threaded_moto_server.py) on a free port; stopped after."""
+    import logging
+
     from moto.server import ThreadedMotoServer
+
+    logging.getLogger("werkzeug").setLevel(logging.WARNING)  # no line per request on stderr
 
     server = ThreadedMotoServer(ip_address="127.0.0.1", port=0, verbose=False)
     server.start()

@@ -8,6 +8,7 @@ Retries: botocore's ``standard`` (default) or ``adaptive`` retry mode through
 from __future__ import annotations
 
 import os
+import re
 from typing import Any
 
 from unijob.errors import NotReady, TargetError
@@ -65,8 +66,9 @@ def not_found(exc: BaseException) -> bool:
     """True for SageMaker's "no such resource" answers."""
     code, msg = error_code(exc), error_message(exc).lower()
     return code in ("ResourceNotFound", "ResourceNotFoundException", "ObjectNotFoundException") or (
-        code in ("ValidationException", "ValidationError") and ("could not find" in msg or "not found" in msg
-                                                                 or "does not exist" in msg))
+        code in ("ValidationException", "ValidationError")
+        and ("could not find" in msg or "not found" in msg or "does not exist" in msg
+             or re.search(r"\bno .*\bfound\b", msg) is not None))
 
 
 def wrap(exc: BaseException, doing: str) -> TargetError | NotReady:
