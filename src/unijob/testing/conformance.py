@@ -39,6 +39,17 @@ SECRET_ENV = "UNIJOB_CONFORMANCE_SECRET"
 SECRET_VALUE = "s3cr3t-value-that-must-never-leak-7f1c"
 
 
+@pytest.fixture
+def no_network(monkeypatch):
+    """Module-level twin of :meth:`AdapterConformance.no_network` for tests outside the class."""
+
+    def refuse(self, *a, **k):
+        raise AssertionError("a network connection was opened")
+
+    monkeypatch.setattr(socket.socket, "connect", refuse)
+    monkeypatch.setattr(socket.socket, "connect_ex", refuse)
+
+
 class AdapterConformance:
     """Mix-in test class; see the module docstring for the fixtures it needs."""
 
