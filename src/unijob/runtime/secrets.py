@@ -15,10 +15,12 @@ Values are never logged, and no error message contains one.
 
 from __future__ import annotations
 
+import contextlib
 import json
+import logging
 import os
 import threading
-from typing import Mapping, Optional
+from typing import Iterator, Mapping, Optional
 
 _cache: dict[tuple[str, str], str] = {}
 _lock = threading.Lock()
@@ -65,6 +67,8 @@ def secret(name: str, environ: Optional[Mapping[str, str]] = None) -> str:
         raise SecretError(
             f"secret '{name}' is not available: no environment variable {name} and no reference for it "
             "in UNIJOB_SECRET_REFS; declare it under 'secrets:' in the job spec")
+    if ref.startswith("env://"):
+        return _resolve(name, ref, env)
     key = (name, ref)
     with _lock:
         if key in _cache:
@@ -107,7 +111,8 @@ def _aws(name: str, rest: str) -> str:
         if len(parts) > 3 and parts[3]:
             kwargs["region_name"] = parts[3]
     try:
-        resp = boto3.client("secretsmanager", **kwargs).get_secret_value(SecretId=secret_id)
+        with _quiet("botocore.parsers"):  # logs response bodies, the secret among them, at DEBUG
+            resp = boto3.client("secretsmanager", **kwargs).get_secret_value(SecretId=secret_id)
     except Exception as e:  # noqa: BLE001 - the SDK's errors carry no secret value
         raise SecretError(f"secret '{name}': AWS Secrets Manager refused {secret_id}: "
                           f"{e.__class__.__name__}: {e}") from None
@@ -126,11 +131,27 @@ def _gcp(name: str, rest: str) -> str:
                           "google-cloud-secret-manager: pip install google-cloud-secret-manager") from None
     resource = rest if "/versions/" in rest else rest.rstrip("/") + "/versions/latest"
     try:
-        resp = secretmanager.SecretManagerServiceClient().access_secret_version(name=resource)
+        with _quiet("google.api_core", "google.auth", "grpc", "urllib3"):
+            resp = secretmanager.SecretManagerServiceClient().access_secret_version(name=resource)
     except Exception as e:  # noqa: BLE001
         raise SecretError(f"secret '{name}': Google Secret Manager refused {resource}: "
                           f"{e.__class__.__name__}: {e}") from None
     return resp.payload.data.decode("utf-8")
+
+
+@contextlib.contextmanager
+def _quiet(*loggers: str) -> Iterator[None]:
+    """Silence DEBUG/INFO records of ``loggers`` (SDK loggers that would log the secret) for a call."""
+    saved = []
+    for n in loggers:
+        lg = logging.getLogger(n)
+        saved.append((lg, lg.level))
+        lg.setLevel(max(lg.getEffectiveLevel(), logging.WARNING))
+    try:
+        yield
+    finally:
+        for lg, level in saved:
+            lg.setLevel(level)
 
 
 def _pick(name: str, value: str, json_key: str) -> str:
