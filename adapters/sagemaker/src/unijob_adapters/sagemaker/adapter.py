@@ -54,8 +54,9 @@ class SageMakerAdapter(Adapter):
         except ImportError:
             return Readiness(False, [f"boto3 is not installed: {self.install_hint}"], {})
         try:
-            session = boto3.session.Session(region_name=opts.region) if opts.region else boto3.session.Session()
-            region = session.region_name
+            region = opts.region or os.environ.get("AWS_REGION") or os.environ.get("AWS_DEFAULT_REGION")
+            session = boto3.session.Session(region_name=region) if region else boto3.session.Session()
+            region = session.region_name  # the profile's region when none of the above is set
             if region:
                 details["region"] = region
             else:
