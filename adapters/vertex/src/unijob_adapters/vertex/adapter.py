@@ -16,7 +16,7 @@ import time
 from typing import Any, Iterator, Mapping, Optional
 
 from unijob.contract import (Adapter, EndpointHandle, EndpointStatus, JobHandle, JobState, JobStatus, Plan)
-from unijob.errors import NotFound, Readiness
+from unijob.errors import NotFound, NotReady, Readiness
 
 from unijob_adapters.vertex.client import INSTALL_HINT, RetryPolicy
 from unijob_adapters.vertex.endpoints import SCALE_TO_ZERO_REASON
@@ -63,9 +63,11 @@ class VertexAdapter(Adapter):
     def check(self) -> Readiness:
         problems: list[str] = []
         details: dict[str, str] = {}
+        from unijob_adapters.vertex.client import require_sdk
+
         try:
-            from google.cloud import aiplatform_v1  # noqa: F401
-        except ImportError:
+            require_sdk()
+        except NotReady:
             return Readiness(False, [f"google-cloud-aiplatform is not installed: {INSTALL_HINT}"])
         cred_project = None
         if self.credentials is None:

@@ -26,11 +26,12 @@ def require_sdk() -> Any:
     Raises:
         NotReady: google-cloud-aiplatform is not installed (with the install line).
     """
+    import importlib
+
     try:
-        from google.cloud import aiplatform_v1
+        return importlib.import_module("google.cloud.aiplatform_v1")
     except ImportError:
         raise NotReady("google-cloud-aiplatform is not installed", hint=INSTALL_HINT) from None
-    return aiplatform_v1
 
 
 @dataclass
