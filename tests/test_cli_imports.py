@@ -11,10 +11,10 @@ QUICKSTART = Path(__file__).parents[1] / "examples" / "quickstart" / "job.yaml"
 
 CODE = """
 import sys
-base = {m.split('.')[0] for m in sys.modules}  # *-nspkg.pth files may preload e.g. `google`
+base = set(sys.modules)  # *-nspkg.pth files may preload e.g. `google`; new submodules still count
 from unijob.cli import main
 code = main(sys.argv[1:])
-print("MODULES", " ".join(sorted({m.split('.')[0] for m in sys.modules} - base)), file=sys.stderr)
+print("MODULES", " ".join(sorted({m.split('.')[0] for m in set(sys.modules) - base})), file=sys.stderr)
 sys.exit(code)
 """
 

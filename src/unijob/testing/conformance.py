@@ -83,8 +83,9 @@ class AdapterConformance:
         module = type(adapter).__module__
         # Some SDKs install *-nspkg.pth files that put e.g. `google` into sys.modules at start-up:
         # compare against what a bare interpreter already has.
-        code = ("import sys, importlib; base = {m.split('.')[0] for m in sys.modules}; importlib.import_module(%r); "
-                "print(' '.join(sorted(({m.split('.')[0] for m in sys.modules} - base) & set(%r))))") % (module, HEAVY_ROOTS)
+        # Compare full module names, so `google.cloud.aiplatform` is still caught when `google` was preloaded.
+        code = ("import sys, importlib; base = set(sys.modules); importlib.import_module(%r); "
+                "print(' '.join(sorted({m.split('.')[0] for m in set(sys.modules) - base} & set(%r))))") % (module, HEAVY_ROOTS)
         out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout.strip()
         assert out == "", f"importing {module} imported {out}"
 
