@@ -46,3 +46,21 @@ def test_seed_snippet_settings_reach_create_training_job(aws, sent):
     # and moto holds the job as sent
     desc = boto3_client("sagemaker").describe_training_job(TrainingJobName=body["TrainingJobName"])
     assert desc["EnableManagedSpotTraining"] is True and desc["ResourceConfig"]["InstanceCount"] == 4
+
+
+def test_cli_plan_prints_the_request_without_any_aws_sdk():
+    import subprocess
+    import sys
+
+    code = ("import sys, json\nfrom unijob.cli.main import main\n"
+            "try:\n    main(['plan', %r, '--target', 'sagemaker', '-o', 'json'])\nexcept SystemExit as e:\n"
+            "    assert not e.code, e.code\n"
+            "print('HEAVY=' + ','.join(sorted({m.split('.')[0] for m in sys.modules} & {'boto3', 'botocore', 'sagemaker'})),"
+            " file=sys.stderr)\n") % str(EXAMPLE)
+    r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                       env={"PATH": "/usr/bin:/bin", "HOME": "/tmp"})
+    assert r.returncode == 0, r.stderr
+    assert "HEAVY=\n" in r.stderr or r.stderr.rstrip().endswith("HEAVY=")
+    plan = json.loads(r.stdout)
+    assert plan["requests"][0]["api"] == "sagemaker:CreateTrainingJob"
+    assert plan["requests"][0]["body"]["ResourceConfig"]["InstanceCount"] == 4
