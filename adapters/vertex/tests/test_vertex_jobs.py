@@ -177,3 +177,15 @@ def test_script_job_uploads_once(adapter, make_spec, fake, tmp_path):
 
     assert hashlib.sha256(fake.objects[up.destination]).hexdigest() == up.sha256
     assert len(fake.calls("POST", r"/upload/storage/v1/b/bucket/o")) == 1 and fake.created_jobs == 1
+
+
+def test_logs_follow_moves_to_the_fallback_job(adapter, make_spec, fake):
+    _, h = _submit(adapter, _fallback_spec(make_spec))
+    fake.add_log(h.native_id, "workerpool0-0", "waiting for spot", ts="2026-11-21T10:00:00.000000Z")
+    fake.set_state(h.native_id, "JOB_STATE_FAILED", error=(8, "stockout"))
+    it = adapter.logs(h, follow=True)
+    assert next(it) == "[workerpool0-0] waiting for spot"
+    (fb_name,) = [n for n in fake.jobs if n != h.native_id]
+    fake.add_log(fb_name, "workerpool0-0", "resumed from checkpoint", ts="2026-11-21T10:05:00.000000Z")
+    fake.set_state(fb_name, "JOB_STATE_SUCCEEDED")
+    assert list(it) == ["[workerpool0-0] resumed from checkpoint"] and fake.created_jobs == 2

@@ -200,7 +200,12 @@ class VertexAdapter(Adapter):
         seen: set[str] = set()
         last: dict[str, str] = {}
         while True:
-            final = (not follow) or self.status(handle).state.is_final
+            final = not follow
+            if follow:
+                st = self.status(handle)
+                if st.handle_update:  # an on-demand fallback started: follow it too
+                    handle = JobHandle.from_dict({**handle.to_dict(), "extra": {**handle.extra, **st.handle_update}})
+                final = st.state.is_final
             for name in self._job_names(handle):
                 job_id = name.rsplit("/", 1)[-1]
                 for entry in conn.list_log_entries(job_id, after=last.get(job_id)):
