@@ -49,6 +49,7 @@ def test_deploy_traffic_undeploy(adapter, make_spec, fake):
     assert len(fake.models) == 2
     # every LRO was polled until done
     assert all(op["polls"] >= 1 for op in fake.operations.values()) and len(fake.operations) == 5
+    assert fake.calls("GET", r"/(v1|ui)/projects/[^/]+/locations/[^/]+/operations/\d+")
     st = adapter.endpoint_status(h)
     assert st.state == "IN_SERVICE" and st.traffic == {"blue": 90, "green": 10} and st.replicas == {"blue": 1, "green": 1}
 
