@@ -1,0 +1,154 @@
+"""The Databricks adapter: one-off Jobs runs (``runs/submit``) and Model Serving endpoints.
+
+Importing this module imports no ``databricks.sdk``; every method that needs it imports it.
+See :mod:`.plan` for the request, :mod:`.client` for states and logs, :mod:`.endpoints` for serving.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import os
+import time
+from typing import ClassVar, Iterator, Mapping, Optional
+
+from unijob.contract import Adapter, EndpointHandle, EndpointStatus, JobHandle, JobStatus, Plan
+from unijob.errors import Readiness
+
+from .options import DatabricksOptions
+from .runtime_env import DatabricksRuntimeEnv
+
+
+class DatabricksAdapter(Adapter):
+    """``--target databricks``.
+
+    Args:
+        retry_timeout_seconds: the SDK's total retry budget for 429/503 answers (its default is
+            300 s); tests pass a few seconds.
+        poll_seconds: seconds between polls when ``logs(follow=True)`` waits for the run to end.
+    """
+
+    name: ClassVar[str] = "databricks"
+    options_model = DatabricksOptions
+    install_hint: ClassVar[str] = "pip install 'unijob[databricks]'"
+    runtime_env = DatabricksRuntimeEnv
+    unsupported: ClassVar[Mapping[str, str]] = {
+        "image with resources.nodes > 1": "a container job's command runs on the cluster driver; multi-node "
+                                          "gangs run as script jobs through TorchDistributor",
+        "image on an ML runtime": "Databricks Runtime for Machine Learning does not support Databricks Container Services",
+        "endpoint.image / endpoint.handler": "Databricks Model Serving serves registered MLflow models (Unity Catalog)",
+        "endpoint.autoscaling": "Databricks autoscales serving on concurrency within the workload size itself",
+        "spot.max_wait": "Databricks has no wait-for-capacity bound; SPOT_WITH_FALLBACK falls back at once",
+        "secrets env:// and k8s-secret://": "a Databricks cluster cannot read them; use databricks-secret://SCOPE/KEY",
+    }
+
+    def __init__(self, *, retry_timeout_seconds: Optional[int] = None, poll_seconds: float = 10.0) -> None:
+        self.retry_timeout_seconds = retry_timeout_seconds
+        self.poll_seconds = poll_seconds
+
+    # ---- readiness --------------------------------------------------------------------------
+
+    def check(self) -> Readiness:
+        """Package, host, credentials and cloud, one line each; opens no connection."""
+        from .client import profile_settings
+
+        problems: list[str] = []
+        details: dict[str, str] = {}
+        try:
+            found = importlib.util.find_spec("databricks.sdk") is not None
+        except (ImportError, ValueError):
+            found = False
+        if not found:
+            problems.append("databricks-sdk is not installed: pip install 'unijob[databricks]'")
+        prof = profile_settings(None)
+        host = os.environ.get("DATABRICKS_HOST") or prof.get("host")
+        if host:
+            details["host"] = host
+        else:
+            problems.append("no workspace host in DATABRICKS_HOST or ~/.databrickscfg; "
+                            "set one, or targets.databricks.host in the spec")
+        creds = any(os.environ.get(k) for k in ("DATABRICKS_TOKEN", "DATABRICKS_CLIENT_ID", "ARM_CLIENT_ID",
+                                                "DATABRICKS_AUTH_TYPE", "DATABRICKS_CONFIG_PROFILE")) or prof.get("credentials")
+        if not creds:
+            problems.append("no Databricks credentials: set DATABRICKS_TOKEN (or OAuth DATABRICKS_CLIENT_ID/"
+                            "DATABRICKS_CLIENT_SECRET) or a ~/.databrickscfg profile")
+        details["cloud"] = "from targets.databricks.cloud (default aws): decides node types and spot spelling"
+        # A host may still come from the spec (targets.databricks.host), which check() cannot see:
+        # submit() then raises a SpecError (exit 2) if there is none at all.
+        ready = found and bool(creds)
+        return Readiness(ready=ready, problems=problems, details=details)
+
+    # ---- jobs -------------------------------------------------------------------------------
+
+    def plan(self, spec, submission_id: str) -> Plan:
+        from .plan import build_job_plan
+
+        return build_job_plan(spec, submission_id, self.options(spec))
+
+    def _client(self, extra: Mapping):
+        from .client import workspace_client
+
+        return workspace_client(extra.get("host"), extra.get("profile"), self.retry_timeout_seconds)
+
+    def submit(self, plan: Plan) -> JobHandle:
+        from . import client
+
+        w = self._client(plan.extra)
+        if plan.extra.get("dry_run"):
+            return JobHandle(target=self.name, native_id="", name=plan.name, submission_id=plan.submission_id)
+        run_id = client.submit(w, plan)
+        return JobHandle(target=self.name, native_id=str(run_id), name=plan.name, submission_id=plan.submission_id,
+                         extra={k: plan.extra.get(k) for k in ("host", "profile", "cluster_log_dir") if plan.extra.get(k)})
+
+    def status(self, handle: JobHandle) -> JobStatus:
+        from . import client
+
+        return client.status(self._client(handle.extra), int(handle.native_id))
+
+    def logs(self, handle: JobHandle, *, follow: bool = False) -> Iterator[str]:
+        from . import client
+
+        w = self._client(handle.extra)
+        run_id = int(handle.native_id)
+        if follow:
+            last = None
+            while True:
+                st = client.status(w, run_id)
+                if st.native_state != last:
+                    yield f"[databricks] {st.native_state}" + (f": {st.message}" if st.message else "")
+                    last = st.native_state
+                if st.state.is_final:
+                    break
+                time.sleep(self.poll_seconds)
+        yield from client.output_lines(w, run_id, handle.extra.get("cluster_log_dir"))
+
+    def cancel(self, handle: JobHandle) -> None:
+        from . import client
+
+        client.cancel(self._client(handle.extra), int(handle.native_id))
+
+    # ---- endpoints --------------------------------------------------------------------------
+
+    def plan_endpoint(self, spec) -> Plan:
+        from .endpoints import build_endpoint_plan
+
+        return build_endpoint_plan(spec, self.options(spec))
+
+    def deploy(self, plan: Plan) -> EndpointHandle:
+        from . import endpoints
+
+        return endpoints.deploy(self._client(plan.extra), plan)
+
+    def endpoint_status(self, handle: EndpointHandle) -> EndpointStatus:
+        from . import endpoints
+
+        return endpoints.status(self._client(handle.extra), handle)
+
+    def set_traffic(self, handle: EndpointHandle, split: Mapping[str, int]) -> None:
+        from . import endpoints
+
+        endpoints.set_traffic(self._client(handle.extra), handle, split)
+
+    def undeploy(self, handle: EndpointHandle) -> None:
+        from . import endpoints
+
+        endpoints.undeploy(self._client(handle.extra), handle)
