@@ -138,7 +138,7 @@ def build_endpoint_plan(spec, opts: DatabricksOptions) -> Plan:
             workload_size=opts.serving.workload_size or workload_size(int(ep.max_replicas or 1)),
             scale_to_zero_enabled=ep.min_replicas == 0, environment_vars=dict(ep.env) or None))
         routes.append(serving.Route(served_entity_name=v.name, traffic_percentage=v.weight))
-    config = serving.EndpointCoreConfigInput(served_entities=entities, traffic_config=serving.TrafficConfig(routes=routes))
+    config = serving.EndpointCoreConfigInput(name=name, served_entities=entities, traffic_config=serving.TrafficConfig(routes=routes))
     body: dict[str, Any] = {"name": name, "config": config.as_dict()}
     if spec.labels:
         body["tags"] = [serving.EndpointTag(key=k, value=val).as_dict() for k, val in sorted(spec.labels.items())]

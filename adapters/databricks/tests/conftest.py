@@ -1,0 +1,299 @@
+"""A local Databricks workspace fake speaking the REST paths databricks-sdk 0.156 really calls.
+
+Every request body is checked with the SDK's own dataclasses (``X.from_dict(body).as_dict() ==
+body``: nothing unknown or mistyped is accepted) and against the SDK method's parameters; a
+violation is answered 400 and recorded in ``fake.errors``. Runs honour ``idempotency_token`` as
+Databricks does (same token -> same run_id, no new run) and move through states as a test directs.
+"""
+
+from __future__ import annotations
+
+import inspect
+import itertools
+import textwrap
+from email.parser import BytesParser
+from email.policy import default as email_default
+from pathlib import Path
+
+import pytest
+
+from unijob.testing.httpfake import FakeServer, Request, Response
+
+
+def _roundtrip(cls, d, what):
+    back = cls.from_dict(d).as_dict()
+    if back != d:
+        raise AssertionError(f"{what} does not round-trip through {cls.__name__}: sent {d!r}, kept {back!r}")
+
+
+def _params(fn) -> set:
+    return set(inspect.signature(fn).parameters) - {"self"}
+
+
+def _err(status: int, code: str, message: str) -> Response:
+    return Response(status, {"error_code": code, "message": message})
+
+
+class FakeDatabricks(FakeServer):
+    """Jobs 2.2 runs, workspace import/mkdirs, Files API, Model Serving."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.runs: dict[int, dict] = {}
+        self.tokens: dict[str, int] = {}
+        self.task_parent: dict[int, int] = {}
+        self.outputs: dict[int, str] = {}
+        self.files: dict[str, bytes] = {}
+        self.dirs: set[str] = {"/", "/Workspace", "/Workspace/Shared"}
+        self.endpoints: dict[str, dict] = {}
+        self._ids = itertools.count(1001)
+        r = self.route
+        r("POST", r"/api/2\.2/jobs/runs/submit", self.submit)
+        r("GET", r"/api/2\.2/jobs/runs/get", self.get_run)
+        r("GET", r"/api/2\.2/jobs/runs/get-output", self.get_output)
+        r("POST", r"/api/2\.2/jobs/runs/cancel", self.cancel)
+        r("POST", r"/api/2\.0/workspace/mkdirs", self.mkdirs)
+        r("POST", r"/api/2\.0/workspace/import", self.ws_import)
+        r("PUT", r"/api/2\.0/fs/files(?P<path>/.+)", self.fs_put)
+        r("GET", r"/api/2\.0/fs/files(?P<path>/.+)", self.fs_get)
+        r("PUT", r"/api/2\.0/fs/directories(?P<path>/.+)", self.fs_mkdir)
+        r("POST", r"/api/2\.0/serving-endpoints", self.ep_create)
+        r("GET", r"/api/2\.0/serving-endpoints/(?P<name>[^/]+)", self.ep_get)
+        r("PUT", r"/api/2\.0/serving-endpoints/(?P<name>[^/]+)/config", self.ep_config)
+        r("DELETE", r"/api/2\.0/serving-endpoints/(?P<name>[^/]+)", self.ep_delete)
+
+    # ---- jobs ---------------------------------------------------------------------------------
+
+    def submit(self, req: Request) -> Response:
+        from databricks.sdk.service import jobs
+
+        body = req.json()
+        unknown = set(body) - _params(jobs.JobsAPI.submit)
+        assert not unknown, f"runs/submit has no {unknown}"
+        assert body.get("tasks"), "runs/submit without tasks"
+        for t in body["tasks"]:
+            _roundtrip(jobs.SubmitTask, t, "task")
+            nc = t["new_cluster"]
+            assert nc["spark_version"] and nc["node_type_id"]
+            assert ("num_workers" in nc) != ("autoscale" in nc), "exactly one of num_workers / autoscale"
+            spt = t.get("spark_python_task")
+            if spt:  # what the task runs must have been uploaded before the run was submitted
+                assert self._exists(spt["python_file"]), f"python_file {spt['python_file']} was not uploaded"
+                params = spt.get("parameters", [])
+                if "--" in params and "--exec" not in params:
+                    script = params[params.index("--") + 1]
+                    assert self._exists(script), f"script {script} was not uploaded"
+        tok = body.get("idempotency_token")
+        if tok is not None:
+            assert len(tok) <= 64, "idempotency_token longer than 64"
+            if tok in self.tokens:
+                return Response(200, {"run_id": self.tokens[tok]})
+        run_id = next(self._ids)
+        tasks = []
+        for t in body["tasks"]:
+            tid = next(self._ids)
+            self.task_parent[tid] = run_id
+            tasks.append({"run_id": tid, "task_key": t["task_key"], "attempt_number": 0,
+                          "state": {"life_cycle_state": "PENDING"},
+                          "cluster_instance": {"cluster_id": f"0101-{tid}-fake"}})
+        self.runs[run_id] = {"run_id": run_id, "run_name": body.get("run_name"), "tasks": tasks,
+                             "state": {"life_cycle_state": "PENDING", "state_message": "Waiting for cluster"},
+                             "start_time": 1763700000000, "submitted": body}
+        if tok is not None:
+            self.tokens[tok] = run_id
+        return Response(200, {"run_id": run_id})
+
+    def _exists(self, path: str) -> bool:
+        return path in self.files or path.removeprefix("/Workspace") in self.files
+
+    def _public(self, run: dict) -> dict:
+        return {k: v for k, v in run.items() if k != "submitted"}
+
+    def get_run(self, req: Request) -> Response:
+        run = self.runs.get(int(req.arg("run_id") or 0))
+        if not run:
+            return _err(400, "INVALID_PARAMETER_VALUE", f"Run {req.arg('run_id')} does not exist.")
+        return Response(200, self._public(run))
+
+    def get_output(self, req: Request) -> Response:
+        rid = int(req.arg("run_id") or 0)
+        if rid in self.runs:
+            return _err(400, "INVALID_PARAMETER_VALUE", "Retrieving the output of runs with multiple tasks is not "
+                                                        "supported. Please retrieve the output of each individual task run instead.")
+        if rid not in self.task_parent:
+            return _err(400, "INVALID_PARAMETER_VALUE", f"Run {rid} does not exist.")
+        parent = self.runs[self.task_parent[rid]]
+        out = {"metadata": {"run_id": rid, "state": parent["state"]}, "logs": self.outputs.get(rid, "")}
+        if parent["state"].get("result_state") == "FAILED":
+            out["error"] = parent["state"].get("state_message", "failed")
+            out["error_trace"] = "Traceback (most recent call last):\n  boom"
+        return Response(200, out)
+
+    def cancel(self, req: Request) -> Response:
+        body = req.json()
+        assert set(body) == {"run_id"}, body
+        run = self.runs.get(body["run_id"])
+        if not run:
+            return _err(400, "INVALID_PARAMETER_VALUE", f"Run {body['run_id']} does not exist.")
+        if run["state"]["life_cycle_state"] not in ("TERMINATED", "INTERNAL_ERROR", "SKIPPED"):
+            self.set_state(run["run_id"], "TERMINATED", "CANCELED", "Run cancelled.")
+        return Response(200, {})
+
+    def set_state(self, run_id: int, life: str, result: str | None = None, message: str = "") -> None:
+        """Move a run (and its task) to ``life`` / ``result`` as a test directs."""
+        st = {"life_cycle_state": life, "state_message": message}
+        if result:
+            st["result_state"] = result
+        with self.lock:
+            self.runs[run_id]["state"] = st
+            for t in self.runs[run_id]["tasks"]:
+                t["state"] = dict(st)
+            if life == "TERMINATED":
+                self.runs[run_id]["end_time"] = 1763700600000
+
+    # ---- uploads ------------------------------------------------------------------------------
+
+    def mkdirs(self, req: Request) -> Response:
+        body = req.json()
+        assert set(body) == {"path"}, body
+        p = body["path"].rstrip("/")
+        while p:
+            self.dirs.add(p)
+            p = p.rsplit("/", 1)[0]
+        return Response(200, {})
+
+    def ws_import(self, req: Request) -> Response:
+        from databricks.sdk.service.workspace import ImportFormat
+
+        ctype = req.headers["content-type"]
+        assert ctype.startswith("multipart/form-data"), ctype
+        msg = BytesParser(policy=email_default).parsebytes(b"Content-Type: " + ctype.encode() + b"\r\n\r\n" + req.body)
+        fields = {}
+        for part in msg.iter_parts():
+            fields[part.get_param("name", header="content-disposition")] = part.get_payload(decode=True)
+        assert set(fields) <= {"path", "format", "language", "overwrite", "content"}, set(fields)
+        path = fields["path"].decode()
+        if "format" in fields:
+            ImportFormat(fields["format"].decode())
+        parent = path.rsplit("/", 1)[0]
+        if parent not in self.dirs:
+            return _err(404, "RESOURCE_DOES_NOT_EXIST", f"The parent folder ({parent}) does not exist.")
+        if path in self.files and fields.get("overwrite", b"").decode() != "true":
+            return _err(400, "RESOURCE_ALREADY_EXISTS", f"{path} already exists.")
+        self.files[path] = fields["content"]
+        return Response(200, {})
+
+    def fs_put(self, req: Request) -> Response:
+        p = req.params["path"]
+        assert p.startswith("/Volumes/"), p
+        self.files[p] = req.body
+        return Response(204, b"")
+
+    def fs_get(self, req: Request) -> Response:
+        p = req.params["path"]
+        if p not in self.files:
+            return _err(404, "NOT_FOUND", f"{p} not found")
+        return Response(200, self.files[p])
+
+    def fs_mkdir(self, req: Request) -> Response:
+        self.dirs.add(req.params["path"].rstrip("/"))
+        return Response(204, b"")
+
+    # ---- serving ------------------------------------------------------------------------------
+
+    def _check_config(self, cfg: dict) -> None:
+        from databricks.sdk.service import serving
+
+        names = []
+        for e in cfg.get("served_entities", []):
+            _roundtrip(serving.ServedEntityInput, e, "served entity")
+            assert e.get("entity_name") and e.get("entity_version"), "UC model name and version required"
+            names.append(e["name"])
+        tc = cfg.get("traffic_config")
+        if tc:
+            _roundtrip(serving.TrafficConfig, tc, "traffic_config")
+            routes = tc["routes"]
+            assert sum(r["traffic_percentage"] for r in routes) == 100, "routes must sum to 100"
+            assert {r["served_entity_name"] for r in routes} <= set(names), "route to an unknown entity"
+
+    def ep_create(self, req: Request) -> Response:
+        from databricks.sdk.service import serving
+
+        body = req.json()
+        unknown = set(body) - _params(serving.ServingEndpointsAPI.create)
+        assert not unknown, f"create has no {unknown}"
+        _roundtrip(serving.EndpointCoreConfigInput, body["config"], "config")
+        self._check_config(body["config"])
+        name = body["name"]
+        if name in self.endpoints:
+            return _err(400, "RESOURCE_ALREADY_EXISTS", f"Endpoint with name '{name}' already exists.")
+        self.endpoints[name] = {"name": name, "id": f"ep-{len(self.endpoints) + 1}",
+                                "state": {"ready": "READY", "config_update": "NOT_UPDATING"},
+                                "config": {"served_entities": body["config"]["served_entities"],
+                                           "traffic_config": body["config"]["traffic_config"]},
+                                "tags": body.get("tags", [])}
+        return Response(200, self.endpoints[name])
+
+    def ep_get(self, req: Request) -> Response:
+        ep = self.endpoints.get(req.params["name"])
+        return Response(200, ep) if ep else _err(404, "RESOURCE_DOES_NOT_EXIST", "endpoint not found")
+
+    def ep_config(self, req: Request) -> Response:
+        from databricks.sdk.service import serving
+
+        body = req.json()
+        unknown = set(body) - (_params(serving.ServingEndpointsAPI.update_config) - {"name"})
+        assert not unknown, f"update config has no {unknown}"
+        self._check_config(body)
+        ep = self.endpoints.get(req.params["name"])
+        if not ep:
+            return _err(404, "RESOURCE_DOES_NOT_EXIST", "endpoint not found")
+        ep["config"] = {"served_entities": body["served_entities"], "traffic_config": body["traffic_config"]}
+        return Response(200, ep)
+
+    def ep_delete(self, req: Request) -> Response:
+        if self.endpoints.pop(req.params["name"], None) is None:
+            return _err(404, "RESOURCE_DOES_NOT_EXIST", "endpoint not found")
+        return Response(200, {})
+
+
+@pytest.fixture
+def fake():
+    with FakeDatabricks() as f:
+        yield f
+
+
+@pytest.fixture
+def dbx_env(fake, monkeypatch, tmp_path):
+    """Point the SDK's auth chain at the fake (host + fake token), isolated from any real config."""
+    for k in ("DATABRICKS_CLIENT_ID", "DATABRICKS_CLIENT_SECRET", "DATABRICKS_CONFIG_PROFILE", "DATABRICKS_AUTH_TYPE"):
+        monkeypatch.delenv(k, raising=False)
+    monkeypatch.setenv("DATABRICKS_HOST", fake.url)
+    monkeypatch.setenv("DATABRICKS_TOKEN", "x")
+    monkeypatch.setenv("DATABRICKS_CONFIG_FILE", str(tmp_path / "no-databrickscfg"))
+    return fake
+
+
+@pytest.fixture
+def dbx_adapter(dbx_env):
+    from unijob_adapters.databricks.adapter import DatabricksAdapter
+
+    return DatabricksAdapter(retry_timeout_seconds=5, poll_seconds=0.01)
+
+
+def write_spec(tmp_path: Path, yaml_text: str, files: dict[str, str] | None = None):
+    """Write a spec and its files under ``tmp_path`` and load it like the CLI does."""
+    from unijob.loading import load_spec
+
+    for rel, text in (files or {"src/train.py": "print('training')\n"}).items():
+        p = tmp_path / rel
+        p.parent.mkdir(parents=True, exist_ok=True)
+        p.write_text(text)
+    spec = tmp_path / "spec.yaml"
+    spec.write_text(textwrap.dedent(yaml_text))
+    return load_spec(spec).spec
+
+
+@pytest.fixture
+def spec_factory(tmp_path):
+    return lambda text, files=None: write_spec(tmp_path, text, files)
