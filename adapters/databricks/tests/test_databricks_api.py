@@ -102,10 +102,10 @@ def test_cancel_moves_to_cancelled_and_is_idempotent(dbx_adapter, fake, spec_fac
 @pytest.mark.parametrize("status,headers", [(429, {"Retry-After": "1"}), (503, {})])
 def test_transient_failures_on_submit_create_exactly_one_run(dbx_adapter, fake, spec_factory, status, headers):
     plan = dbx_adapter.plan(_spec(spec_factory), "s-retry")
-    fake.fail_next(status, 2, path=r"/api/2\.2/jobs/runs/submit", headers=headers)
+    fake.fail_next(status, 1, path=r"/api/2\.2/jobs/runs/submit", headers=headers)
     h = dbx_adapter.submit(plan)
     assert len(fake.runs) == 1 and int(h.native_id) in fake.runs
-    assert len(fake.calls("POST", r"/api/2\.2/jobs/runs/submit")) == 3
+    assert len(fake.calls("POST", r"/api/2\.2/jobs/runs/submit")) == 2
     # a lost answer followed by a client retry: same token -> same run
     assert dbx_adapter.submit(plan).native_id == h.native_id and len(fake.runs) == 1
 
