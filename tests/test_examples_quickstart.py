@@ -93,3 +93,20 @@ def test_plain_python_runs_as_one_process_without_a_checkpoint_location(tmp_path
     assert out.returncode == 0, out.stdout + out.stderr
     assert float(_accuracy(out.stdout)) > 0.5
     assert (tmp_path / "output" / "model.pkl").exists()
+
+
+def test_example_specs_validate_and_plan_locally():
+    from unijob import registry
+    from unijob.loading import load_spec
+
+    root = Path(__file__).resolve().parents[1] / "examples"
+    qs = load_spec(root / "quickstart" / "job.yaml").spec
+    assert qs.name == "quickstart" and qs.script == "train.py" and qs.max_run == 600
+    assert qs.spot.policy == "spot" and qs.spot.max_restarts == 2
+    assert set(qs.hyperparameters) == {"epochs", "learning_rate", "seed"}
+    assert "scikit-learn" in (root / "quickstart" / qs.requirements).read_text()
+    ddp = load_spec(root / "ddp" / "job.yaml").spec
+    assert (ddp.resources.nodes, ddp.resources.processes_per_node, ddp.resources.world_size) == (2, 2, 4)
+    plan = registry.get("local").plan(qs, "sub-test")
+    env = json.dumps(plan.model_dump())
+    assert "UNIJOB_CHECKPOINT_DIR" in env and "UNIJOB_HYPERPARAMETERS" in env
