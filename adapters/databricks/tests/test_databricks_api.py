@@ -179,3 +179,21 @@ def test_endpoint_create_split_delete(dbx_adapter, fake, spec_factory):
     dbx_adapter.undeploy(h)
     dbx_adapter.undeploy(h)  # already gone is fine
     assert fake.endpoints == {}
+
+
+def test_driver_log_from_a_volume_cluster_log_dir(dbx_adapter, fake, spec_factory):
+    spec = spec_factory("""
+    name: logged
+    script: src/train.py
+    targets: {databricks: {cluster_log_dir: /Volumes/main/ml/logs}}
+    """)
+    plan = dbx_adapter.plan(spec, "s-log")
+    nc = plan.requests[0].body["tasks"][0]["new_cluster"]
+    assert nc["cluster_log_conf"] == {"volumes": {"destination": "/Volumes/main/ml/logs"}}
+    h = dbx_adapter.submit(plan)
+    rid = int(h.native_id)
+    cluster = fake.runs[rid]["tasks"][0]["cluster_instance"]["cluster_id"]
+    fake.files[f"/Volumes/main/ml/logs/{cluster}/driver/stdout"] = b"driver says hi\n"
+    fake.set_state(rid, "TERMINATED", "SUCCESS")
+    lines = list(dbx_adapter.logs(h))
+    assert "[driver stdout] driver says hi" in lines
