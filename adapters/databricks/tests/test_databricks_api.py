@@ -197,3 +197,30 @@ def test_driver_log_from_a_volume_cluster_log_dir(dbx_adapter, fake, spec_factor
     fake.set_state(rid, "TERMINATED", "SUCCESS")
     lines = list(dbx_adapter.logs(h))
     assert "[driver stdout] driver says hi" in lines
+
+
+def test_the_fake_rejects_a_malformed_body(dbx_env):
+    """The fake is a real check: a field SubmitTask does not know fails the request."""
+    from databricks.sdk import WorkspaceClient
+    from databricks.sdk.errors import DatabricksError
+
+    w = WorkspaceClient(host=dbx_env.url, token="x")
+    bad = {"run_name": "x", "tasks": [{"task_key": "a", "new_cluster": {"spark_version": "15.4.x-scala2.12",
+                                                                          "node_type_id": "m5.xlarge", "num_workers": 1,
+                                                                          "gpu_count": 2}}]}
+    with pytest.raises(DatabricksError):
+        w.api_client.do("POST", "/api/2.2/jobs/runs/submit", body=bad)
+    assert len(dbx_env.errors) == 1 and "round-trip" in str(dbx_env.errors[0])
+    assert dbx_env.runs == {}
+    dbx_env.errors.clear()
+
+
+def test_a_retried_deploy_keeps_one_endpoint(dbx_adapter, fake, spec_factory):
+    spec = spec_factory("""
+    name: once
+    script: src/train.py
+    endpoint: {model: "models:/main.ml.m/7"}
+    """)
+    plan = dbx_adapter.plan_endpoint(spec)
+    assert dbx_adapter.deploy(plan).name == dbx_adapter.deploy(plan).name == "once"
+    assert list(fake.endpoints) == ["once"]

@@ -177,6 +177,8 @@ def check_create_body(body: Mapping[str, Any]) -> None:
 # ---- calls (w is a databricks.sdk.WorkspaceClient) ---------------------------------------------
 
 def deploy(w, plan: Plan) -> EndpointHandle:
+    from databricks.sdk.errors import ResourceAlreadyExists
+
     serving = serving_sdk()
     body = plan.request(CREATE_API).body
     try:
@@ -184,9 +186,8 @@ def deploy(w, plan: Plan) -> EndpointHandle:
             name=body["name"], config=serving.EndpointCoreConfigInput.from_dict(body["config"]),
             tags=[serving.EndpointTag.from_dict(t) for t in body["tags"]] if "tags" in body else None,
             route_optimized=body.get("route_optimized"))
-    except Exception as e:
-        if type(e).__name__ != "ResourceAlreadyExists":
-            raise
+    except ResourceAlreadyExists:
+        pass  # a retried deploy: the endpoint from the first attempt stands
     return EndpointHandle(target="databricks", name=body["name"], native_id=body["name"],
                           extra={"served_entities": body["config"]["served_entities"],
                                  "host": plan.extra.get("host"), "profile": plan.extra.get("profile")})
@@ -226,8 +227,9 @@ def set_traffic(w, handle: EndpointHandle, split: Mapping[str, int]) -> None:
 
 
 def undeploy(w, handle: EndpointHandle) -> None:
+    from databricks.sdk.errors import NotFound as SdkNotFound
+
     try:
         w.serving_endpoints.delete(handle.name)
-    except Exception as e:
-        if type(e).__name__ not in ("NotFound", "ResourceDoesNotExist"):
-            raise
+    except SdkNotFound:
+        pass  # already gone
