@@ -45,7 +45,8 @@ def _handler(signum: int, frame: Any) -> None:
     if _ran_callbacks:  # a second SIGTERM during the grace period: the callbacks already ran
         return
     _ran_callbacks = True
-    _log.warning("unijob: preemption notice (SIGTERM) received; running %d callback(s)", len(_callbacks))
+    _log.warning("unijob: preemption notice (SIGTERM) received%s",
+                 f"; running {len(_callbacks)} callback(s)" if _callbacks else "")
     for cb in list(_callbacks):
         _run(cb)
     prev = _previous
