@@ -224,3 +224,11 @@ def test_a_retried_deploy_keeps_one_endpoint(dbx_adapter, fake, spec_factory):
     plan = dbx_adapter.plan_endpoint(spec)
     assert dbx_adapter.deploy(plan).name == dbx_adapter.deploy(plan).name == "once"
     assert list(fake.endpoints) == ["once"]
+
+
+def test_status_of_an_unknown_endpoint_is_not_found(dbx_adapter):
+    from unijob.contract import EndpointHandle
+    from unijob.errors import NotFound
+
+    with pytest.raises(NotFound):
+        dbx_adapter.endpoint_status(EndpointHandle(target="databricks", name="nope"))

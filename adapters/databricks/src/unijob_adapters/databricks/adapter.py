@@ -44,6 +44,7 @@ class DatabricksAdapter(Adapter):
     def __init__(self, *, retry_timeout_seconds: Optional[int] = None, poll_seconds: float = 10.0) -> None:
         self.retry_timeout_seconds = retry_timeout_seconds
         self.poll_seconds = poll_seconds
+        self._clients: dict = {}
 
     # ---- readiness --------------------------------------------------------------------------
 
@@ -85,9 +86,13 @@ class DatabricksAdapter(Adapter):
         return build_job_plan(spec, submission_id, self.options(spec))
 
     def _client(self, extra: Mapping):
+        """One WorkspaceClient per (host, profile, resolved env host) for this adapter instance."""
         from .client import workspace_client
 
-        return workspace_client(extra.get("host"), extra.get("profile"), self.retry_timeout_seconds)
+        key = (extra.get("host"), extra.get("profile"), os.environ.get("DATABRICKS_HOST"))
+        if key not in self._clients:
+            self._clients[key] = workspace_client(extra.get("host"), extra.get("profile"), self.retry_timeout_seconds)
+        return self._clients[key]
 
     def submit(self, plan: Plan) -> JobHandle:
         from . import client

@@ -194,7 +194,15 @@ def deploy(w, plan: Plan) -> EndpointHandle:
 
 
 def status(w, handle: EndpointHandle) -> EndpointStatus:
-    d = w.serving_endpoints.get(handle.name)
+    """The endpoint's state and traffic split. Raises unijob NotFound when it does not exist."""
+    from databricks.sdk.errors import NotFound as SdkNotFound
+
+    from unijob.errors import NotFound
+
+    try:
+        d = w.serving_endpoints.get(handle.name)
+    except SdkNotFound:
+        raise NotFound(f"no Databricks serving endpoint '{handle.name}'") from None
     st = d.state
     update = st.config_update.value if st and st.config_update else ""
     ready = st.ready.value if st and st.ready else ""

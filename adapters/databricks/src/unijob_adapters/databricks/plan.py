@@ -49,6 +49,8 @@ from .runtime_env import local_path
 SUBMIT_API = "POST /api/2.2/jobs/runs/submit"
 LAUNCHER_NAME = "_unijob_launcher.py"
 TASK_KEY = "main"
+#: Workspace API import limit per file (Databricks "Workspace files" docs: 10 MB via import; 2026-11).
+WORKSPACE_FILE_LIMIT = 10 * 1024 * 1024
 _SKIP_DIRS = {"__pycache__", ".git", ".venv", ".mypy_cache", ".pytest_cache"}
 
 #: How each cloud spells the spot policies (Clusters API availability enums).
@@ -322,6 +324,10 @@ def build_job_plan(spec, submission_id: str, opts: DatabricksOptions) -> Plan:
         digest = source_digest(src)
         dest = f"{opts.upload_dir}/{spec.name}/{digest[:16]}"
         uploads.append(Upload(source=str(src), destination=dest, sha256=digest, kind="directory"))
+        big = [rel for rel, p in _source_files(src) if p.stat().st_size > WORKSPACE_FILE_LIMIT]
+        if big and not opts.upload_dir.startswith("/Volumes/"):
+            warnings.append(f"{', '.join(big)} exceed the workspace import limit of 10 MB per file; "
+                            "set targets.databricks.upload_dir to a /Volumes/... path")
         uploads.append(Upload(source=str(launcher_path()), destination=f"{dest}/{LAUNCHER_NAME}",
                               sha256=hashlib.sha256(launcher_path().read_bytes()).hexdigest()))
         world = res.nodes * int(res.processes_per_node or 1)
