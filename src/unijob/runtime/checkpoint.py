@@ -162,7 +162,9 @@ class _LocalStore:
         return open(self.root / name / DATA / rel, "rb")
 
     def write(self, name: str, sources: list[tuple[str, Any]], make_manifest: Any) -> None:
-        self.root.mkdir(parents=True, exist_ok=True)
+        if not self.root.is_dir():
+            self.root.mkdir(parents=True, exist_ok=True)
+            _fsync_dir(self.root.parent)  # the new root's own entry survives a crash too
         tmp = self.root / f".tmp-{name}-{os.getpid()}-{_secrets.token_hex(4)}"
         try:
             (tmp / DATA).mkdir(parents=True)

@@ -234,6 +234,8 @@ def _from_platform(environ: Mapping[str, str], envs: Sequence[Any]) -> tuple[str
         for k in ("output_dir", "model_dir", "checkpoint_dir"):
             if k in data:
                 data[k] = Path(data[k])
+        if "channels" in data:
+            data["channels"] = {str(k): str(v) for k, v in dict(data["channels"]).items()}
         if "hyperparameters" in data:
             data["hyperparameters"] = parse_hyperparameters(data["hyperparameters"], strings_as_json=True)
         return str(name), data
