@@ -180,7 +180,7 @@ def test_a_garbled_manifest_is_ignored(root):
 
 
 def test_interrupted_save_leaves_latest_alone(tmp_path, monkeypatch):
-    from unijob.runtime import checkpoint
+    from unijob.runtime import storage
 
     src = tmp_path / "state"
     src.mkdir()
@@ -188,7 +188,7 @@ def test_interrupted_save_leaves_latest_alone(tmp_path, monkeypatch):
         (src / f"{i}.bin").write_bytes(os.urandom(1000))
     c = ck(tmp_path / "ckpt")
     c.save(src, 1)
-    real = checkpoint._write_local_file
+    real = storage._write_local_file
     calls = []
 
     def fail_on_second(dst, s, rel):
@@ -197,7 +197,7 @@ def test_interrupted_save_leaves_latest_alone(tmp_path, monkeypatch):
             raise KeyboardInterrupt  # Ctrl-C in the middle of a save
         return real(dst, s, rel)
 
-    monkeypatch.setattr(checkpoint, "_write_local_file", fail_on_second)
+    monkeypatch.setattr(storage, "_write_local_file", fail_on_second)
     with pytest.raises(KeyboardInterrupt):
         c.save(src, 2)
     assert c.steps() == [1] and c.latest().step == 1
@@ -272,9 +272,9 @@ def test_bad_payload(tmp_path):
 
 
 def test_large_payload_spans_chunks(tmp_path):
-    from unijob.runtime import checkpoint
+    from unijob.runtime import storage
 
-    payload = os.urandom(checkpoint.CHUNK * 2 + 12345)
+    payload = os.urandom(storage.CHUNK * 2 + 12345)
     c = ck(tmp_path)
     assert c.save(payload, 1).size == len(payload)
     assert c.load() == payload
