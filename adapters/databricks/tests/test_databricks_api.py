@@ -232,3 +232,15 @@ def test_status_of_an_unknown_endpoint_is_not_found(dbx_adapter):
 
     with pytest.raises(NotFound):
         dbx_adapter.endpoint_status(EndpointHandle(target="databricks", name="nope"))
+
+
+def test_a_plan_for_another_cloud_than_the_workspace_is_refused(dbx_adapter, fake, spec_factory):
+    spec = spec_factory("""
+    name: wrongcloud
+    script: src/train.py
+    targets: {databricks: {host: "https://adb-123.4.azuredatabricks.net", cloud: aws}}
+    """)
+    with pytest.raises(SpecError) as ei:
+        dbx_adapter.submit(dbx_adapter.plan(spec, "s"))
+    assert ei.value.issues[0].loc == ("targets", "databricks", "cloud") and ei.value.issues[0].suggestion == "azure"
+    assert fake.requests == []

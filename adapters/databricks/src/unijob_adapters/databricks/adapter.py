@@ -72,7 +72,10 @@ class DatabricksAdapter(Adapter):
         if not creds:
             problems.append("no Databricks credentials: set DATABRICKS_TOKEN (or OAuth DATABRICKS_CLIENT_ID/"
                             "DATABRICKS_CLIENT_SECRET) or a ~/.databrickscfg profile")
-        details["cloud"] = "from targets.databricks.cloud (default aws): decides node types and spot spelling"
+        from .client import cloud_of_host
+
+        details["cloud"] = (cloud_of_host(host) or "unknown from the host") + \
+            "; plans use targets.databricks.cloud (default aws) for node types and spot spelling"
         # A host may still come from the spec (targets.databricks.host), which check() cannot see:
         # submit() then raises a SpecError (exit 2) if there is none at all.
         ready = found and bool(creds)
@@ -97,6 +100,7 @@ class DatabricksAdapter(Adapter):
     def submit(self, plan: Plan) -> JobHandle:
         from . import client
 
+        client.check_cloud(plan.extra.get("host"), plan.extra.get("profile"), plan.extra.get("cloud"))
         w = self._client(plan.extra)
         if plan.extra.get("dry_run"):
             return JobHandle(target=self.name, native_id="", name=plan.name, submission_id=plan.submission_id)

@@ -62,6 +62,29 @@ def resolve_host(host: Optional[str], profile: Optional[str]) -> Optional[str]:
     return host or os.environ.get("DATABRICKS_HOST") or profile_settings(profile).get("host")
 
 
+def cloud_of_host(host: Optional[str]) -> Optional[str]:
+    """The cloud a workspace URL belongs to, from Databricks' domains (``*.cloud.databricks.com``
+    AWS, ``*.azuredatabricks.net`` Azure, ``*.gcp.databricks.com`` GCP), or ``None``."""
+    h = (host or "").lower()
+    if ".azuredatabricks.net" in h:
+        return "azure"
+    if ".gcp.databricks.com" in h:
+        return "gcp"
+    if ".cloud.databricks.com" in h:
+        return "aws"
+    return None
+
+
+def check_cloud(host: Optional[str], profile: Optional[str], cloud: Optional[str]) -> None:
+    """Raises SpecError at ``targets.databricks.cloud`` when the workspace host is on another cloud
+    than the plan's node types and spot spelling were built for (nothing is sent then)."""
+    actual = cloud_of_host(resolve_host(host, profile))
+    if actual and cloud and actual != cloud:
+        raise SpecError.at(("targets", "databricks", "cloud"),
+                           f"the workspace is on {actual} but the plan was built for {cloud}; "
+                           f"set targets.databricks.cloud: {actual}", suggestion=actual)
+
+
 def workspace_client(host: Optional[str], profile: Optional[str], retry_timeout_seconds: Optional[int] = None):
     """A ``databricks.sdk.WorkspaceClient`` through the SDK's auth chain.
 
