@@ -299,8 +299,13 @@ class Adapter(abc.ABC):
     # ---- readiness --------------------------------------------------------------------------
 
     @abc.abstractmethod
-    def check(self) -> Readiness:
-        """Can this target be used from here? Never raises; one line per problem; no secrets."""
+    def check(self, spec: Any = None) -> Readiness:
+        """Can this target be used from here? Never raises; one line per problem; no secrets.
+
+        Args:
+            spec: the JobSpec about to be submitted, if any: its ``targets.<name>`` block may
+                supply what the environment lacks (a host, a project, a role, a kube context).
+        """
 
     # ---- training jobs ----------------------------------------------------------------------
 

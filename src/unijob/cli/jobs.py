@@ -104,7 +104,7 @@ def submit(spec: str, target: str, wait: bool, follow: bool, idempotency_key: Op
     adapter = registry.get(target)
     # Validate first (pure): a bad spec leaves no record and sends nothing.
     probe = make_plan(adapter, loaded, idempotency_key or "validate")
-    readiness = adapter.check()
+    readiness = adapter.check(loaded.spec)
     if not readiness.ready:
         raise NotReady(f"target '{target}' is not ready:\n  " + "\n  ".join(readiness.problems))
     if dry_run:

@@ -51,7 +51,7 @@ class LocalAdapter(Adapter):
 
     # ---- readiness --------------------------------------------------------------------------
 
-    def check(self) -> Readiness:
+    def check(self, spec: Any = None) -> Readiness:
         problems: list[str] = []
         details: dict[str, str] = {"python": sys.executable}
         try:

@@ -9,7 +9,7 @@ from __future__ import annotations
 import importlib.util
 import os
 import time
-from typing import ClassVar, Iterator, Mapping, Optional
+from typing import Any, ClassVar, Iterator, Mapping, Optional
 
 from unijob.contract import Adapter, EndpointHandle, EndpointStatus, JobHandle, JobStatus, Plan
 from unijob.errors import Readiness
@@ -48,7 +48,7 @@ class DatabricksAdapter(Adapter):
 
     # ---- readiness --------------------------------------------------------------------------
 
-    def check(self) -> Readiness:
+    def check(self, spec: Any = None) -> Readiness:
         """Package, host, credentials and cloud, one line each; opens no connection."""
         from .client import profile_settings
 
@@ -61,7 +61,8 @@ class DatabricksAdapter(Adapter):
         if not found:
             problems.append("databricks-sdk is not installed: pip install 'unijob[databricks]'")
         prof = profile_settings(None)
-        host = os.environ.get("DATABRICKS_HOST") or prof.get("host")
+        host = ((spec.target_options("databricks").get("host") if spec is not None else None)
+                or os.environ.get("DATABRICKS_HOST") or prof.get("host"))
         if host:
             details["host"] = host
         else:

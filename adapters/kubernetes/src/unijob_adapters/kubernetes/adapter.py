@@ -46,7 +46,7 @@ class KubernetesAdapter(Adapter):
 
     # ---- readiness --------------------------------------------------------------------------
 
-    def check(self) -> Readiness:
+    def check(self, spec: Any = None) -> Readiness:
         """One line per problem: client missing, no kubeconfig, no such/current context."""
         from . import client
 
@@ -58,7 +58,8 @@ class KubernetesAdapter(Adapter):
             return Readiness(False, [f"{e.message}: {e.hint}"])
         if self._configuration is not None:
             return Readiness(True, [], {"host": str(self._configuration.host)})
-        path = client.kubeconfig_path(None)
+        opts = spec.target_options("kubernetes") if spec is not None else {}
+        path = client.kubeconfig_path(opts.get("kubeconfig"))
         details["kubeconfig"] = path
         import os
 

@@ -60,7 +60,7 @@ class VertexAdapter(Adapter):
 
     # ---- readiness --------------------------------------------------------------------------
 
-    def check(self) -> Readiness:
+    def check(self, spec: Any = None) -> Readiness:
         problems: list[str] = []
         details: dict[str, str] = {}
         from unijob_adapters.vertex.client import require_sdk
@@ -78,12 +78,13 @@ class VertexAdapter(Adapter):
             except Exception as e:  # DefaultCredentialsError, or anything odd in the environment
                 problems.append(f"no Google Cloud credentials ({type(e).__name__}): run "
                                 "'gcloud auth application-default login' or set GOOGLE_APPLICATION_CREDENTIALS")
-        project = next((os.environ[k] for k in PROJECT_ENV if os.environ.get(k)), None) or cred_project
+        opts = spec.target_options("vertex") if spec is not None else {}
+        project = opts.get("project") or next((os.environ[k] for k in PROJECT_ENV if os.environ.get(k)), None) or cred_project
         if project:
             details["project"] = project
         else:
             problems.append("no project: set GOOGLE_CLOUD_PROJECT or targets.vertex.project in the spec")
-        location = next((os.environ[k] for k in LOCATION_ENV if os.environ.get(k)), None)
+        location = opts.get("location") or next((os.environ[k] for k in LOCATION_ENV if os.environ.get(k)), None)
         if location:
             details["location"] = location
         else:
