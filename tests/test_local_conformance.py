@@ -126,6 +126,7 @@ def test_simulated_preemption_needs_spot(tmp_path):
                      targets={"local": {"simulate_preemption": "1m", "preemption_grace": 3}})
     body = LocalAdapter().plan(spot, "s").request("local:launch").body
     assert (body["simulate_preemption"], body["grace"], body["max_restarts"]) == (60, 3, 2)
+    assert body["simulate_preemptions"] == 1  # one reclaim by default
 
 
 def test_accelerator_is_a_warning_not_an_error(tmp_path):

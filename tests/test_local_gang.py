@@ -261,7 +261,8 @@ def test_simulated_preemption_resumes_from_checkpoint(tmp_path, home):
 
 def test_preemptions_are_bounded_by_max_restarts(tmp_path, home):
     adapter, h, d = run(tmp_path, "forever", checkpoint={"uri": "ckpt"}, spot={"policy": "spot", "max_restarts": 1},
-                        targets={"local": {"simulate_preemption": 1, "preemption_grace": 1}})
+                        targets={"local": {"simulate_preemption": 1, "simulate_preemptions": 5,
+                                           "preemption_grace": 1}})
     st = final(adapter, h, 15)
     assert st.state is JobState.FAILED and st.restarts == 1
     assert "max_restarts (1) exhausted" in st.message

@@ -14,9 +14,12 @@ class LocalOptions(BaseModel):
     """Options of the local target (``targets: {local: {...}}``).
 
     Attributes:
-        simulate_preemption: seconds after each (re)start of the gang at which it gets a simulated
+        simulate_preemption: seconds after a (re)start of the gang at which it gets a simulated
             spot preemption (SIGTERM to every rank, ``preemption_grace``, SIGKILL, relaunch from the
             checkpoint); ``None`` = never. Only for ``spot.policy`` ``spot``/``spot_with_fallback``.
+        simulate_preemptions: how many simulated preemptions in all (default 1: one reclaim
+            mid-run, then the relaunched gang runs to the end); each comes ``simulate_preemption``
+            seconds after the latest (re)start.
         preemption_grace: seconds between the SIGTERM notice and SIGKILL, for preemptions, gang
             stops after a rank failure, ``max_run`` and cancel. Default 10 s (Kubernetes uses 30 s,
             Vertex/GCE spot give 30 s, EC2 spot 120 s; 10 s keeps local runs snappy).
@@ -31,6 +34,7 @@ class LocalOptions(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     simulate_preemption: Optional[Duration] = None
+    simulate_preemptions: int = Field(default=1, ge=1, le=100)
     preemption_grace: Duration = 10
     master_addr: str = Field(default="127.0.0.1", min_length=1)
     master_port: Optional[int] = Field(default=None, ge=1, le=65535)

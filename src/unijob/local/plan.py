@@ -141,7 +141,8 @@ def build_body(spec: Any, submission_id: str, opts: LocalOptions) -> tuple[dict[
         notes.append("spot_with_fallback: this machine is its own fallback; preemptions (simulated) relaunch "
                      "the gang here, bounded by spot.max_restarts")
     if opts.simulate_preemption is not None:
-        notes.append(f"simulated preemption {opts.simulate_preemption} s after each (re)start; SIGTERM, "
+        notes.append(f"simulated preemption {opts.simulate_preemption} s after (re)start, "
+                     f"{opts.simulate_preemptions} time(s); SIGTERM, "
                      f"{opts.preemption_grace} s grace, SIGKILL, relaunch (at most {spec.spot.max_restarts} times)")
 
     body = {
@@ -158,6 +159,7 @@ def build_body(spec: Any, submission_id: str, opts: LocalOptions) -> tuple[dict[
         "max_run": spec.max_run,
         "max_restarts": spec.spot.max_restarts,
         "simulate_preemption": opts.simulate_preemption,
+        "simulate_preemptions": opts.simulate_preemptions,
         "grace": opts.preemption_grace,
         "checkpoint": checkpoint,
         "channels": channels,

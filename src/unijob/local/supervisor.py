@@ -163,7 +163,7 @@ class Supervisor:
             self.write("RUNNING", master_port=port, attempt_started_at=attempt_start, restarts=restarts,
                        started_at=self.state["started_at"] or attempt_start,
                        message=f"running {len(self.ranks)} ranks" + (f" (restart {restarts})" if restarts else ""))
-            outcome = self.watch(first_start, attempt_start)
+            outcome = self.watch(first_start, attempt_start, simulate=restarts < self.body.get("simulate_preemptions", 1))
             if outcome != "PREEMPTED":
                 return outcome
             if restarts >= self.body["max_restarts"]:
@@ -172,8 +172,8 @@ class Supervisor:
                 return "FAILED"
             restarts += 1
 
-    def watch(self, first_start: float, attempt_start: float) -> str:
-        preempt_after = self.body.get("simulate_preemption")
+    def watch(self, first_start: float, attempt_start: float, simulate: bool = True) -> str:
+        preempt_after = self.body.get("simulate_preemption") if simulate else None
         while True:
             if self.cancel_requested:
                 self.write("STOPPING", message="cancel requested: stopping the gang")
