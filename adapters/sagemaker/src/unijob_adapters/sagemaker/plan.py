@@ -127,10 +127,14 @@ def build(spec: Any, submission_id: str, opts: SageMakerOptions) -> Plan:
     notes: list[str] = []
     warnings: list[str] = []
 
+    if spec.output is None and not opts.code_bucket:
+        raise SpecError.at(("output",), "required for SageMaker (or targets.sagemaker.code_bucket): an s3:// URI "
+                           "for the model artifacts (OutputDataConfig.S3OutputPath)")
+    # Without an output, artifacts go beside the code: s3://<code_bucket>/unijob/output (noted in the plan).
+    output = (_s3(spec.output, ("output",), "output") if spec.output
+              else f"s3://{opts.code_bucket}/unijob/output").rstrip("/")
     if spec.output is None:
-        raise SpecError.at(("output",), "required for SageMaker: an s3:// URI for the model artifacts "
-                                        "(OutputDataConfig.S3OutputPath)")
-    output = _s3(spec.output, ("output",), "output").rstrip("/")
+        notes.append(f"no output in the spec: model artifacts go to {output}")
     itype, acc, acc_count = instance(spec)
     nodes = spec.resources.nodes
 
