@@ -38,6 +38,7 @@ from typing import Any, ClassVar, Iterator, Mapping, Optional
 from pydantic import BaseModel, ConfigDict
 
 from unijob.errors import Readiness
+from unijob.runtime_env import RuntimeEnv  # noqa: F401  (part of the contract; stdlib-only module)
 
 
 class JobState(str, enum.Enum):
@@ -254,28 +255,6 @@ class EndpointStatus:
     replicas: dict[str, int] = field(default_factory=dict)
     url: Optional[str] = None
     message: str = ""
-
-
-class RuntimeEnv(abc.ABC):
-    """How :mod:`unijob.runtime` reads one platform's environment inside a running job.
-
-    Subclasses must import nothing beyond the standard library: they run inside training
-    containers. Register them under the ``unijob.runtime_envs`` entry-point group.
-    """
-
-    name: ClassVar[str]
-
-    @abc.abstractmethod
-    def detect(self, environ: Mapping[str, str]) -> bool:
-        """True when ``environ`` is this platform's job environment."""
-
-    @abc.abstractmethod
-    def read(self, environ: Mapping[str, str]) -> dict[str, Any]:
-        """The context fields this platform sets; keys of :class:`unijob.runtime.Context`
-        (``rank``, ``world_size``, ``local_rank``, ``local_world_size``, ``node_rank``, ``nodes``,
-        ``master_addr``, ``master_port``, ``channels`` (name -> local path), ``output_dir``,
-        ``model_dir``, ``checkpoint_dir``, ``checkpoint_uri``, ``hyperparameters``, ``job_id``).
-        Missing keys fall back to the torchrun-compatible env and then to single-process defaults."""
 
 
 class Adapter(abc.ABC):

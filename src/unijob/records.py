@@ -23,6 +23,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Iterator, Optional
 
+from unijob._process import pid_exists
 from unijob.errors import NotFound, UsageError
 
 SCHEMA = """
@@ -275,10 +276,4 @@ def _alive(pid: Optional[int]) -> bool:
         return False
     if pid == os.getpid():
         return False  # this very process is retrying its own submission
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True
+    return pid_exists(pid)

@@ -18,6 +18,8 @@ import time
 from pathlib import Path
 from typing import Any, Optional
 
+from unijob._process import pid_exists
+
 FINAL = ("SUCCEEDED", "FAILED", "CANCELLED")
 
 
@@ -63,14 +65,7 @@ def proc_start_time(pid: int) -> Optional[int]:
     return int(fields[19])
 
 
-def _exists(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True
+_exists = pid_exists
 
 
 def alive(pid: Optional[int], start_time: Optional[int] = None) -> bool:

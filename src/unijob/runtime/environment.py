@@ -55,6 +55,8 @@ class Context:
         job_name: the spec's name (``UNIJOB_JOB_NAME``), or ``None``.
         target: the target running the job (``local``, ``sagemaker``...), or ``None``.
         restart_count: how many times this job was relaunched (preemptions, retries); 0 at first.
+        tensorboard_dir: where to write TensorBoard logs, where the platform provides one
+            (Vertex ``AIP_TENSORBOARD_LOG_DIR``), or ``None``.
         source: where the fields came from: a RuntimeEnv name, ``"env"`` or ``"default"``.
     """
 
@@ -77,6 +79,7 @@ class Context:
     job_name: Optional[str] = None
     target: Optional[str] = None
     restart_count: int = 0
+    tensorboard_dir: Optional[str] = None
     source: str = "default"
 
     @property

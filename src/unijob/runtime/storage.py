@@ -15,6 +15,8 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import IO, Any, Callable, Iterator, Optional, Union
 
+from unijob._process import pid_exists
+
 #: Chunk size for streaming reads and writes (bytes).
 CHUNK = 16 << 20
 #: Ask the kernel to start writing back every this many bytes written.
@@ -138,14 +140,7 @@ class _LocalStore:
             shutil.rmtree(self.root / n, ignore_errors=True)
 
 
-def _alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True
+_alive = pid_exists
 
 
 _hasher: Optional[ThreadPoolExecutor] = None

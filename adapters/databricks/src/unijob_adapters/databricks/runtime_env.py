@@ -18,7 +18,7 @@ from __future__ import annotations
 import json
 from typing import Any, Mapping, Optional
 
-from unijob.contract import RuntimeEnv
+from unijob.runtime_env import RuntimeEnv
 
 
 def local_path(uri: str) -> Optional[str]:

@@ -19,7 +19,7 @@ from __future__ import annotations
 import json
 from typing import Any, Mapping
 
-from unijob.contract import RuntimeEnv
+from unijob.runtime_env import RuntimeEnv
 
 CHECKPOINT_DIR = "/opt/ml/checkpoints"
 DEFAULT_MASTER_PORT = 29500  # torchrun's default

@@ -20,7 +20,7 @@ from __future__ import annotations
 import json
 from typing import Any, Mapping
 
-from unijob.contract import RuntimeEnv
+from unijob.runtime_env import RuntimeEnv
 
 
 def _gcs_local(uri: str) -> str:
