@@ -76,20 +76,6 @@ def _node_position(root: Any, loc: Sequence[Any]) -> tuple[int | None, int | Non
     return best.start_mark.line + 1, best.start_mark.column + 1
 
 
-def _model_at(loc: Sequence[Any]) -> type[BaseModel] | None:
-    """The pydantic model that owns the last key of ``loc`` (for did-you-mean on extra keys)."""
-    model: Any = JobSpec
-    for part in loc[:-1]:
-        if isinstance(part, int) or model is None:
-            continue
-        field = model.model_fields.get(part)
-        if field is None:
-            return None
-        ann = field.annotation
-        model = _unwrap_model(ann)
-    return model
-
-
 def _unwrap_model(ann: Any) -> type[BaseModel] | None:
     import typing
 
@@ -110,45 +96,40 @@ def _close(word: str, options: Sequence[str]) -> str | None:
 def issues_from_validation(err: ValidationError, *, prefix: Loc = (), model: type[BaseModel] | None = None) -> list[SpecIssue]:
     """Turn a pydantic ValidationError into SpecIssues with did-you-mean suggestions.
 
-    Never includes the rejected input for anything under ``secrets`` (it may be a secret).
+    Args:
+        prefix: field path of the validated block inside the spec (e.g. ``("targets", "local")``).
+        model: the model that was validated (default :class:`JobSpec`), for unknown-key suggestions.
+
+    Never reads the rejected input for anything under ``secrets`` (it may be a secret).
     """
     issues: list[SpecIssue] = []
-    for e in err.errors(include_url=False, include_input=False):
-        loc = tuple(prefix) + tuple(p for p in e["loc"] if not (isinstance(p, str) and p.startswith("function-")))
-        etype = e["type"]
-        msg = e["msg"]
-        suggestion = (e.get("ctx") or {}).get("suggestion")
+    for e in err.errors(include_url=False):
+        rel = tuple(p for p in e["loc"] if not (isinstance(p, str) and p.startswith("function-")))
+        loc = tuple(prefix) + rel
+        etype, msg = e["type"], e["msg"]
+        ctx = e.get("ctx") or {}
+        suggestion = ctx.get("suggestion")
         if etype == "extra_forbidden":
-            owner = model if (model is not None and len(e["loc"]) == 1) else _model_at(loc[len(prefix):] if model is None else loc)
-            if model is not None and len(e["loc"]) > 1:
-                owner = _owner_in(model, e["loc"])
+            owner = _owner_in(model or JobSpec, rel)
             valid = list(owner.model_fields) if owner else []
             suggestion = _close(str(loc[-1]), valid)
             msg = "unknown field" + (f"; expected one of: {', '.join(valid)}" if valid and not suggestion else "")
         elif etype == "missing":
             msg = "required field is missing"
         elif etype == "literal_error":
-            expected = (e.get("ctx") or {}).get("expected", "")
+            expected = ctx.get("expected", "")
             msg = f"expected {expected}"
-            options = [o.strip().strip("'") for o in expected.replace(" or ", ",").split(",") if o.strip()]
-            if "input" in e:
-                suggestion = _close(str(e["input"]), options)
-        elif etype == "string_pattern_mismatch" and loc and loc[0] == "name":
+            if loc[:1] != ("secrets",):
+                options = [o.strip().strip("'") for o in expected.replace(" or ", ",").split(",") if o.strip()]
+                suggestion = _close(str(e.get("input")), options)
+        elif etype == "string_pattern_mismatch" and loc == ("name",):
             msg = "must be a DNS-1123 label: lowercase letters, digits and '-', starting and ending alphanumeric"
-        # Literal suggestions need the input; fetch it only outside secrets.
-        if etype == "literal_error" and not suggestion and (not loc or loc[0] != "secrets"):
-            pass
         issues.append(SpecIssue(loc, msg, suggestion))
-    # One pass more for literal suggestions (needs inputs, never for secrets).
-    for issue, e in zip(issues, err.errors(include_url=False)):
-        if e["type"] == "literal_error" and not issue.suggestion and issue.loc[:1] != ("secrets",):
-            expected = (e.get("ctx") or {}).get("expected", "")
-            options = [o.strip().strip("'") for o in expected.replace(" or ", ",").split(",") if o.strip()]
-            issue.suggestion = _close(str(e.get("input")), options)
     return issues
 
 
 def _owner_in(model: type[BaseModel], loc: Sequence[Any]) -> type[BaseModel] | None:
+    """The pydantic model that owns the last key of ``loc`` (relative to ``model``)."""
     cur: Any = model
     for part in loc[:-1]:
         if isinstance(part, int) or cur is None:
