@@ -257,6 +257,23 @@ class EndpointStatus:
     message: str = ""
 
 
+@dataclass
+class InvokeResult:
+    """One endpoint invocation's answer.
+
+    Attributes:
+        body: the response's JSON value (``{"predictions": [...]}`` for the envelope).
+        variant: the variant that answered, where the target reports it (SageMaker's
+            ``X-Amzn-Invoked-Production-Variant``, the local router's ``X-Unijob-Variant``,
+            Vertex's ``deployedModelId`` mapped back to the variant name); else None.
+        latency_seconds: wall time of the call as seen by the client, in seconds.
+    """
+
+    body: Any
+    variant: Optional[str] = None
+    latency_seconds: float = 0.0
+
+
 class Adapter(abc.ABC):
     """One backend. Subclasses set the class attributes and implement the methods.
 
@@ -347,6 +364,19 @@ class Adapter(abc.ABC):
     def undeploy(self, handle: EndpointHandle) -> None:
         """Delete everything ``deploy`` created, in reverse order."""
         raise NotImplementedError(f"target '{self.name}' does not serve endpoints")
+
+    def invoke(self, handle: EndpointHandle, payload: Any, *, variant: Optional[str] = None,
+               timeout: float = 60.0) -> InvokeResult:
+        """Send one JSON ``payload`` (normally ``{"instances": [...]}``) to the endpoint.
+
+        ``variant`` pins the request to one variant (SageMaker's ``TargetVariant``); ``timeout``
+        in seconds.
+
+        Raises:
+            TargetError: the endpoint answered an error (its status and message are in the error).
+            NotFound: no such endpoint.
+        """
+        raise NotImplementedError(f"target '{self.name}' cannot invoke endpoints")
 
     # ---- helpers for subclasses -------------------------------------------------------------
 

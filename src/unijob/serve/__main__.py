@@ -1,0 +1,5 @@
+import sys
+
+from unijob.serve.runner import main
+
+sys.exit(main())

@@ -1,0 +1,212 @@
+"""The ASGI application: one handler behind the SageMaker, Vertex and Kubernetes routes at once.
+
+Routes (all on one port):
+
+==========================  ======  =========================================================
+path                        method  answers
+==========================  ======  =========================================================
+``/ping``                   GET     SageMaker health check: 200 once ``load`` has finished,
+                                    503 while loading, 500 if loading failed
+``/invocations``            POST    SageMaker inference: the envelope or a bare JSON array
+``/predict``                POST    the envelope (Kubernetes, and the local target)
+``AIP_PREDICT_ROUTE``       POST    Vertex inference: the envelope
+``AIP_HEALTH_ROUTE``        GET     Vertex health check: as ``/ping``
+``/ready``, ``/live``       GET     Kubernetes readiness (as ``/ping``) and liveness (200 while
+                                    the event loop answers)
+==========================  ======  =========================================================
+
+The envelope is Vertex's (and KServe v1's): ``{"instances": [...], "parameters": {...}}`` in,
+``{"predictions": [...]}`` out, one prediction per instance. ``/invocations`` also takes a bare
+JSON array of instances and answers a bare array. Errors are JSON ``{"error": message}``:
+400 for a body that is not JSON or not the envelope (and for :class:`~unijob.serve.BadRequest`
+raised by the handler), 413 over ``max_payload`` bytes, 415 for a non-JSON content type, 503
+before the model is loaded, and 500 for an exception in ``predict`` (logged with its traceback
+under the ``unijob.serve`` logger; the server keeps serving).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+import time
+import traceback
+from contextlib import asynccontextmanager
+from pathlib import Path
+from typing import Any, Callable, Optional
+
+from starlette.applications import Starlette
+from starlette.concurrency import run_in_threadpool
+from starlette.requests import Request
+from starlette.responses import JSONResponse, Response
+from starlette.routing import Route
+
+from unijob.serve.handler import BadRequest, Handler
+
+log = logging.getLogger("unijob.serve")
+
+JSON_TYPES = ("application/json", "text/json", "application/jsonlines")
+
+
+class _State:
+    def __init__(self) -> None:
+        self.ready = False
+        self.error: Optional[str] = None
+        self.started = time.time()
+
+
+def _error(status: int, message: str) -> Response:
+    return JSONResponse({"error": message}, status_code=status)
+
+
+def _to_json_value(obj: Any) -> Any:
+    """Default for ``json.dumps``: NumPy scalars and arrays, sets, tuples."""
+    if hasattr(obj, "tolist"):
+        return obj.tolist()
+    if hasattr(obj, "item"):
+        return obj.item()
+    if isinstance(obj, (set, frozenset)):
+        return sorted(obj)
+    raise TypeError(f"{type(obj).__name__} is not JSON serializable")
+
+
+def _dump(obj: Any) -> bytes:
+    return json.dumps(obj, default=_to_json_value, allow_nan=False, separators=(",", ":")).encode()
+
+
+def parse_payload(body: bytes, *, allow_bare: bool) -> tuple[list[Any], dict[str, Any], bool]:
+    """``(instances, parameters, enveloped)`` from a request body.
+
+    Raises:
+        BadRequest: not UTF-8 JSON; not an object with an ``instances`` array (or, with
+            ``allow_bare``, a bare array); ``parameters`` present but not an object.
+    """
+    if not body.strip():
+        raise BadRequest('empty body; expected JSON {"instances": [...]}')
+    try:
+        payload = json.loads(body)
+    except UnicodeDecodeError:
+        raise BadRequest("the body is not UTF-8 text") from None
+    except json.JSONDecodeError as e:
+        raise BadRequest(f"the body is not JSON: {e.msg} at line {e.lineno} column {e.colno}") from None
+    if isinstance(payload, list):
+        if allow_bare:
+            return payload, {}, False
+        raise BadRequest('expected a JSON object {"instances": [...]}, got an array')
+    if not isinstance(payload, dict):
+        raise BadRequest(f'expected a JSON object {{"instances": [...]}}, got {type(payload).__name__}')
+    if "instances" not in payload:
+        import difflib
+
+        keys = ", ".join(sorted(payload)) or "none"
+        close = difflib.get_close_matches("instances", [str(k) for k in payload], n=1, cutoff=0.5)
+        hint = f'; did you mean "instances" instead of "{close[0]}"?' if close else ""
+        raise BadRequest(f'expected a JSON object {{"instances": [...]}}; it has no "instances" (keys: {keys}){hint}')
+    instances = payload["instances"]
+    if not isinstance(instances, list):
+        raise BadRequest(f'"instances" must be a JSON array, got {type(instances).__name__}')
+    params = payload.get("parameters") or {}
+    if not isinstance(params, dict):
+        raise BadRequest(f'"parameters" must be a JSON object, got {type(params).__name__}')
+    unknown = sorted(set(payload) - {"instances", "parameters"})
+    if unknown:
+        raise BadRequest(f'unexpected key(s) {", ".join(unknown)}; the envelope has "instances" and "parameters"')
+    return instances, params, True
+
+
+def create_app(handler: Handler, *, model_dir: Optional[Path] = None, health_routes: tuple[str, ...] = (),
+               predict_routes: tuple[str, ...] = (), max_payload: int = 6 * 1024 * 1024,
+               on_load_failed: Optional[Callable[[BaseException], None]] = None) -> Starlette:
+    """The ASGI app serving ``handler`` (routes and answers in the module docstring).
+
+    ``handler.load(model_dir)`` runs in a worker thread when the app starts (ASGI lifespan), so
+    liveness answers while a large model loads. If it raises, the traceback is logged, the health
+    routes answer 500 with the error, and ``on_load_failed`` (the runner uses it to exit non-zero)
+    is called.
+    """
+    state = _State()
+
+    async def _load() -> None:
+        try:
+            if handler.load is not None:
+                t0 = time.perf_counter()
+                await asyncio.to_thread(handler.load, model_dir)
+                log.info("loaded %s from %s in %.2f s", handler.ref, model_dir, time.perf_counter() - t0)
+            state.ready = True
+        except BaseException as e:  # noqa: BLE001 - reported, then the server exits
+            state.error = f"{type(e).__name__}: {e}"
+            log.error("load(%s) failed:\n%s", model_dir, traceback.format_exc())
+            if on_load_failed is not None:
+                on_load_failed(e)
+
+    @asynccontextmanager
+    async def lifespan(app: Starlette):  # noqa: ANN202
+        task = asyncio.create_task(_load())
+        yield
+        task.cancel()
+
+    async def health(request: Request) -> Response:
+        if state.ready:
+            return JSONResponse({"status": "ok"})
+        if state.error:
+            return _error(500, f"model failed to load: {state.error}")
+        return _error(503, "loading the model")
+
+    async def live(request: Request) -> Response:
+        return JSONResponse({"status": "alive", "ready": state.ready})
+
+    async def predict(request: Request) -> Response:
+        if not state.ready:
+            return await health(request)
+        ctype = request.headers.get("content-type", "application/json").split(";")[0].strip().lower()
+        if ctype and ctype not in JSON_TYPES:
+            return _error(415, f"content type {ctype!r} is not supported; send application/json")
+        length = request.headers.get("content-length")
+        if length and length.isdigit() and int(length) > max_payload:
+            return _error(413, f"payload of {int(length)} bytes is over the limit of {max_payload} bytes")
+        body = await request.body()
+        if len(body) > max_payload:
+            return _error(413, f"payload of {len(body)} bytes is over the limit of {max_payload} bytes")
+        try:
+            instances, params, enveloped = parse_payload(body, allow_bare=request.url.path == "/invocations")
+            args = (instances, params) if handler.wants_parameters else (instances,)
+            if handler.is_async:
+                result = await handler.predict(*args)
+            else:
+                result = await run_in_threadpool(handler.predict, *args)
+        except BadRequest as e:
+            return _error(400, str(e))
+        except Exception as e:  # noqa: BLE001 - the handler's bug: 500, logged, keep serving
+            log.error("predict failed on %s:\n%s", request.url.path, traceback.format_exc())
+            return _error(500, f"the handler raised {type(e).__name__}: {e}")
+        if hasattr(result, "tolist"):
+            result = result.tolist()
+        if isinstance(result, tuple):
+            result = list(result)
+        if not isinstance(result, list):
+            log.error("predict returned %s, not a list", type(result).__name__)
+            return _error(500, f"the handler returned {type(result).__name__}; predict must return one "
+                               "prediction per instance (a list)")
+        if len(result) != len(instances):
+            log.error("predict returned %d predictions for %d instances", len(result), len(instances))
+            return _error(500, f"the handler returned {len(result)} predictions for {len(instances)} instances")
+        try:
+            data = _dump({"predictions": result} if enveloped else result)
+        except (TypeError, ValueError) as e:
+            log.error("predictions are not JSON: %s", e)
+            msg = str(e) if not isinstance(e, ValueError) or "NaN" not in str(e) else "NaN or infinity"
+            return _error(500, f"the handler's predictions are not JSON-serializable: {msg}")
+        return Response(data, media_type="application/json")
+
+    routes = [Route("/ping", health, methods=["GET"]), Route("/ready", health, methods=["GET"]),
+              Route("/live", live, methods=["GET"]), Route("/invocations", predict, methods=["POST"]),
+              Route("/predict", predict, methods=["POST"])]
+    fixed = {r.path for r in routes}
+    routes += [Route(p, health, methods=["GET"]) for p in health_routes if p not in fixed]
+    routes += [Route(p, predict, methods=["POST"]) for p in predict_routes if p not in fixed]
+    app = Starlette(routes=routes, lifespan=lifespan)
+    app.state.unijob = state
+    return app
+
+
+__all__ = ["create_app", "parse_payload", "BadRequest"]
