@@ -74,9 +74,68 @@ def test_non_s3_model_and_handler_rejected():
     with pytest.raises(SpecError) as ei:
         SageMakerAdapter().plan_endpoint(_spec(variants=[{"name": "a", "model": "gs://b/m", "weight": 100}]))
     assert ei.value.issues[0].loc == ("endpoint", "variants", 0, "model")
+
+
+SERVING = "123456789012.dkr.ecr.us-east-1.amazonaws.com/unijob-serve:0.1"
+
+
+def _with_options(spec, **opts):
+    block = {**spec.targets["sagemaker"], **opts}
+    return spec.model_copy(update={"targets": {**spec.targets, "sagemaker": block}})
+
+
+def test_handler_without_serving_image_names_the_option():
+    adapter = SageMakerAdapter()
     with pytest.raises(SpecError) as ei:
-        SageMakerAdapter().plan_endpoint(_spec(image=None, handler="serve:app"))
-    assert ei.value.issues[0].loc[-1] == "image"
+        adapter.plan_endpoint(_spec(image=None, handler="ranker.serve:Model"))
+    issue = ei.value.issues[0]
+    assert issue.loc == ("endpoint", "variants", 0, "handler")
+    assert "unijob serve-image" in issue.message and "targets.sagemaker.serving_image" in issue.message
+    single = _spec(image=None, handler="ranker.serve:Model", variants=[], model="s3://bucket/m/v1.tar.gz")
+    with pytest.raises(SpecError) as ei:
+        adapter.plan_endpoint(single)
+    assert ei.value.issues[0].loc == ("endpoint", "handler")
+    assert any("serving_image" in k for k in adapter.unsupported)
+
+
+def test_handler_variant_runs_the_serving_image():
+    """A handler variant: the serving image with UNIJOB_HANDLER; an image variant beside it unchanged."""
+    spec = _with_options(_spec(env={"LOG_LEVEL": "info"}, variants=[
+        {"name": "blue", "model": "s3://bucket/m/v1.tar.gz", "weight": 80},
+        {"name": "green", "model": "s3://bucket/m/v2.tar.gz", "weight": 20, "handler": "ranker.serve:Model"}]),
+        serving_image=SERVING)
+    plan = SageMakerAdapter().plan_endpoint(spec)
+    blue, green = [r.body for r in plan.requests if r.api == "sagemaker:CreateModel"]
+    for body in (blue, green):
+        validate_against_model("sagemaker", "CreateModel", body)
+    assert blue["PrimaryContainer"] == {"Image": IMAGE, "ModelDataUrl": "s3://bucket/m/v1.tar.gz",
+                                        "Environment": {"LOG_LEVEL": "info"}}
+    assert green["PrimaryContainer"] == {"Image": SERVING, "ModelDataUrl": "s3://bucket/m/v2.tar.gz",
+                                         "Environment": {"LOG_LEVEL": "info", "UNIJOB_HANDLER": "ranker.serve:Model"}}
+    # the whole endpoint served by the handler
+    plan = SageMakerAdapter().plan_endpoint(_with_options(_spec(image=None, handler="ranker.serve:Model"),
+                                                          serving_image=SERVING))
+    containers = [r.body["PrimaryContainer"] for r in plan.requests if r.api == "sagemaker:CreateModel"]
+    assert [(c["Image"], c["Environment"]) for c in containers] == [
+        (SERVING, {"UNIJOB_HANDLER": "ranker.serve:Model"})] * 2
+
+
+def test_serving_image_option_is_checked():
+    with pytest.raises(SpecError) as ei:
+        SageMakerAdapter().plan_endpoint(_with_options(_spec(), serving_image="has space:1"))
+    assert ei.value.issues[0].loc == ("targets", "sagemaker", "serving_image")
+
+
+def test_handler_endpoint_deploys_to_moto(aws, sent):
+    adapter = SageMakerAdapter()
+    spec = _with_options(_spec(image=None, handler="ranker.serve:Model", min_replicas=1, max_replicas=1),
+                         serving_image=SERVING)
+    h = adapter.deploy(adapter.plan_endpoint(spec))
+    sm = boto3_client("sagemaker")
+    for name in h.extra["models"]:
+        pc = sm.describe_model(ModelName=name)["PrimaryContainer"]
+        assert pc["Image"] == SERVING and pc["Environment"] == {"UNIJOB_HANDLER": "ranker.serve:Model"}
+    adapter.undeploy(h)
 
 
 def test_deploy_traffic_undeploy_against_moto(aws, sent):

@@ -27,8 +27,9 @@ class SageMakerAdapter(Adapter):
             "SageMaker real-time endpoints built from production variants keep at least one instance per "
             "variant; scaling to zero (announced Dec 2024) needs inference components, which this adapter "
             "does not create"),
-        "endpoint.handler": "SageMaker hosts a container image; give endpoint.image (e.g. an AWS DLC "
-                            "pytorch-inference image) instead of a unijob handler",
+        "endpoint.handler without targets.sagemaker.serving_image": (
+            "SageMaker hosts a container image from ECR: build the unijob serving image (`unijob serve-image`), "
+            "push it to ECR and set targets.sagemaker.serving_image; the handler then runs in it"),
         "args with script": "SageMaker script mode passes hyperparameters as the script's --name value "
                             "arguments; put arguments into hyperparameters",
         "secrets other than aws-secretsmanager://": "a SageMaker container can only read AWS Secrets Manager "

@@ -67,12 +67,38 @@ def _instance(v: Any, loc: tuple) -> tuple[str, int, float]:
     return shape.instance_type, shape.accelerator_count, shape.vcpus
 
 
+def _container(v: Any, ep: Any, opts: SageMakerOptions, loc: tuple) -> tuple[str, dict[str, str]]:
+    """The image and environment of one variant's ``PrimaryContainer``.
+
+    An ``image`` variant runs that image with ``endpoint.env``. A ``handler`` variant runs
+    ``targets.sagemaker.serving_image`` with ``endpoint.env`` plus ``UNIJOB_HANDLER=<handler>``,
+    which ``python -m unijob.serve`` reads (the handler wins over an ``UNIJOB_HANDLER`` in env).
+
+    Raises:
+        SpecError: a handler variant and no ``serving_image``; a variant with neither.
+    """
+    env = dict(ep.env)
+    if v.image:
+        return v.image, env
+    if v.handler and opts.serving_image:
+        env["UNIJOB_HANDLER"] = v.handler
+        return opts.serving_image, env
+    if v.handler:
+        raise SpecError.at(loc + ("handler",),
+                           "SageMaker hosts a container image: a handler needs the unijob serving image; build it "
+                           "with `unijob serve-image`, push it to ECR and set targets.sagemaker.serving_image "
+                           "(or give image instead of handler)")
+    raise SpecError.at(loc + ("image",), "SageMaker hosts a container image: give image (e.g. an AWS DLC "
+                                         "pytorch-inference image), or handler with targets.sagemaker.serving_image")
+
+
 def plan_endpoint(spec: Any, opts: SageMakerOptions) -> Plan:
     """The requests that deploy ``spec.endpoint`` (pure).
 
     Raises:
-        SpecError: no endpoint; ``min_replicas: 0``; a variant without an image (or with a handler);
-            a model that is not an ``s3://`` artifact; an accelerator SageMaker lacks.
+        SpecError: no endpoint; ``min_replicas: 0``; a handler variant without
+            ``targets.sagemaker.serving_image``; a model that is not an ``s3://`` artifact; an
+            accelerator SageMaker lacks.
     """
     ep = spec.endpoint
     if ep is None:
@@ -91,18 +117,16 @@ def plan_endpoint(spec: Any, opts: SageMakerOptions) -> Plan:
     first_itype, first_acc = None, 0
     for i, v in enumerate(variants):
         loc = ("endpoint", "variants", i) if declared else ("endpoint",)
-        if v.handler or not v.image:
-            raise SpecError.at(loc + ("image",), "SageMaker hosts a container image: give image (e.g. an AWS DLC "
-                                                 "pytorch-inference image); unijob handlers are not served here")
+        image, env = _container(v, ep, opts, loc)
         if not (v.model or "").startswith("s3://"):
             raise SpecError.at(loc + ("model",), f"SageMaker loads model artifacts from S3 (s3://.../model.tar.gz), "
                                                  f"got '{v.model}'")
         itype, acc_count, vcpus = _instance(v, loc)
         first_itype = first_itype or itype
         first_acc = first_acc or acc_count
-        container = {"Image": v.image, "ModelDataUrl": v.model}
-        if ep.env:
-            container["Environment"] = dict(ep.env)
+        container: dict[str, Any] = {"Image": image, "ModelDataUrl": v.model}
+        if env:
+            container["Environment"] = env
         model_body = {"PrimaryContainer": container, "ExecutionRoleArn": role}
         if opts.subnets and opts.security_group_ids:
             model_body["VpcConfig"] = {"Subnets": list(opts.subnets), "SecurityGroupIds": list(opts.security_group_ids)}

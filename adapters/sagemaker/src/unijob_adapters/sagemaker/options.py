@@ -53,6 +53,10 @@ class SageMakerOptions(BaseModel):
         max_attempts: botocore total attempts per API call.
         poll_interval: seconds between polls while following logs or waiting for an endpoint.
         endpoint_timeout: seconds ``deploy`` waits for the endpoint to be InService.
+        serving_image: the container image (in ECR, as SageMaker hosting requires) that endpoints
+            given as a unijob ``handler`` run: an image built from ``unijob serve-image``, whose
+            entrypoint is ``python -m unijob.serve``; the handler reaches it as ``UNIJOB_HANDLER``
+            (the image limit of 255 characters is CreateModel's ``ContainerDefinition.Image``).
     """
 
     model_config = ConfigDict(extra="forbid")
@@ -73,6 +77,7 @@ class SageMakerOptions(BaseModel):
     max_attempts: int = Field(default=8, ge=1, le=20)
     poll_interval: float = Field(default=10.0, gt=0, le=600)
     endpoint_timeout: float = Field(default=1800.0, gt=0)
+    serving_image: Optional[str] = Field(default=None, pattern=r"^\S+$", max_length=255)
 
 
 def resolve_region(opts: SageMakerOptions, environ: Mapping[str, str] | None = None) -> str:
