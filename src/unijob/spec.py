@@ -442,9 +442,10 @@ class JobSpec(_Model):
     def _rules(self, info: ValidationInfo) -> "JobSpec":
         if self.image and self.script:
             raise PydanticCustomError("entrypoint", "give either image (+ command/args) or script, not both")
-        if not self.image and not self.script:
+        if not self.image and not self.script and self.endpoint is None:
             raise PydanticCustomError(
-                "entrypoint", "no entrypoint: give image (+ command/args) or script (a Python file)")
+                "entrypoint", "no entrypoint: give image (+ command/args) or script (a Python file), "
+                              "or an endpoint section to serve")
         if self.script and self.command:
             raise PydanticCustomError("entrypoint", "command goes with image; a script job uses args")
         if self.spot.is_spot and self.spot.max_wait is not None and self.spot.max_wait < self.max_run:

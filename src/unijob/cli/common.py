@@ -59,6 +59,9 @@ def make_plan(adapter: "Adapter", loaded: "LoadedSpec", submission_id: str, *, e
     try:
         if endpoint:
             return adapter.plan_endpoint(loaded.spec)
+        if not (loaded.spec.script or loaded.spec.image):
+            raise SpecError.at((), "this spec has no job (no script or image), only an endpoint: "
+                                   "`unijob deploy` serves it, `unijob plan --endpoint` shows the requests")
         return adapter.plan(loaded.spec, submission_id)
     except SpecError as e:
         raise e.locate(loaded.locate) from None

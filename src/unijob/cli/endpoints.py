@@ -108,3 +108,50 @@ def undeploy(name: str, target: Optional[str]) -> None:
         registry.get(e["target"]).undeploy(EndpointHandle.from_dict(e["handle"]))
         records.delete_endpoint(e["name"], e["target"])
     click.echo(f"undeployed {name} from {e['target']}")
+
+
+def _read_data(data: str) -> object:
+    """``--data``: JSON text, ``@file.json`` or ``-`` (standard input)."""
+    import sys
+
+    source = "--data"
+    if data == "-":
+        text, source = sys.stdin.read(), "standard input"
+    elif data.startswith("@"):
+        try:
+            text, source = open(data[1:], encoding="utf-8").read(), data[1:]
+        except OSError as e:
+            raise UsageError(f"cannot read {data[1:]}: {e.strerror}") from None
+    else:
+        text = data
+    try:
+        return json.loads(text)
+    except json.JSONDecodeError as e:
+        raise UsageError(f"{source} is not JSON: {e.msg} at line {e.lineno} column {e.colno}") from None
+
+
+@click.command()
+@click.argument("name")
+@click.option("-d", "--data", required=True,
+              help='JSON payload, @file.json or - for stdin; normally {"instances": [...]}.')
+@click.option("--variant", default=None, help="Send to this variant only (SageMaker's TargetVariant).")
+@click.option("-t", "--target", default=None, help="The endpoint's target, when the name is on several.")
+@click.option("--timeout", type=float, default=60.0, show_default=True, help="Seconds to wait for the answer.")
+@click.option("-o", "--output", "fmt", type=click.Choice(["json", "text"]), default="json", show_default=True,
+              help="json: the response body; text: also the variant that answered and the latency.")
+def invoke(name: str, data: str, variant: Optional[str], target: Optional[str], timeout: float, fmt: str) -> None:
+    """Send one JSON request to endpoint NAME and print the answer, e.g.
+    `unijob invoke digits --data '{"instances": [[0, 1, ...]]}'`."""
+    from unijob import registry
+    from unijob.contract import EndpointHandle
+    from unijob.records import Records
+
+    payload = _read_data(data)
+    with Records() as records:
+        e = records.endpoint(name, target)
+    result = registry.get(e["target"]).invoke(EndpointHandle.from_dict(e["handle"]), payload, variant=variant,
+                                              timeout=timeout)
+    if fmt == "text":
+        click.echo(f"# {name} on {e['target']}: variant {result.variant or '?'}, "
+                   f"{result.latency_seconds * 1000:.1f} ms", err=True)
+    click.echo(json.dumps(result.body))

@@ -16,7 +16,8 @@ import time
 from pathlib import Path
 from typing import Any, ClassVar, Iterator, Mapping, Optional
 
-from unijob.contract import Adapter, JobHandle, JobState, JobStatus, NativeRequest, Plan, PlanResources
+from unijob.contract import (Adapter, EndpointHandle, EndpointStatus, InvokeResult, JobHandle, JobState, JobStatus,
+                             NativeRequest, Plan, PlanResources)
 from unijob.errors import NotFound, Readiness, TargetError, UsageError
 from unijob.local import jobdir as jd
 from unijob.local.options import LocalOptions
@@ -38,8 +39,10 @@ class LocalAdapter(Adapter):
     install_hint: ClassVar[str] = "pip install unijob"
     runtime_env = None
     unsupported: ClassVar[Mapping[str, str]] = {
-        "endpoint": "the local target serves no endpoints yet; local serving arrives with the serving "
-                    "issue (deploy to sagemaker, vertex, databricks or kubernetes meanwhile)",
+        "endpoint.image": "local endpoints run unijob handlers (endpoint.handler) as processes; serving "
+                          "images need a container runtime this target does not use",
+        "endpoint.autoscaling.metric=gpu_utilization/cpu_utilization": "the local router scales on what it "
+                          "measures itself: concurrency or invocations_per_replica_per_minute",
         "image": "no container runtime is available on this machine; script jobs run directly, and "
                  "targets.local.run_image_command: true runs an image job's command + args on the host",
         "resources.accelerator": "the local target assigns no accelerators; a spec asking for them plans "
@@ -210,6 +213,53 @@ class LocalAdapter(Adapter):
             if (st and st["state"] in jd.FINAL) or not jd.supervisor_alive(d):
                 return
             time.sleep(0.05)
+
+    # ---- endpoints (router + replica processes; see unijob.local.router) -------------------------
+
+    def plan_endpoint(self, spec: Any) -> Plan:
+        """One ``local:deploy`` request (:mod:`unijob.local.serving`).
+
+        Raises:
+            SpecError: no endpoint; a variant given as an image or without a handler; an
+                autoscaling metric other than concurrency or invocations_per_replica_per_minute.
+        """
+        from unijob.local.serving import plan_endpoint
+
+        return plan_endpoint(spec, self.options(spec))
+
+    def deploy(self, plan: Plan) -> EndpointHandle:
+        """Start the router and ``min_replicas`` per variant; returns once all answer ``/ping``.
+
+        Raises:
+            UsageError: already running. TargetError: a replica failed to start (log tail in the
+                message) or the deploy timed out; nothing is left running.
+        """
+        from unijob.local import endpoints
+
+        if plan.target != self.name or plan.kind != "endpoint":
+            raise UsageError(f"this is a {plan.kind} plan for target '{plan.target}', not a local endpoint plan")
+        return endpoints.deploy(plan)
+
+    def endpoint_status(self, handle: EndpointHandle) -> EndpointStatus:
+        from unijob.local import endpoints
+
+        return endpoints.status(handle)
+
+    def set_traffic(self, handle: EndpointHandle, split: Mapping[str, int]) -> None:
+        from unijob.local import endpoints
+
+        endpoints.set_traffic(handle, split)
+
+    def undeploy(self, handle: EndpointHandle) -> None:
+        from unijob.local import endpoints
+
+        endpoints.undeploy(handle)
+
+    def invoke(self, handle: EndpointHandle, payload: Any, *, variant: Optional[str] = None,
+               timeout: float = 60.0) -> InvokeResult:
+        from unijob.local import endpoints
+
+        return endpoints.invoke(handle, payload, variant=variant, timeout=timeout)
 
 
 __all__ = ["LocalAdapter", "LocalOptions"]

@@ -29,6 +29,16 @@ class LocalOptions(BaseModel):
         python: interpreter for ``script`` jobs; default the interpreter running unijob.
         run_image_command: ``image`` jobs need a container runtime this target does not use; with
             ``true`` their ``command`` + ``args`` run directly on the host instead.
+        endpoint_host / endpoint_port: where a local endpoint's router listens; port ``None`` = a
+            free port chosen at deploy (``unijob endpoints --refresh`` shows the URL).
+        autoscaling_window: seconds over which the router averages the autoscaling metric
+            (concurrency or invocations per replica per minute) before comparing it with the
+            target. Default 10 s (an assumption: Knative's stable window is 60 s, its panic window
+            6 s; local endpoints are for trying things out, so they react faster).
+        deploy_timeout: seconds ``deploy`` waits for ``min_replicas`` of every variant to answer
+            ``/ping`` (model loading included) before it gives up and stops them all.
+        request_timeout: seconds the router waits for a replica's answer (SageMaker's real-time
+            invocation limit is 60 s) before it answers 504.
     """
 
     model_config = ConfigDict(extra="forbid")
@@ -40,3 +50,8 @@ class LocalOptions(BaseModel):
     master_port: Optional[int] = Field(default=None, ge=1, le=65535)
     python: str = Field(default_factory=lambda: sys.executable, min_length=1)
     run_image_command: bool = False
+    endpoint_host: str = Field(default="127.0.0.1", min_length=1)
+    endpoint_port: Optional[int] = Field(default=None, ge=1, le=65535)
+    autoscaling_window: Duration = 10
+    deploy_timeout: Duration = 120
+    request_timeout: Duration = 60

@@ -65,11 +65,16 @@ def run(config: ServeConfig, *, fd: Optional[int] = None, log_level: str = "info
         holder["server"].should_exit = True
 
     app = build_app(config, base_dir=base_dir, on_load_failed=on_load_failed)
-    kw: dict[str, Any] = {"fd": fd} if fd is not None else {"host": config.host, "port": config.port}
-    server = uvicorn.Server(uvicorn.Config(app, log_level=log_level, access_log=config.access_log,
-                                           timeout_graceful_shutdown=10, **kw))
+    server = uvicorn.Server(uvicorn.Config(app, host=config.host, port=config.port, log_level=log_level,
+                                           access_log=config.access_log, timeout_graceful_shutdown=10))
     holder["server"] = server
-    server.run()
+    if fd is not None:
+        import socket
+
+        # socket(fileno=) reads the family from the descriptor (uvicorn's own --fd assumes AF_UNIX).
+        server.run(sockets=[socket.socket(fileno=fd)])
+    else:
+        server.run()
     return 1 if failed or not server.started else 0
 
 
