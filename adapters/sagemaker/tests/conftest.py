@@ -1,6 +1,7 @@
 """Fixtures: moto's server on 127.0.0.1 (random port), boto3 pointed at it with fake credentials,
-and a recorder of every request the adapter's boto3 clients send (captured through botocore's
-``before-parameter-build`` event, after which botocore validates them against its service model)."""
+a recorder of every request the adapter's boto3 clients send (captured through botocore's
+``before-parameter-build`` event, after which botocore validates them against its service model),
+and moto's sagemaker-runtime made as strict as SageMaker about endpoints and variants."""
 
 from __future__ import annotations
 
@@ -63,9 +64,17 @@ def sent(monkeypatch):
         return c
 
     monkeypatch.setattr(client_mod, "client", recording)
-    for mod in ("jobs", "logs", "endpoints"):
+    for mod in ("jobs", "logs", "endpoints", "invoke"):
         m = __import__(f"unijob_adapters.sagemaker.{mod}", fromlist=["client"])
         monkeypatch.setattr(m, "client", recording)
     return calls
 
 
+@pytest.fixture
+def runtime(aws, monkeypatch):
+    """moto's sagemaker-runtime with SageMaker's own checks added (see :class:`RuntimePeer`)."""
+    from sagemaker_testkit import RuntimePeer
+
+    peer = RuntimePeer(aws)
+    peer.install(monkeypatch)
+    return peer

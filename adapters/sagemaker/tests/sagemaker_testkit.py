@@ -97,3 +97,83 @@ def make_spec(tmp_path: Path, **over):
         else:
             data[k] = v
     return JobSpec.model_validate(data, context={"base_dir": str(tmp_path)})
+
+
+class RuntimePeer:
+    """moto's ``sagemaker-runtime`` InvokeEndpoint, answered by moto's server, with what moto leaves out.
+
+    moto answers every InvokeEndpoint with the next canned result queued through its
+    ``/moto-api/static/sagemaker/endpoint-results`` API (docstring of
+    ``moto.sagemakerruntime.models.SageMakerRuntimeBackend.invoke_endpoint``; the same request to the
+    same endpoint gets the same result again), or with the static ``body`` / ``content_type`` /
+    ``invoked_production_variant`` strings when the queue is empty, and never checks the endpoint.
+    :meth:`install` wraps moto's handler (in this process: ThreadedMotoServer serves from the
+    test's own interpreter) so that, as SageMaker does, an endpoint missing from moto's SageMaker
+    backend answers ``ValidationError`` "Endpoint NAME of account ACCOUNT not found." and a
+    ``TargetVariant`` the endpoint lacks answers ``ValidationError`` (that text is this fake's own);
+    :meth:`fail_next` makes the
+    next invocation answer a modelled error. Errors are moto ``ServiceException`` objects, which
+    moto's server serialises from botocore's sagemaker-runtime model (HTTP status, error code,
+    modelled members such as ``OriginalStatusCode``), so botocore parses them as it parses AWS.
+    """
+
+    def __init__(self, url: str) -> None:
+        self.url = url
+        self.failures: list = []
+        self.invocations: list[dict] = []
+
+    def queue(self, *results: dict) -> None:
+        """Queue canned answers: dicts with ``Body``, ``ContentType``, ``InvokedProductionVariant``,
+        ``CustomAttributes`` (moto's endpoint-results API)."""
+        import json
+        import urllib.request
+
+        req = urllib.request.Request(self.url + "/moto-api/static/sagemaker/endpoint-results", method="POST",
+                                     data=json.dumps({"region": REGION, "results": list(results)}).encode())
+        urllib.request.urlopen(req).read()
+
+    def fail_next(self, code: str, message: str, **members) -> None:
+        """Answer the next invocation with error ``code`` (a shape of the sagemaker-runtime model,
+        e.g. ``ModelError`` with ``OriginalStatusCode=500``)."""
+        err = _runtime_error(code, message)
+        for k, v in members.items():
+            setattr(err, k, v)
+        self.failures.append(err)
+
+    def install(self, monkeypatch) -> None:
+        from moto.sagemaker.models import sagemaker_backends
+        from moto.sagemakerruntime.responses import SageMakerRuntimeResponse
+
+        original = SageMakerRuntimeResponse.invoke_endpoint
+        peer = self
+
+        def invoke_endpoint(resp):
+            name = resp._get_params().get("EndpointName") or resp.path.split("/")[2]
+            target = resp.headers.get("X-Amzn-SageMaker-Target-Variant")
+            peer.invocations.append({"endpoint": name, "target_variant": target,
+                                     "content_type": resp.headers.get("Content-Type"),
+                                     "accept": resp.headers.get("Accept"), "body": resp.body})
+            ep = sagemaker_backends[resp.current_account][resp.region].endpoints.get(name)
+            if ep is None:
+                raise _runtime_error("ValidationError", f"Endpoint {name} of account {resp.current_account} not found.")
+            variants = [v["VariantName"] for v in ep.production_variants]
+            if target is not None and target not in variants:
+                raise _runtime_error("ValidationError", f"The variant {target} is not a production variant of "
+                                                          f"endpoint {name}")
+            if peer.failures:
+                raise peer.failures.pop(0)
+            return original(resp)
+
+        monkeypatch.setattr(SageMakerRuntimeResponse, "invoke_endpoint", invoke_endpoint)
+
+
+def _runtime_error(code: str, message: str):
+    """A moto ``ServiceException`` serialised with the sagemaker-runtime model. (moto looks a
+    ``moto.<service>`` exception's model up by its module; one defined outside moto is serialised
+    with the model of the service that answers, here sagemaker-runtime.)"""
+    from moto.core.exceptions import ServiceException
+
+    class SageMakerRuntimeError(ServiceException):
+        pass
+
+    return SageMakerRuntimeError(code, message)

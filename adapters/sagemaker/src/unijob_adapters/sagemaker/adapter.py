@@ -8,7 +8,8 @@ from __future__ import annotations
 import os
 from typing import Any, ClassVar, Iterator, Mapping, Optional
 
-from unijob.contract import Adapter, EndpointHandle, EndpointStatus, JobHandle, JobStatus, Plan
+from unijob.contract import (Adapter, EndpointHandle, EndpointStatus, InvokeResult, JobHandle, JobStatus,
+                             Plan)
 from unijob.errors import Readiness, SpecError
 
 from .options import ROLE_ENV, SageMakerOptions, resolve_role
@@ -146,3 +147,10 @@ class SageMakerAdapter(Adapter):
         from . import endpoints
 
         endpoints.undeploy(handle)
+
+    def invoke(self, handle: EndpointHandle, payload: Any, *, variant: Optional[str] = None,
+               timeout: float = 60.0) -> InvokeResult:
+        """InvokeEndpoint with ``payload`` as JSON (any JSON value); see :mod:`.invoke`."""
+        from . import invoke
+
+        return invoke.invoke(handle, payload, variant=variant, timeout=timeout)

@@ -26,8 +26,13 @@ def boto3_module():
     return boto3
 
 
-def client(service: str, region: str, *, retry_mode: str = "standard", max_attempts: int = 8) -> Any:
+def client(service: str, region: str, *, retry_mode: str = "standard", max_attempts: int = 8,
+           read_timeout: float | None = None) -> Any:
     """A boto3 client for ``service`` in ``region`` with botocore retries configured.
+
+    Args:
+        read_timeout: seconds to wait for each answer (and at most that, capped at botocore's
+            60 s default, to connect); ``None`` keeps botocore's defaults (60 s each).
 
     Raises:
         NotReady: boto3 missing.
@@ -35,7 +40,10 @@ def client(service: str, region: str, *, retry_mode: str = "standard", max_attem
     boto3 = boto3_module()
     from botocore.config import Config
 
-    cfg = Config(retries={"mode": retry_mode, "total_max_attempts": max_attempts}, user_agent_extra="unijob")
+    timeouts = {} if read_timeout is None else {"read_timeout": read_timeout,
+                                                "connect_timeout": min(read_timeout, 60.0)}
+    cfg = Config(retries={"mode": retry_mode, "total_max_attempts": max_attempts}, user_agent_extra="unijob",
+                 **timeouts)
     key = (region, os.environ.get("AWS_PROFILE"), os.environ.get("AWS_ENDPOINT_URL"),
            os.environ.get("AWS_ACCESS_KEY_ID"))
     session = _SESSIONS.get(key)
