@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import json
+
 import pytest
 
 from unijob.errors import SpecError, UsageError
@@ -124,3 +126,38 @@ def test_model_must_be_on_gcs(adapter, make_spec):
 def test_variant_accelerator_vertex_lacks(adapter, make_spec):
     issue = _err(adapter, _spec(make_spec, accelerator="A10G"))
     assert issue.loc == ("endpoint", "variants", 0, "accelerator") and "offered" in issue.message
+
+
+UNIJOB_SERVE = "us-docker.pkg.dev/p/r/unijob-serve:0.1"
+
+
+def test_handler_variant_runs_the_serving_image_on_vertex_routes(adapter, make_spec, block, fake):
+    """A handler variant: serving image, UNIJOB_HANDLER, port 8080 declared, predict/health routes
+    left to Vertex (which passes them as AIP_PREDICT_ROUTE/AIP_HEALTH_ROUTE); an image variant as before."""
+    from google.cloud import aiplatform_v1
+
+    spec = make_spec(endpoint={"model": "gs://bucket/model", "image": SERVE, "env": {"LOG_LEVEL": "info"},
+                               "autoscaling": {"metric": "cpu_utilization", "target": 60},
+                               "variants": [{"name": "blue", "weight": 90},
+                                            {"name": "green", "weight": 10, "handler": "ranker.serve:Model"}]},
+                     targets={"vertex": block(serving_image=UNIJOB_SERVE)})
+    plan = adapter.plan_endpoint(spec)
+    blue, green = [r.body["model"]["containerSpec"] for r in plan.requests if r.api.endswith("models:upload")]
+    assert blue == {"imageUri": SERVE, "env": [{"name": "LOG_LEVEL", "value": "info"}]}
+    assert green == {"imageUri": UNIJOB_SERVE, "ports": [{"containerPort": 8080}],
+                     "env": [{"name": "LOG_LEVEL", "value": "info"}, {"name": "UNIJOB_HANDLER", "value": "ranker.serve:Model"}]}
+    spec_msg = aiplatform_v1.ModelContainerSpec.from_json(json.dumps(green), ignore_unknown_fields=False)
+    assert [p.container_port for p in spec_msg.ports] == [8080]
+    assert spec_msg.predict_route == "" and spec_msg.health_route == ""
+    h = adapter.deploy(plan)
+    stored = fake.models[h.extra["models"][1]]["containerSpec"]
+    assert stored["ports"] == [{"containerPort": 8080}] and "predictRoute" not in stored and "healthRoute" not in stored
+    adapter.undeploy(h)
+
+
+def test_handler_without_serving_image_names_the_option(adapter, make_spec, fake):
+    issue = _err(adapter, make_spec(endpoint={"model": "gs://bucket/model", "handler": "ranker.serve:Model",
+                                              "autoscaling": {"metric": "cpu_utilization", "target": 60}}))
+    assert issue.loc == ("endpoint", "handler") and "targets.vertex.serving_image" in issue.message
+    assert "unijob serve-image" in issue.message
+    assert fake.requests == []

@@ -6,6 +6,14 @@ min/max replicas, autoscaling metric, spot). IDs are deterministic (model id
 ``<endpoint>-<variant>``, endpoint id ``<endpoint>``, deployed model id = variant index + 1), so a
 retried deploy finds what is already there instead of duplicating it.
 
+Handler variants (``endpoint.handler`` with ``targets.vertex.serving_image``): the model's container
+is the serving image with ``UNIJOB_HANDLER=<handler>`` and ``ports: [{containerPort: 8080}]``
+(unijob.serve's port; also Vertex's default when ``ports`` is empty). ``predictRoute`` and
+``healthRoute`` stay unset, so Vertex uses its defaults (``/v1/endpoints/ENDPOINT/deployedModels/
+DEPLOYED_MODEL:predict`` for both) and tells the container through ``AIP_PREDICT_ROUTE``,
+``AIP_HEALTH_ROUTE`` and ``AIP_HTTP_PORT``, which ``unijob.serve`` reads (``aiplatform_v1.
+ModelContainerSpec`` field docs, google-cloud-aiplatform 2.7).
+
 Traffic: the first deployModel takes 100 %, later ones join at 0 %, and the last one carries the
 spec's split (``"0"`` stands for the model being deployed, as the DeployModelRequest documents).
 
@@ -47,6 +55,8 @@ def build_endpoint_plan(spec: Any, opts: VertexOptions) -> Plan:
     """
     from google.cloud import aiplatform_v1
 
+    from unijob.serve.config import DEFAULT_PORT
+
     ep = spec.endpoint
     if ep is None:
         raise SpecError.at(("endpoint",), "no endpoint section in the spec")
@@ -81,14 +91,17 @@ def build_endpoint_plan(spec: Any, opts: VertexOptions) -> Plan:
             raise SpecError.at(loc + ("model",), f"Vertex loads model artifacts from Cloud Storage; expected a "
                                                  f"gs:// directory, got {v.model!r}")
         env = dict(ep.env)
+        ports: list[dict[str, int]] = []
         if v.image:
             image = v.image
         elif v.handler and opts.serving_image:
             image, env["UNIJOB_HANDLER"] = opts.serving_image, v.handler
+            ports = [{"container_port": DEFAULT_PORT}]
         else:
             raise SpecError.at(loc + (("handler",) if v.handler else ("image",)),
                                "a Vertex model needs a serving container: give image, or handler together with "
-                               "targets.vertex.serving_image")
+                               "targets.vertex.serving_image (the unijob serving image: build it with "
+                               "`unijob serve-image` and push it to Artifact Registry)")
         machine = machines.choose(v.accelerator, v.instance_type, loc=loc)
         first_machine = first_machine or machine
         if metric == "gpu_utilization" and not machine.accelerator:
@@ -99,6 +112,8 @@ def build_endpoint_plan(spec: Any, opts: VertexOptions) -> Plan:
         model_name = f"{parent}/models/{model_id}"
         models.append(model_name)
         container: dict[str, Any] = {"image_uri": image, "env": [{"name": k, "value": val} for k, val in sorted(env.items())]}
+        if ports:
+            container["ports"] = ports
         model = {"display_name": model_id, "artifact_uri": v.model, "container_spec": container, "labels": labels}
         if opts.encryption_key:
             model["encryption_spec"] = {"kms_key_name": opts.encryption_key}

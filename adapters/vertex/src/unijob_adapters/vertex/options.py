@@ -53,7 +53,8 @@ class VertexOptions(BaseModel):
             ``spot.max_restarts`` is 0.
         tensorboard: a Vertex TensorBoard resource name to stream logs to.
         endpoint_spot: deploy endpoint replicas on Spot VMs (``dedicatedResources.spot``).
-        serving_image: container used for endpoints given as ``handler`` (the unijob serving image).
+        serving_image: container used for endpoints given as ``handler``: the unijob serving image
+            (``unijob serve-image``), run with ``UNIJOB_HANDLER=<handler>`` on port 8080.
         api_endpoint: override of the Vertex API host (default ``https://LOCATION-aiplatform.googleapis.com``).
         logging_endpoint: override of the Cloud Logging API host (default ``https://logging.googleapis.com``).
         storage_endpoint: override of the Cloud Storage JSON API host (default ``https://storage.googleapis.com``).
