@@ -10,6 +10,25 @@ Autoscaling metrics (``endpoint.autoscaling.metric``):
 - ``invocations_per_replica_per_minute``: a ``Pods`` metric ``unijob_requests_per_minute``.
 - ``gpu_utilization``: a ``Pods`` metric ``DCGM_FI_DEV_GPU_UTIL`` (NVIDIA DCGM exporter's gauge).
 
+Probes (Kubernetes docs, "Configure Liveness, Readiness and Startup Probes",
+https://kubernetes.io/docs/tasks/configure-pod-container/configure-liveness-readiness-startup-probes/,
+read 2026-11): a ``handler`` variant runs ``unijob.serve``, which answers ``GET /ready`` (200 once
+``load`` finished, 503 while loading) and ``GET /live`` (200 while the event loop answers) on the
+container port. Its container gets
+
+- ``startupProbe`` ``/live`` every 10 s, 60 failures allowed: up to 10 minutes to fetch the model
+  (``UNIJOB_MODEL_URI`` is downloaded before the server listens) and start; liveness and readiness
+  wait until it succeeds (the docs' pattern for slow starters: ``failureThreshold x periodSeconds``
+  covers the worst start-up time);
+- ``livenessProbe`` ``/live`` every 10 s, timeout 5 s, restart after 3 failures (30 s hung);
+- ``readinessProbe`` ``/ready`` every 5 s, timeout 2 s, out of the Service after 3 failures; a
+  replica still loading its model gets no traffic.
+
+The docs' defaults are period 10 s, timeout 1 s, failureThreshold 3; the longer timeouts leave room
+for a replica busy with a large batch. An ``image`` variant gets probes only from
+``targets.kubernetes.probe_paths`` (readiness, and liveness + startup on the liveness path, same
+settings); without it, none: unijob cannot know what an arbitrary image answers.
+
 Pods metrics need a custom-metrics adapter (e.g. prometheus-adapter) serving those names;
 ``targets.kubernetes.metric_names`` renames them. ``min_replicas: 0`` is rejected: the HPA's
 ``minReplicas`` must be >= 1 unless the alpha ``HPAScaleToZero`` feature gate is on
@@ -33,6 +52,12 @@ DEFAULT_METRICS = {
 }
 ROUTE_API = "gateway.networking.k8s.io/v1"
 SERVICE_PORT = 80
+#: Probe settings; sources and reasons in the module docstring.
+STARTUP_PROBE = {"periodSeconds": 10, "timeoutSeconds": 5, "failureThreshold": 60}
+LIVENESS_PROBE = {"periodSeconds": 10, "timeoutSeconds": 5, "failureThreshold": 3}
+READINESS_PROBE = {"periodSeconds": 5, "timeoutSeconds": 2, "failureThreshold": 3, "successThreshold": 1}
+#: The paths ``unijob.serve`` answers (see :mod:`unijob.serve.app`).
+SERVE_READY, SERVE_LIVE, SERVE_PREDICT = "/ready", "/live", "/predict"
 
 
 def build(spec: Any, opts: KubernetesOptions, target: str = "kubernetes") -> Plan:
@@ -84,6 +109,7 @@ def build(spec: Any, opts: KubernetesOptions, target: str = "kubernetes") -> Pla
                      "ports": [{"name": "http", "containerPort": opts.container_port, "protocol": "TCP"}],
                      "resources": {"requests": {**requests, **limits}, "limits": {"memory": requests["memory"], **limits}},
                      "securityContext": pods.container_security()}
+        container.update(probes(v, opts))
         pod_spec: dict[str, Any] = {"securityContext": pods.pod_security(opts), "containers": [container]}
         if sel:
             pod_spec["nodeSelector"] = sel
@@ -122,6 +148,28 @@ def build(spec: Any, opts: KubernetesOptions, target: str = "kubernetes") -> Pla
                        f"{ep.min_replicas}-{ep.max_replicas} replicas per variant"],
                 extra={"namespace": ns, "context": opts.context, "kubeconfig": opts.kubeconfig,
                        "variants": {v.name: f"{name}-{v.name}"[:63].rstrip("-") for v in variants}})
+
+
+def probes(variant: Any, opts: KubernetesOptions) -> dict[str, Any]:
+    """The container's ``startupProbe``/``livenessProbe``/``readinessProbe`` for one resolved
+    variant (see the module docstring); ``{}`` for an image variant without ``probe_paths``."""
+    if variant.handler:
+        ready, live = SERVE_READY, SERVE_LIVE
+    elif opts.probe_paths:
+        ready, live = opts.probe_paths.readiness, opts.probe_paths.liveness
+    else:
+        return {}
+    out: dict[str, Any] = {}
+
+    def get(path: str) -> dict[str, Any]:
+        return {"httpGet": {"path": path, "port": opts.container_port, "scheme": "HTTP"}}
+
+    if live:
+        out["startupProbe"] = {**get(live), **STARTUP_PROBE}
+        out["livenessProbe"] = {**get(live), **LIVENESS_PROBE}
+    if ready:
+        out["readinessProbe"] = {**get(ready), **READINESS_PROBE}
+    return out
 
 
 def _hpa(name: str, ns: Any, lbls: dict[str, str], ep: Any, opts: KubernetesOptions) -> dict[str, Any]:

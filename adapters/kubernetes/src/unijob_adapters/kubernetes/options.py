@@ -111,6 +111,19 @@ class GatewayRef(_M):
     section_name: Optional[str] = None
 
 
+class ProbePaths(_M):
+    """HTTP paths on the container port that a serving *image* answers, for its probes.
+
+    Attributes:
+        readiness: GET path answering 200 once the model can serve (``readinessProbe``).
+        liveness: GET path answering 200 while the server is alive (``livenessProbe``, and the
+            ``startupProbe`` that holds liveness off while the server starts).
+    """
+
+    readiness: Optional[str] = Field(default=None, pattern=r"^/")
+    liveness: Optional[str] = Field(default=None, pattern=r"^/")
+
+
 class KubernetesOptions(_M):
     """Options of the ``kubernetes`` target (``targets.kubernetes`` in a spec).
 
@@ -146,6 +159,8 @@ class KubernetesOptions(_M):
         gateway: the Gateway an endpoint's HTTPRoute attaches to (required for endpoints).
         container_port: the port serving containers listen on (default 8080).
         serving_image: image for endpoints given a ``handler`` rather than an image.
+        probe_paths: readiness/liveness paths of variants given an ``image`` (no probes when
+            unset); ``handler`` variants always get ``/ready`` and ``/live`` (``unijob.serve``).
         endpoint_cpu / endpoint_memory_gib: per-replica requests (cpu requests are what the HPA's
             cpu_utilization is measured against).
         metric_names: autoscaling metric -> the custom/Pods metric name a metrics adapter
@@ -175,6 +190,7 @@ class KubernetesOptions(_M):
     gateway: Optional[GatewayRef] = None
     container_port: int = Field(default=8080, ge=1, le=65535)
     serving_image: Optional[str] = None
+    probe_paths: Optional[ProbePaths] = None
     endpoint_cpu: float = Field(default=1.0, gt=0)
     endpoint_memory_gib: float = Field(default=2.0, gt=0)
     metric_names: dict[str, str] = Field(default_factory=dict)
