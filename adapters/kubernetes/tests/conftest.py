@@ -1,11 +1,25 @@
 """A local fake kube-apiserver speaking the REST paths the official client calls, validating every
 body: built-in kinds with kubernetes-validate (strict, Kubernetes 1.31 and 1.33), CRDs with jsonschema
-against the published openAPIV3Schema kept in ``schemas/`` (see schemas/SOURCES.md)."""
+against the published openAPIV3Schema kept in ``schemas/`` (see schemas/SOURCES.md).
+
+The service proxy (``/api/v1/namespaces/NS/services/NAME[:PORT]/proxy/PATH``) forwards to the
+process a test attached to a stored Deployment (:meth:`FakeApiServer.attach`), as the API server
+forwards to a ready pod behind the Service: port and selector must match the manifests, and the
+container's readinessProbe (if any) is asked first, as the kubelet would."""
 
 from __future__ import annotations
 
 import copy
 import itertools
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+import urllib.error
+import urllib.request
+from urllib.parse import unquote
 from pathlib import Path
 from typing import Any
 
@@ -98,10 +112,13 @@ class FakeApiServer(FakeServer):
         self.pods: dict[tuple[str, str], dict[str, Any]] = {}
         self.pod_logs: dict[str, str] = {}
         self.created: dict[str, int] = {}
+        self.backends: dict[tuple[str, str], str] = {}
         self._rv = itertools.count(1)
         coll = r"/(?P<prefix>api/v1|apis/[^/]+/[^/]+)/namespaces/(?P<ns>[^/]+)/(?P<plural>[a-z]+)"
         self.route("GET", r"/api/v1/namespaces/(?P<ns>[^/]+)/pods", self.list_pods)
         self.route("GET", r"/api/v1/namespaces/(?P<ns>[^/]+)/pods/(?P<name>[^/]+)/log", self.read_log)
+        self.route("POST", r"/api/v1/namespaces/(?P<ns>[^/]+)/services/(?P<svc>[^/]+)/proxy/(?P<path>.*)",
+                   self.service_proxy)
         self.route("POST", coll, self.create)
         self.route("GET", coll + r"/(?P<name>[^/]+)", self.get)
         self.route("PUT", coll + r"/(?P<name>[^/]+)", self.replace)
@@ -255,6 +272,70 @@ class FakeApiServer(FakeServer):
             return self._status(404, "NotFound", "pod not found")
         return Response(200, self.pod_logs.get(req.params["name"], ""))
 
+    # ---- service proxy ----------------------------------------------------------------------
+
+    def _probe_ok(self, base: str, container: dict[str, Any], probe: str) -> bool:
+        p = container.get(probe)
+        if not p:
+            return True  # no probe: the kubelet counts the container ready once it runs
+        try:
+            with urllib.request.urlopen(base + p["httpGet"]["path"], timeout=5) as r:
+                return 200 <= r.status < 400
+        except (urllib.error.URLError, OSError):
+            return False
+
+    def service_proxy(self, req: Request) -> Response:
+        """The API server's proxy: resolve ``NAME[:PORT]`` on the stored Service, find the
+        Deployment whose pods it selects and whose container listens on the targetPort, ask the
+        readinessProbe, forward the request to the attached process and pass its answer back."""
+        ns = req.params["ns"]
+        name, _, port = unquote(req.params["svc"]).partition(":")
+        svc = self.objects.get(("api/v1", ns, "services", name))
+        if svc is None:
+            return self._status(404, "NotFound", f'services "{name}" not found')
+        ports = svc["spec"]["ports"]
+        sp = next((p for p in ports if not port or str(p["port"]) == port or p.get("name") == port), None)
+        if sp is None:
+            return self._status(503, "ServiceUnavailable", f'no endpoints available for service "{name}:{port}"')
+        sel = svc["spec"].get("selector") or {}
+        for (prefix, dns, plural, dname), dep in sorted(self.objects.items()):
+            if (prefix, dns, plural) != ("apis/apps/v1", ns, "deployments"):
+                continue
+            tmpl = dep["spec"]["template"]
+            if not sel or any(tmpl["metadata"].get("labels", {}).get(k) != v for k, v in sel.items()):
+                continue
+            for c in tmpl["spec"]["containers"]:
+                if not any(cp["containerPort"] == sp["targetPort"] or cp.get("name") == sp["targetPort"]
+                           for cp in c.get("ports", [])):
+                    continue
+                base = self.backends.get((ns, dname))
+                if base and self._probe_ok(base, c, "readinessProbe"):
+                    return self._forward(base, req)
+        return self._status(503, "ServiceUnavailable", f'no endpoints available for service "{name}:{port}"')
+
+    @staticmethod
+    def _forward(base: str, req: Request) -> Response:
+        fwd = urllib.request.Request(f"{base}/{req.params['path']}", data=req.body, method="POST",
+                                     headers={"Content-Type": req.headers.get("content-type", "application/json")})
+        try:
+            with urllib.request.urlopen(fwd, timeout=30) as r:
+                status, data, ctype = r.status, r.read(), r.headers.get("Content-Type", "application/json")
+        except urllib.error.HTTPError as e:
+            status, data, ctype = e.code, e.read(), e.headers.get("Content-Type", "application/json")
+        return Response(status, data, {"Content-Type": ctype})
+
+    def attach(self, namespace: str, deployment: str, base_url: str) -> None:
+        """Serve ``deployment``'s pods from the process at ``base_url``; its ``status`` then shows
+        the ready replicas the kubelet would report (readinessProbe asked now)."""
+        key = ("apis/apps/v1", namespace, "deployments", deployment)
+        with self.lock:
+            dep = self.objects[key]
+            self.backends[(namespace, deployment)] = base_url
+            c = dep["spec"]["template"]["spec"]["containers"][0]
+            n = int(dep["spec"].get("replicas", 1))
+            ready = n if self._probe_ok(base_url, c, "readinessProbe") else 0
+            dep["status"] = {"replicas": n, "readyReplicas": ready, "availableReplicas": ready}
+
     # ---- test controls ----------------------------------------------------------------------
 
     def finish(self, kind: str, name: str, *, ok: bool = True, exit_code: int = 1) -> None:
@@ -315,3 +396,52 @@ def spec_of():
 @pytest.fixture
 def validate():
     return validate_manifest
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@pytest.fixture
+def serve_pod(tmp_path):
+    """``serve_pod(deployment_manifest, wait_for="/live") -> base URL``: run the Deployment's
+    container as a real ``python -m unijob.serve`` process on 127.0.0.1 (a free port), with the
+    container's env (``UNIJOB_HANDLER``, ``UNIJOB_MODEL_URI``, ``UNIJOB_VARIANT``...); returns once
+    ``wait_for`` answers 200. Every process is stopped by its PID (SIGTERM, then SIGKILL) when the test ends."""
+    procs: list[subprocess.Popen] = []
+
+    def start(deployment: dict[str, Any], wait_for: str = "/live") -> str:
+        c = deployment["spec"]["template"]["spec"]["containers"][0]
+        env = {e["name"]: e["value"] for e in c.get("env", []) if "value" in e}
+        port = _free_port()
+        env["PORT"] = str(port)
+        log = open(tmp_path / f"{deployment['metadata']['name']}.log", "wb")
+        p = subprocess.Popen([sys.executable, "-m", "unijob.serve", "--handler", env["UNIJOB_HANDLER"],
+                              "--port", str(port), "--host", "127.0.0.1", "--log-level", "warning"],
+                             env={**os.environ, **env}, cwd=tmp_path, stdout=log, stderr=subprocess.STDOUT)
+        log.close()
+        procs.append(p)
+        base = f"http://127.0.0.1:{port}"
+        deadline = time.monotonic() + 60
+        while time.monotonic() < deadline:
+            if p.poll() is not None:
+                raise AssertionError(f"unijob.serve exited {p.returncode}: "
+                                     + (tmp_path / f"{deployment['metadata']['name']}.log").read_text())
+            try:
+                with urllib.request.urlopen(base + wait_for, timeout=2):
+                    return base
+            except (urllib.error.URLError, OSError):
+                time.sleep(0.05)
+        raise AssertionError(f"unijob.serve did not answer {wait_for} on {base}")
+
+    yield start
+    for p in procs:
+        if p.poll() is None:
+            os.kill(p.pid, signal.SIGTERM)
+            try:
+                p.wait(timeout=15)
+            except subprocess.TimeoutExpired:
+                os.kill(p.pid, signal.SIGKILL)
+                p.wait()

@@ -7,12 +7,14 @@ Importing this module imports no Kubernetes client; :mod:`.client` imports it on
 from __future__ import annotations
 
 import queue
+import random
 import threading
 import time
 from datetime import datetime
 from typing import Any, Iterator, Mapping, Optional
 
-from unijob.contract import Adapter, EndpointHandle, EndpointStatus, JobHandle, JobState, JobStatus, Plan
+from unijob.contract import (Adapter, EndpointHandle, EndpointStatus, InvokeResult, JobHandle, JobState, JobStatus,
+                             Plan)
 from unijob.errors import NotFound, NotReady, Readiness
 
 from . import endpoints as _ep
@@ -28,6 +30,7 @@ class KubernetesAdapter(Adapter):
         configuration: a ``kubernetes.client.Configuration`` to use instead of the kubeconfig
             (tests point ``host`` at a local fake API server).
         poll_interval: seconds between polls while following logs.
+        rng: the random source ``invoke`` picks a variant with (default: a fresh ``random.Random``).
     """
 
     name = "kubernetes"
@@ -40,9 +43,11 @@ class KubernetesAdapter(Adapter):
                                    "(or KEDA/Knative, which this target does not generate)",
     }
 
-    def __init__(self, configuration: Any = None, *, poll_interval: float = 2.0) -> None:
+    def __init__(self, configuration: Any = None, *, poll_interval: float = 2.0,
+                 rng: Optional[random.Random] = None) -> None:
         self._configuration = configuration
         self.poll_interval = poll_interval
+        self._rng = rng or random.Random()
 
     # ---- readiness --------------------------------------------------------------------------
 
@@ -261,6 +266,14 @@ class KubernetesAdapter(Adapter):
 
     def undeploy(self, handle: EndpointHandle) -> None:
         _ep.undeploy(self._cluster(handle.extra), handle)
+
+    def invoke(self, handle: EndpointHandle, payload: Any, *, variant: Optional[str] = None,
+               timeout: float = 60.0) -> InvokeResult:
+        """``POST /predict`` on one variant's Service through the API server's service proxy; the
+        variant is ``variant`` or drawn with the HTTPRoute's weights. See
+        :func:`unijob_adapters.kubernetes.endpoints.invoke` for the choice and the errors."""
+        return _ep.invoke(self._cluster(handle.extra), handle, payload, variant=variant, timeout=timeout,
+                          rng=self._rng)
 
 
 # ---- helpers --------------------------------------------------------------------------------

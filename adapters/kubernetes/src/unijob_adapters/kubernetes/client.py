@@ -197,6 +197,40 @@ class Cluster:
                 return "" if not follow else None
             raise self._error("read log of", "Pod", name, e) from None
 
+    # ---- services ---------------------------------------------------------------------------
+
+    def service_post(self, service: str, port: int | str, namespace: str, path: str, payload: Any,
+                     *, timeout: float) -> tuple[int, bytes]:
+        """POST ``payload`` as JSON to ``path`` on a Service, through the API server's service proxy
+        (``POST /api/v1/namespaces/NS/services/NAME:PORT/proxy/PATH``; Kubernetes API reference,
+        "Service v1 core", proxy operations).
+
+        ``CoreV1Api.connect_post_namespaced_service_proxy_with_path`` sends no body in client 37.x,
+        so the request is built with the ``ApiClient``'s own ``param_serialize`` (host, auth,
+        path quoting) and sent with ``call_api``.
+
+        Returns:
+            ``(HTTP status, body bytes)``, whatever the status: the proxy passes the backend's
+            answer through, and the API server answers its own errors (404 no such Service, 503 no
+            ready endpoint) as ``Status`` objects.
+
+        Raises:
+            TargetError: no answer within ``timeout`` seconds, or the connection failed.
+        """
+        import urllib3
+
+        req = self.api_client.param_serialize(
+            method="POST", resource_path="/api/v1/namespaces/{namespace}/services/{name}/proxy/{path}",
+            path_params={"namespace": namespace, "name": f"{service}:{port}", "path": path.lstrip("/")},
+            header_params={"Content-Type": "application/json", "Accept": "application/json"},
+            body=payload, auth_settings=["BearerToken"])
+        try:
+            resp = self.api_client.call_api(*req, _request_timeout=timeout)
+            return resp.status, resp.read() or b""
+        except (urllib3.exceptions.HTTPError, OSError) as e:
+            raise TargetError(f"POST {path} on Service {namespace}/{service} through the API server failed: "
+                              f"{type(e).__name__}: {str(e)[:200]}") from None
+
     @staticmethod
     def _error(verb: str, kind: str, name: str, e: Any) -> TargetError:
         reason = getattr(e, "reason", "") or ""

@@ -37,10 +37,14 @@ Pods metrics need a custom-metrics adapter (e.g. prometheus-adapter) serving tho
 
 from __future__ import annotations
 
-from typing import Any, Mapping
+import json
+import random
+import time
+from typing import Any, Mapping, Optional
 
-from unijob.contract import EndpointHandle, EndpointStatus, NativeRequest, Plan, PlanResources, validate_split
-from unijob.errors import NotFound, SpecError
+from unijob.contract import (EndpointHandle, EndpointStatus, InvokeResult, NativeRequest, Plan, PlanResources,
+                             validate_split)
+from unijob.errors import NotFound, SpecError, TargetError, UsageError
 
 from . import pods
 from .options import KubernetesOptions
@@ -223,6 +227,73 @@ def status(cluster: Any, h: EndpointHandle) -> EndpointStatus:
             replicas[v] = 0
     state = "IN_SERVICE" if replicas and all(replicas.values()) else "CREATING"
     return EndpointStatus(state, traffic, replicas)
+
+
+def _weights(cluster: Any, h: EndpointHandle) -> dict[str, int]:
+    """variant -> weight, read from the HTTPRoute's backendRefs now (``set_traffic`` may have
+    changed them since deploy). A backendRef without a weight weighs 1 (Gateway API default)."""
+    by_svc = {svc: v for v, svc in h.extra["variants"].items()}
+    route = _route(cluster, h)
+    return {by_svc[b["name"]]: int(b.get("weight", 1))
+            for rule in route["spec"].get("rules", []) for b in rule.get("backendRefs", []) if b["name"] in by_svc}
+
+
+def invoke(cluster: Any, h: EndpointHandle, payload: Any, *, variant: Optional[str] = None,
+           timeout: float = 60.0, rng: Optional[random.Random] = None) -> InvokeResult:
+    """POST ``payload`` to ``/predict`` of one variant's Service through the API server's service
+    proxy, and report that variant.
+
+    The HTTPRoute splits traffic at the Gateway, which the API server's proxy does not pass; so the
+    variant is chosen here: ``variant`` when given (pinned, whatever its weight), else at random
+    with the HTTPRoute's current weights (one GET of the route per call).
+
+    Raises:
+        UsageError: an unknown ``variant``; a payload that is not JSON.
+        NotFound: the HTTPRoute or the variant's Service does not exist.
+        TargetError: every weight is 0; the server answered an error (``HTTP <status>: <message>``);
+            no answer within ``timeout`` seconds.
+    """
+    variants: dict[str, str] = h.extra["variants"]
+    ns = h.extra["namespace"]
+    if variant is not None:
+        if variant not in variants:
+            import difflib
+
+            close = difflib.get_close_matches(variant, list(variants), n=1)
+            raise UsageError(f"endpoint {h.name} has no variant '{variant}'; it has {', '.join(variants)}"
+                             + (f" (did you mean '{close[0]}'?)" if close else ""))
+        chosen = variant
+    else:
+        weights = _weights(cluster, h)
+        if not any(weights.values()):
+            raise TargetError(f"endpoint {h.name} sends no traffic anywhere: every variant has weight 0 "
+                              "(unijob traffic NAME VARIANT=100)")
+        names = list(weights)
+        chosen = (rng or random).choices(names, weights=[weights[n] for n in names])[0]
+    try:
+        json.dumps(payload, allow_nan=False)
+    except (TypeError, ValueError) as e:
+        raise UsageError(f"the payload is not JSON: {e}") from None
+    svc = variants[chosen]
+    t0 = time.perf_counter()
+    status, data = cluster.service_post(svc, SERVICE_PORT, ns, SERVE_PREDICT, payload, timeout=timeout)
+    latency = time.perf_counter() - t0
+    text = data.decode("utf-8", "replace")
+    try:
+        body: Any = json.loads(text) if text.strip() else None
+    except ValueError:
+        body = text
+    if status >= 400:
+        if isinstance(body, dict) and body.get("kind") == "Status":  # the API server's own answer
+            if status == 404:
+                raise NotFound(f"Service {ns}/{svc} of endpoint {h.name} does not exist: {body.get('message', '')}")
+            msg = body.get("message") or body.get("reason") or ""
+        elif isinstance(body, dict) and "error" in body:  # unijob.serve's {"error": message}
+            msg = body["error"] if isinstance(body["error"], str) else json.dumps(body["error"])
+        else:
+            msg = text[:300]
+        raise TargetError(f"endpoint {h.name} variant {chosen} answered HTTP {status}: {msg}")
+    return InvokeResult(body=body, variant=chosen, latency_seconds=latency)
 
 
 def set_traffic(cluster: Any, h: EndpointHandle, split: Mapping[str, int]) -> None:
