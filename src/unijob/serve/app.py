@@ -16,8 +16,11 @@ path                        method  answers
 ==========================  ======  =========================================================
 
 The envelope is Vertex's (and KServe v1's): ``{"instances": [...], "parameters": {...}}`` in,
-``{"predictions": [...]}`` out, one prediction per instance. ``/invocations`` also takes a bare
-JSON array of instances and answers a bare array. Errors are JSON ``{"error": message}``:
+``{"predictions": [...]}`` out, one prediction per instance (the ``labels`` object of Vertex's
+``PredictRequest``, which Vertex forwards with the body, is accepted and ignored).
+``/invocations`` also takes a bare JSON array of instances and answers a bare array. A body sent
+as ``application/jsonlines`` (SageMaker batch transform's ``SplitType: Line``) holds one JSON
+instance per line and gets one JSON prediction per line back. Errors are JSON ``{"error": message}``:
 400 for a body that is not JSON or not the envelope (and for :class:`~unijob.serve.BadRequest`
 raised by the handler), 413 over ``max_payload`` bytes, 415 for a non-JSON content type, 503
 before the model is loaded, and 500 for an exception in ``predict`` (logged with its traceback
@@ -27,6 +30,7 @@ under the ``unijob.serve`` logger; the server keeps serving).
 from __future__ import annotations
 
 import asyncio
+import inspect
 import json
 import logging
 import time
@@ -45,7 +49,11 @@ from unijob.serve.handler import BadRequest, Handler
 
 log = logging.getLogger("unijob.serve")
 
-JSON_TYPES = ("application/json", "text/json", "application/jsonlines")
+JSON_TYPES = ("application/json", "text/json")
+JSONLINES_TYPES = ("application/jsonlines", "application/x-jsonlines", "application/jsonl")
+#: keys a Vertex ``PredictRequest`` body may carry besides the envelope; accepted and ignored
+#: (https://cloud.google.com/vertex-ai/docs/reference/rest/v1/projects.locations.endpoints/predict).
+IGNORED_KEYS = ("labels",)
 
 
 class _State:
@@ -105,13 +113,37 @@ def parse_payload(body: bytes, *, allow_bare: bool) -> tuple[list[Any], dict[str
     instances = payload["instances"]
     if not isinstance(instances, list):
         raise BadRequest(f'"instances" must be a JSON array, got {type(instances).__name__}')
-    params = payload.get("parameters") or {}
+    params = payload.get("parameters")
+    if params is None:
+        params = {}
     if not isinstance(params, dict):
         raise BadRequest(f'"parameters" must be a JSON object, got {type(params).__name__}')
-    unknown = sorted(set(payload) - {"instances", "parameters"})
+    unknown = sorted(set(payload) - {"instances", "parameters", *IGNORED_KEYS})
     if unknown:
         raise BadRequest(f'unexpected key(s) {", ".join(unknown)}; the envelope has "instances" and "parameters"')
     return instances, params, True
+
+
+def parse_jsonlines(body: bytes) -> list[Any]:
+    """The instances of a JSON Lines body: one JSON value per non-blank line.
+
+    Raises:
+        BadRequest: not UTF-8, no line, or a line that is not JSON (named by its number).
+    """
+    try:
+        text = body.decode("utf-8")
+    except UnicodeDecodeError:
+        raise BadRequest("the body is not UTF-8 text") from None
+    instances = []
+    for n, line in enumerate(text.splitlines(), 1):
+        if line.strip():
+            try:
+                instances.append(json.loads(line))
+            except json.JSONDecodeError as e:
+                raise BadRequest(f"line {n} is not JSON: {e.msg} at column {e.colno}") from None
+    if not instances:
+        raise BadRequest("empty body; expected one JSON instance per line")
+    return instances
 
 
 def create_app(handler: Handler, *, model_dir: Optional[Path] = None, health_routes: tuple[str, ...] = (),
@@ -130,7 +162,10 @@ def create_app(handler: Handler, *, model_dir: Optional[Path] = None, health_rou
         try:
             if handler.load is not None:
                 t0 = time.perf_counter()
-                await asyncio.to_thread(handler.load, model_dir)
+                if inspect.iscoroutinefunction(handler.load):
+                    await handler.load(model_dir)
+                else:
+                    await asyncio.to_thread(handler.load, model_dir)
                 log.info("loaded %s from %s in %.2f s", handler.ref, model_dir, time.perf_counter() - t0)
             state.ready = True
         except BaseException as e:  # noqa: BLE001 - reported, then the server exits
@@ -159,21 +194,34 @@ def create_app(handler: Handler, *, model_dir: Optional[Path] = None, health_rou
         if not state.ready:
             return await health(request)
         ctype = request.headers.get("content-type", "application/json").split(";")[0].strip().lower()
-        if ctype and ctype not in JSON_TYPES:
+        lines = ctype in JSONLINES_TYPES
+        if ctype and ctype not in JSON_TYPES and not lines:
             return _error(415, f"content type {ctype!r} is not supported; send application/json")
         length = request.headers.get("content-length")
         if length and length.isdigit() and int(length) > max_payload:
             return _error(413, f"payload of {int(length)} bytes is over the limit of {max_payload} bytes")
-        body = await request.body()
-        if len(body) > max_payload:
-            return _error(413, f"payload of {len(body)} bytes is over the limit of {max_payload} bytes")
+        # Read in chunks so that a chunked body without Content-Length is cut off at the limit
+        # instead of being buffered whole first.
+        chunks: list[bytes] = []
+        size = 0
+        async for chunk in request.stream():
+            size += len(chunk)
+            if size > max_payload:
+                return _error(413, f"payload of more than {max_payload} bytes is over the limit of {max_payload} bytes")
+            chunks.append(chunk)
+        body = b"".join(chunks)
         try:
-            instances, params, enveloped = parse_payload(body, allow_bare=request.url.path == "/invocations")
+            if lines:
+                instances, params, enveloped = parse_jsonlines(body), {}, False
+            else:
+                instances, params, enveloped = parse_payload(body, allow_bare=request.url.path == "/invocations")
             args = (instances, params) if handler.wants_parameters else (instances,)
             if handler.is_async:
                 result = await handler.predict(*args)
             else:
                 result = await run_in_threadpool(handler.predict, *args)
+            if inspect.isawaitable(result):  # a sync callable that returned a coroutine
+                result = await result
         except BadRequest as e:
             return _error(400, str(e))
         except Exception as e:  # noqa: BLE001 - the handler's bug: 500, logged, keep serving
@@ -191,12 +239,16 @@ def create_app(handler: Handler, *, model_dir: Optional[Path] = None, health_rou
             log.error("predict returned %d predictions for %d instances", len(result), len(instances))
             return _error(500, f"the handler returned {len(result)} predictions for {len(instances)} instances")
         try:
-            data = _dump({"predictions": result} if enveloped else result)
+            if lines:
+                data = b"".join(_dump(p) + b"\n" for p in result)
+            else:
+                data = _dump({"predictions": result} if enveloped else result)
         except (TypeError, ValueError) as e:
             log.error("predictions are not JSON: %s", e)
-            msg = str(e) if not isinstance(e, ValueError) or "NaN" not in str(e) else "NaN or infinity"
+            # json's allow_nan=False says "Out of range float values are not JSON compliant".
+            msg = "NaN or infinity (JSON has no such numbers)" if "Out of range float" in str(e) else str(e)
             return _error(500, f"the handler's predictions are not JSON-serializable: {msg}")
-        return Response(data, media_type="application/json")
+        return Response(data, media_type="application/jsonlines" if lines else "application/json")
 
     routes = [Route("/ping", health, methods=["GET"]), Route("/ready", health, methods=["GET"]),
               Route("/live", live, methods=["GET"]), Route("/invocations", predict, methods=["POST"]),
@@ -209,4 +261,4 @@ def create_app(handler: Handler, *, model_dir: Optional[Path] = None, health_rou
     return app
 
 
-__all__ = ["create_app", "parse_payload", "BadRequest"]
+__all__ = ["create_app", "parse_jsonlines", "parse_payload", "BadRequest"]

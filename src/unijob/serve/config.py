@@ -66,8 +66,9 @@ class ServeConfig:
         """Resolve the settings from flags (the keyword arguments) and ``env`` (default ``os.environ``).
 
         Raises:
-            ValueError: no handler anywhere; a port that is not an integer in 1-65535; a route that
-                does not start with ``/``.
+            ValueError: no handler anywhere; a port that is not an integer in 0-65535; a route that
+                does not start with ``/``; ``UNIJOB_MAX_PAYLOAD_BYTES`` or the worker count not a
+                positive integer.
         """
         env = os.environ if env is None else env
         handler = handler or env.get("UNIJOB_HANDLER")
@@ -94,8 +95,25 @@ class ServeConfig:
         for r in health + predict:
             if not r.startswith("/"):
                 raise ValueError(f"route {r!r} must start with /")
-        max_payload = int(env.get("UNIJOB_MAX_PAYLOAD_BYTES") or DEFAULT_MAX_PAYLOAD)
+        max_payload = _positive(env, "UNIJOB_MAX_PAYLOAD_BYTES", DEFAULT_MAX_PAYLOAD)
+        if workers is None:
+            workers = _positive(env, "UNIJOB_SERVE_WORKERS", 1)
+        elif workers < 1:
+            raise ValueError(f"workers must be at least 1, got {workers}")
         return cls(handler=handler, host=host or env.get("UNIJOB_SERVE_HOST") or "0.0.0.0", port=port,
                    model=model or None, health_routes=health, predict_routes=predict, max_payload=max_payload,
-                   workers=workers or int(env.get("UNIJOB_SERVE_WORKERS") or 1),
+                   workers=workers,
                    access_log=bool(access_log) if access_log is not None else env.get("UNIJOB_ACCESS_LOG") == "1")
+
+
+def _positive(env: Mapping[str, str], var: str, default: int) -> int:
+    raw = env.get(var)
+    if not raw:
+        return default
+    try:
+        value = int(raw)
+    except ValueError:
+        raise ValueError(f"{var}={raw!r} is not a whole number") from None
+    if value < 1:
+        raise ValueError(f"{var}={raw!r} must be at least 1")
+    return value

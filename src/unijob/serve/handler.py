@@ -12,7 +12,8 @@ to a local directory, or ``None`` when no model location was given. ``instances`
 of the request's instances; ``parameters`` (only passed when ``predict`` accepts a second argument)
 is the request's ``parameters`` object or ``{}``. ``predict`` returns one prediction per instance: a
 list, a tuple or anything with ``tolist()`` (a NumPy array). ``predict`` may be ``async def``.
-A handler raises :class:`BadRequest` to answer 400 with its message.
+``load`` may be ``async def`` too. A handler raises :class:`BadRequest` to answer 400 with its
+message.
 """
 
 from __future__ import annotations
@@ -73,16 +74,20 @@ def _import_target(ref: str, base_dir: Optional[Path]) -> Any:
         if str(path.parent) not in sys.path:
             sys.path.insert(0, str(path.parent))
         spec.loader.exec_module(module)
+        shown = str(path)
     else:
         if base_dir is not None and str(base_dir) not in sys.path:
             sys.path.insert(0, str(base_dir))
         try:
             module = importlib.import_module(mod_part)
         except ModuleNotFoundError as e:
-            if e.name and mod_part.startswith(e.name):
+            # Only the handler's own module (or a parent package) missing is a bad reference; a
+            # module the handler imports being missing is the handler's ImportError.
+            if e.name and (mod_part == e.name or mod_part.startswith(e.name + ".")):
                 raise HandlerError(f"handler {ref!r}: no module named {e.name!r} (searched {sys.path[0]!r} "
                                    "first; give path/to/file.py:attr or set the working directory)") from None
             raise
+        shown = mod_part
     if not attr:
         return module
     obj: Any = module
@@ -95,7 +100,8 @@ def _import_target(ref: str, base_dir: Optional[Path]) -> Any:
 
             close = difflib.get_close_matches(part, names, n=1)
             hint = f"; did you mean {close[0]!r}?" if close else ""
-            raise HandlerError(f"handler {ref!r}: {getattr(obj, '__name__', obj)!r} has no attribute {part!r}{hint}") from None
+            owner = shown if obj is module else getattr(obj, "__name__", type(obj).__name__)
+            raise HandlerError(f"handler {ref!r}: {owner!r} has no attribute {part!r}{hint}") from None
     return obj
 
 

@@ -32,11 +32,24 @@ def _extract(archive: Path) -> Path:
     if (dest / ".complete").exists():
         return dest
     tmp = Path(tempfile.mkdtemp(dir=_cache_root(), prefix=".extract-"))
-    with tarfile.open(archive) as tf:
-        try:
-            tf.extractall(tmp, filter="data")
-        except TypeError:  # Python < 3.10.12 has no filter argument
-            tf.extractall(tmp)  # noqa: S202 - archives come from the user's own model location
+    try:
+        with tarfile.open(archive) as tf:
+            try:
+                tf.extractall(tmp, filter="data")
+            except TypeError:  # Python < 3.10.12 has no filter argument
+                tf.extractall(tmp)  # noqa: S202 - archives come from the user's own model location
+    except BaseException as e:
+        import gzip
+        import shutil
+        import zlib
+
+        shutil.rmtree(tmp, ignore_errors=True)
+        if isinstance(e, (tarfile.TarError, EOFError, zlib.error, gzip.BadGzipFile)):
+            text = str(e).splitlines()[0] if str(e) else type(e).__name__
+            if "could not be opened successfully" in text:  # tarfile tried every compression
+                text = "not a tar archive (plain, gzip, bzip2 or xz)"
+            raise ValueError(f"model archive {archive} cannot be extracted: {text}") from None
+        raise
     (tmp / ".complete").touch()
     try:
         os.replace(tmp, dest)
@@ -52,6 +65,8 @@ def materialize(model: Optional[str]) -> Optional[Path]:
 
     Raises:
         FileNotFoundError: a local path that does not exist.
+        ValueError: an archive that is not a readable tar (corrupt, truncated, or a member that
+            would land outside the directory); nothing is left behind.
         ImportError: a remote URI whose fsspec filesystem is not installed (``gcsfs``, ``s3fs``).
     """
     if not model:
