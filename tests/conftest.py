@@ -1,9 +1,95 @@
+"""Shared fixtures: an isolated UNIJOB_HOME per test, and helpers for local endpoint tests."""
+
+import os
+import textwrap
+from pathlib import Path
+
 import pytest
 
+from unijob.local import jobdir as jd
 
 @pytest.fixture(autouse=True)
 def _isolated_home(tmp_path, monkeypatch):
     """Every test gets its own UNIJOB_HOME: records and local jobs never touch the user's."""
     home = tmp_path / "unijob-home"
     monkeypatch.setenv("UNIJOB_HOME", str(home))
-    return home
+    yield home
+    # Safety net: nothing a test started under its home outlives it (routers, replicas, gangs).
+    # Tests that start processes assert this themselves; here leftovers are killed and reported.
+    left = _processes_of(home)
+    for pid in left:
+        try:
+            os.killpg(pid, 9) if os.getpgid(pid) == pid else os.kill(pid, 9)
+        except (ProcessLookupError, PermissionError):
+            pass
+    if left:
+        import warnings
+
+        warnings.warn(f"killed {len(left)} process(es) left running under {home}: {left}")
+
+
+HANDLER = """\
+import os, time
+
+class Predictor:
+    def load(self, model_dir):
+        if os.environ.get("FAIL_LOAD"):
+            raise RuntimeError("cannot load the model: " + os.environ["FAIL_LOAD"])
+        self.tag = (model_dir / "tag.txt").read_text().strip() if model_dir else "none"
+
+    def predict(self, instances, parameters):
+        time.sleep(float(parameters.get("sleep", 0)))
+        return [{"x": x, "model": self.tag, "pid": os.getpid()} for x in instances]
+"""
+
+
+def _processes_of(home: Path) -> list[int]:
+    """Pids of live processes started under this test's UNIJOB_HOME (routers inherit it, and
+    replicas inherit it from their router); the test process itself excluded."""
+    needle = f"UNIJOB_HOME={home}".encode()
+    pids = []
+    for entry in os.listdir("/proc"):
+        if not entry.isdigit() or int(entry) == os.getpid():
+            continue
+        try:
+            with open(f"/proc/{entry}/environ", "rb") as f:
+                env = f.read().split(b"\0")
+        except OSError:
+            continue
+        if needle in env and jd.alive(int(entry)):
+            pids.append(int(entry))
+    return pids
+
+
+def _write_project(base: Path, extra: str = "", *, variants: str | None = None) -> Path:
+    (base / "handler.py").write_text(HANDLER)
+    for name in ("blue", "green"):
+        (base / "models" / name).mkdir(parents=True, exist_ok=True)
+        (base / "models" / name / "tag.txt").write_text(f"{name}-model\n")
+    variants = variants or """\
+          variants:
+            - {name: blue, weight: 90, model: ./models/blue}
+            - {name: green, weight: 10, model: ./models/green}
+    """
+    (base / "endpoint.yaml").write_text(textwrap.dedent("""\
+        name: digits
+        endpoint:
+          handler: handler.py:Predictor
+    """) + textwrap.indent(textwrap.dedent(variants), "  ") + extra)
+    return base / "endpoint.yaml"
+
+
+
+
+@pytest.fixture
+def endpoint_project():
+    """``make(base, extra="", *, variants=None) -> Path``: a handler (handler.py:Predictor, whose
+    answers name the model it loaded), models ``models/blue`` and ``models/green``, and
+    ``endpoint.yaml`` (endpoint ``digits``, blue 90 / green 10 unless ``variants`` is given)."""
+    return _write_project
+
+
+@pytest.fixture
+def live_processes():
+    """``pids(home) -> list[int]``: live processes started under that UNIJOB_HOME."""
+    return _processes_of

@@ -68,6 +68,16 @@ class TestLocalConformance(AdapterConformance):
         return make_spec(tmp_path)
 
     @pytest.fixture
+    def endpoint_spec(self, tmp_path, endpoint_project):
+        from unijob.loading import load_spec
+
+        return load_spec(str(endpoint_project(tmp_path))).spec
+
+    @pytest.fixture
+    def leftover_endpoint_resources(self, local_home, live_processes):
+        return lambda: len(live_processes(local_home))
+
+    @pytest.fixture
     def created_jobs(self, local_home):
         jobs = local_home / "local" / "jobs"
         return lambda: len([d for d in jobs.iterdir() if d.is_dir()]) if jobs.exists() else 0
