@@ -5,13 +5,16 @@ really call, and parses every request body with the ``aiplatform_v1`` types with
 ``ignore_unknown_fields=False``: a malformed request is answered 400 and recorded in
 ``fake.errors``. It keeps state: custom jobs move QUEUED -> RUNNING -> SUCCEEDED/FAILED when a
 test says so (:meth:`FakeVertex.set_state`); models, endpoints and deployed models live until
-deleted; long-running operations answer ``done: false`` once, then ``done: true``.
+deleted; long-running operations answer ``done: false`` once, then ``done: true``. ``:predict`` on
+an endpoint picks a deployed model by the endpoint's ``trafficSplit`` (seeded, so reproducible)
+and answers with :attr:`FakeVertex.predictor`'s predictions in a ``PredictResponse``.
 """
 
 from __future__ import annotations
 
 import itertools
 import json
+import random
 import re
 from datetime import datetime, timezone
 from typing import Any, Optional
@@ -57,6 +60,7 @@ class FakeVertex(FakeServer):
         r("DELETE", P + r"/endpoints/(?P<id>[^/:]+)", self.delete_endpoint)
         r("POST", P + r"/endpoints/(?P<id>[^/:]+):deployModel", self.deploy_model)
         r("POST", P + r"/endpoints/(?P<id>[^/:]+):undeployModel", self.undeploy_model)
+        r("POST", P + r"/endpoints/(?P<id>[^/:]+):predict", self.predict)
         r("GET", r"/(?:v1|ui)/(?P<name>projects/[^/]+/locations/[^/]+/operations/\d+)", self.get_operation)
         r("POST", r"/v2/entries:list", self.list_entries)
         r("GET", r"/storage/v1/b/(?P<b>[^/]+)/o/(?P<o>.+)", self.get_object)
@@ -74,6 +78,8 @@ class FakeVertex(FakeServer):
             self.objects: dict[str, bytes] = {}
             self.created_jobs = 0
             self._ids = itertools.count(1000)
+            self._traffic = random.Random(0)
+            self.predictor = echo_predictor
 
     # ---- helpers ------------------------------------------------------------------------------
 
@@ -283,6 +289,31 @@ class FakeVertex(FakeServer):
         ep["trafficSplit"] = split
         return self._operation(name.rsplit("/endpoints/", 1)[0], "google.cloud.aiplatform.v1.UndeployModelResponse", {})
 
+    def predict(self, req: Request) -> Response:
+        """``PredictionService.Predict``: the request parsed as ``PredictRequest``; one deployed
+        model chosen by ``trafficSplit``; ``self.predictor(deployed_model, instances, parameters)``
+        gives the predictions (or a whole :class:`Response`, e.g. an error the model causes).
+        The 400 for an endpoint without deployed models is worded by this fake."""
+        name, ep = self._endpoint(req)
+        if not ep:
+            return _err(404, "NOT_FOUND", f"Endpoint {name} not found.")
+        pr = self.parse(self.aip.PredictRequest, req, endpoint=name)
+        data = json.loads(self.aip.PredictRequest.to_json(pr))
+        split = {k: int(v) for k, v in ep.get("trafficSplit", {}).items() if int(v) > 0}
+        deployed = {d["id"]: d for d in ep.get("deployedModels", [])}
+        if not split or not deployed:
+            return _err(400, "FAILED_PRECONDITION", f"endpoint {name} has no deployed model with traffic")
+        chosen = self._traffic.choices(sorted(split), weights=[split[k] for k in sorted(split)])[0]
+        d = deployed[chosen]
+        out = self.predictor(d, data.get("instances", []), data.get("parameters"))
+        if isinstance(out, Response):
+            return out
+        model = self.models.get(d["model"], {})
+        resp = self.aip.PredictResponse.from_json(json.dumps({
+            "predictions": out, "deployedModelId": d["id"], "model": d["model"],
+            "modelDisplayName": model.get("displayName", "")}), ignore_unknown_fields=False)
+        return Response(200, self.dump(resp))
+
     def get_operation(self, req: Request) -> Response:
         op = self.operations.get(req.params["name"])
         if op is None:
@@ -334,6 +365,12 @@ class FakeVertex(FakeServer):
         uri = f"gs://{req.params['b']}/{req.arg('name')}"
         self.objects[uri] = req.body
         return Response(200, {"bucket": req.params["b"], "name": req.arg("name"), "size": str(len(req.body))})
+
+
+def echo_predictor(deployed: dict, instances: list, parameters: Any) -> list:
+    """The fake's default model: one prediction per instance naming the deployed model that
+    answered, the instance and the parameters, so a test sees what crossed the wire."""
+    return [{"variant": deployed["displayName"], "instance": inst, "parameters": parameters} for inst in instances]
 
 
 # ---- fixtures ---------------------------------------------------------------------------------

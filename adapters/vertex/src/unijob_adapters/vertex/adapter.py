@@ -15,7 +15,8 @@ import os
 import time
 from typing import Any, Iterator, Mapping, Optional
 
-from unijob.contract import (Adapter, EndpointHandle, EndpointStatus, JobHandle, JobState, JobStatus, Plan)
+from unijob.contract import (Adapter, EndpointHandle, EndpointStatus, InvokeResult, JobHandle, JobState, JobStatus,
+                             Plan)
 from unijob.errors import NotFound, NotReady, Readiness
 
 from unijob_adapters.vertex.client import INSTALL_HINT, RetryPolicy
@@ -50,6 +51,8 @@ class VertexAdapter(Adapter):
                            "(gcp-secretmanager://) instead",
         "spot_with_fallback (native)": "Vertex has no native spot-to-on-demand fallback; unijob resubmits "
                                        "the job ON_DEMAND from the same checkpoint when spot capacity fails",
+        "invoke --variant": "Vertex AI's v1 predict API has no per-request deployed model; requests follow "
+                            "the endpoint's traffic split (set it to 100 for one variant)",
     }
 
     def __init__(self, *, credentials: Any = None, retry_policy: Optional[RetryPolicy] = None,
@@ -258,6 +261,14 @@ class VertexAdapter(Adapter):
         from unijob_adapters.vertex import endpoints
 
         endpoints.undeploy(self._conn(handle.extra), handle)
+
+    def invoke(self, handle: EndpointHandle, payload: Any, *, variant: Optional[str] = None,
+               timeout: float = 60.0) -> InvokeResult:
+        """``POST /v1/{endpoint}:predict`` with the ``{"instances": [...]}`` payload; ``variant``
+        is a UsageError (Vertex has no per-request variant). See :mod:`.invoke`."""
+        from unijob_adapters.vertex import invoke
+
+        return invoke.invoke(self._conn(handle.extra), handle, payload, variant=variant, timeout=timeout)
 
 
 def _format_entry(entry: Mapping[str, Any]) -> str:

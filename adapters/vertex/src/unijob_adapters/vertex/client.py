@@ -106,7 +106,7 @@ class Connection:
             from google.api_core.client_options import ClientOptions
 
             cls = {"job": aip.JobServiceClient, "endpoint": aip.EndpointServiceClient,
-                   "model": aip.ModelServiceClient}[kind]
+                   "model": aip.ModelServiceClient, "prediction": aip.PredictionServiceClient}[kind]
             self._clients[kind] = cls(credentials=self.credentials, transport="rest",
                                       client_options=ClientOptions(api_endpoint=self.api_endpoint))
         return self._clients[kind]
@@ -122,6 +122,10 @@ class Connection:
     @property
     def models(self) -> Any:
         return self._client("model")
+
+    @property
+    def prediction(self) -> Any:
+        return self._client("prediction")
 
     @property
     def retry(self) -> Any:
