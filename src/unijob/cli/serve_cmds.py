@@ -73,8 +73,8 @@ def serve(handler: Optional[str], model_dir: Optional[str], host: Optional[str],
     sys.exit(code)
 
 
-def _handler_from_spec(path: str) -> str:
-    """The one handler of SPEC's endpoint (all variants must agree)."""
+def _handler_from_spec(path: str, given: Optional[str]) -> str:
+    """The handler of SPEC's endpoint: its only one, or ``given`` when it is one of several."""
     from unijob.loading import load_spec
 
     loaded = load_spec(path)
@@ -82,15 +82,20 @@ def _handler_from_spec(path: str) -> str:
     if endpoint is None:
         raise SpecError.at(("endpoint",), "this spec has no endpoint section; give HANDLER instead").locate(loaded.locate)
     variants = endpoint.resolved_variants()
-    handlers = {v.handler for v in variants}
-    if handlers == {None}:
+    handlers = sorted({v.handler for v in variants if v.handler})
+    if not handlers:
         raise SpecError.at(("endpoint", "handler"), "the endpoint serves an image, not a handler; "
                            "serve-image builds the image for a handler (module:attr)").locate(loaded.locate)
+    if given:
+        if given not in handlers:
+            raise UsageError(f"HANDLER {given!r} is not the spec's endpoint handler (" + ", ".join(handlers) + "); give one of "
+                             "them, or leave HANDLER out")
+        return given
     if len(handlers) > 1:
         which = ", ".join(f"{v.name}: {v.handler or 'image ' + str(v.image)}" for v in variants)
         raise SpecError.at(("endpoint", "variants"), f"the variants serve different handlers ({which}); one image "
-                           "serves one handler: give HANDLER and build one image per variant").locate(loaded.locate)
-    return handlers.pop()  # type: ignore[return-value]
+                           "serves one handler: give HANDLER to build the image of one of them").locate(loaded.locate)
+    return handlers[0]
 
 
 @click.command("serve-image")
@@ -115,10 +120,7 @@ def serve_image(handler: Optional[str], spec_path: Optional[str], base: Optional
     from unijob.serve.image import DEFAULT_BASE, DOCKERIGNORE, dockerfile
 
     if spec_path:
-        from_spec = _handler_from_spec(spec_path)
-        if handler and handler != from_spec:
-            raise UsageError(f"HANDLER {handler!r} differs from the spec's endpoint.handler {from_spec!r}; give one")
-        handler = from_spec
+        handler = _handler_from_spec(spec_path, handler)
     if not handler:
         raise UsageError("no handler: give HANDLER (module:attr) or --spec with an endpoint.handler")
     to_stdout = output == "-"
