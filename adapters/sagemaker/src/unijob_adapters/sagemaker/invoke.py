@@ -19,6 +19,7 @@ References (SageMaker Runtime API Reference "InvokeEndpoint", and botocore's ser
 from __future__ import annotations
 
 import json
+import re
 import time
 from typing import Any, Optional
 
@@ -112,7 +113,7 @@ def error(exc: BaseException, endpoint: str, timeout: float) -> UnijobError:
         logs = resp.get("LogStreamArn")
         return TargetError(f"endpoint {endpoint}: the model container answered HTTP {status}: {text}",
                            hint=f"container logs: {logs}" if logs else None)
-    if code and not_found(exc):
+    if code and not_found(exc) and re.search(r"\bendpoint\b.*\bnot found\b", error_message(exc), re.I):
         return NotFound(f"SageMaker has no endpoint {endpoint}: {error_message(exc)}")
     if code:
         return TargetError(f"endpoint {endpoint}: {code} (HTTP {http}): {error_message(exc)}")
