@@ -4,16 +4,24 @@ Every request body is checked with the SDK's own dataclasses (``X.from_dict(body
 body``: nothing unknown or mistyped is accepted) and against the SDK method's parameters; a
 violation is answered 400 and recorded in ``fake.errors``. Runs honour ``idempotency_token`` as
 Databricks does (same token -> same run_id, no new run) and move through states as a test directs.
+
+Invocations (``POST /serving-endpoints/NAME/invocations`` and, pinned to one served entity,
+``.../served-models/ENTITY/invocations``) pick the served entity by the endpoint's
+``traffic_config.routes`` (weighted, ``fake.rng``), run the model a test registered in
+``fake.models`` for that entity's ``entity_name/entity_version`` on the request's rows, and answer
+``{"predictions": [...]}`` with the ``served-model-name`` header, as Model Serving does.
 """
 
 from __future__ import annotations
 
 import inspect
 import itertools
+import random
 import textwrap
 from email.parser import BytesParser
 from email.policy import default as email_default
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -46,6 +54,8 @@ class FakeDatabricks(FakeServer):
         self.files: dict[str, bytes] = {}
         self.dirs: set[str] = {"/", "/Workspace", "/Workspace/Shared"}
         self.endpoints: dict[str, dict] = {}
+        self.models: dict[str, Any] = {}
+        self.rng = random.Random(0)
         self._ids = itertools.count(1001)
         r = self.route
         r("POST", r"/api/2\.2/jobs/runs/submit", self.submit)
@@ -61,6 +71,8 @@ class FakeDatabricks(FakeServer):
         r("GET", r"/api/2\.0/serving-endpoints/(?P<name>[^/]+)", self.ep_get)
         r("PUT", r"/api/2\.0/serving-endpoints/(?P<name>[^/]+)/config", self.ep_config)
         r("DELETE", r"/api/2\.0/serving-endpoints/(?P<name>[^/]+)", self.ep_delete)
+        r("POST", r"/serving-endpoints/(?P<name>[^/]+)/invocations", self.ep_invoke)
+        r("POST", r"/serving-endpoints/(?P<name>[^/]+)/served-models/(?P<entity>[^/]+)/invocations", self.ep_invoke)
 
     # ---- jobs ---------------------------------------------------------------------------------
 
@@ -250,6 +262,61 @@ class FakeDatabricks(FakeServer):
             return _err(404, "RESOURCE_DOES_NOT_EXIST", "endpoint not found")
         ep["config"] = {"served_entities": body["served_entities"], "traffic_config": body["traffic_config"]}
         return Response(200, ep)
+
+    @staticmethod
+    def _rows(body: dict) -> list:
+        """The request's rows, whatever its input shape (what MLflow's scoring server makes of them)."""
+        if "instances" in body:
+            return body["instances"]
+        if "dataframe_records" in body:
+            return body["dataframe_records"]
+        if "dataframe_split" in body:
+            d = body["dataframe_split"]
+            return [dict(zip(d["columns"], row)) for row in d["data"]] if "columns" in d else d["data"]
+        inputs = body["inputs"]
+        if isinstance(inputs, dict):  # columnar: {"col": [v0, v1], ...}
+            cols = list(inputs)
+            return [dict(zip(cols, vals)) for vals in zip(*(inputs[c] for c in cols))]
+        return inputs
+
+    def ep_invoke(self, req: Request) -> Response:
+        from databricks.sdk.service import serving
+
+        body = req.json()
+        unknown = set(body) - (_params(serving.ServingEndpointsAPI.query) - {"name"})
+        assert not unknown, f"invocations take no {unknown}"
+        assert req.headers.get("content-type", "").startswith("application/json"), req.headers.get("content-type")
+        if "dataframe_split" in body:
+            _roundtrip(serving.DataframeSplitInput, body["dataframe_split"], "dataframe_split")
+        for m in body.get("messages", []):
+            _roundtrip(serving.ChatMessage, m, "message")
+        ep = self.endpoints.get(req.params["name"])
+        if not ep:
+            return _err(404, "RESOURCE_DOES_NOT_EXIST", f"Endpoint '{req.params['name']}' does not exist.")
+        entities = {e["name"]: e for e in ep["config"]["served_entities"]}
+        shapes = [k for k in ("dataframe_split", "dataframe_records", "instances", "inputs") if k in body]
+        if len(shapes) != 1:
+            return _err(400, "BAD_REQUEST", "The request must contain exactly one of dataframe_split, "
+                                            f"dataframe_records, instances, inputs; got {shapes or 'none'}.")
+        if "entity" in req.params:  # pinned: the traffic split is ignored
+            name = req.params["entity"]
+            if name not in entities:
+                return _err(404, "RESOURCE_DOES_NOT_EXIST", f"Served model '{name}' does not exist in endpoint "
+                                                            f"'{req.params['name']}'.")
+        else:
+            routes = ep["config"]["traffic_config"]["routes"]
+            name = self.rng.choices([r["served_entity_name"] for r in routes],
+                                    weights=[r["traffic_percentage"] for r in routes])[0]
+        e = entities[name]
+        model = self.models.get(f"{e['entity_name']}/{e['entity_version']}")
+        if model is None:
+            raise AssertionError(f"no model registered in fake.models for {e['entity_name']}/{e['entity_version']}")
+        try:
+            predictions = model(self._rows(body))
+        except Exception as x:  # the model's error, as Model Serving reports it
+            return _err(400, "BAD_REQUEST", "Encountered an unexpected error while evaluating the model. Verify "
+                                            f"that the input is compatible with the model for inference. Error '{x}'")
+        return Response(200, {"predictions": predictions}, {"served-model-name": name})
 
     def ep_delete(self, req: Request) -> Response:
         if self.endpoints.pop(req.params["name"], None) is None:

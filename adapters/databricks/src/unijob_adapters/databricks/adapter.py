@@ -7,11 +7,12 @@ See :mod:`.plan` for the request, :mod:`.client` for states and logs, :mod:`.end
 from __future__ import annotations
 
 import importlib.util
+import math
 import os
 import time
 from typing import Any, ClassVar, Iterator, Mapping, Optional
 
-from unijob.contract import Adapter, EndpointHandle, EndpointStatus, JobHandle, JobStatus, Plan
+from unijob.contract import Adapter, EndpointHandle, EndpointStatus, InvokeResult, JobHandle, JobStatus, Plan
 from unijob.errors import Readiness
 
 from .options import DatabricksOptions
@@ -89,13 +90,18 @@ class DatabricksAdapter(Adapter):
 
         return build_job_plan(spec, submission_id, self.options(spec))
 
-    def _client(self, extra: Mapping):
-        """One WorkspaceClient per (host, profile, resolved env host) for this adapter instance."""
+    def _client(self, extra: Mapping, *, timeout: Optional[float] = None):
+        """One WorkspaceClient per (host, profile, resolved env host, timeout) for this adapter
+        instance. ``timeout`` (seconds) bounds each HTTP request and the retry budget."""
         from .client import workspace_client
 
-        key = (extra.get("host"), extra.get("profile"), os.environ.get("DATABRICKS_HOST"))
+        key = (extra.get("host"), extra.get("profile"), os.environ.get("DATABRICKS_HOST"), timeout)
         if key not in self._clients:
-            self._clients[key] = workspace_client(extra.get("host"), extra.get("profile"), self.retry_timeout_seconds)
+            retry = self.retry_timeout_seconds
+            if timeout is not None:
+                cap = max(1, math.ceil(timeout))
+                retry = min(retry or cap, cap)
+            self._clients[key] = workspace_client(extra.get("host"), extra.get("profile"), retry, timeout)
         return self._clients[key]
 
     def submit(self, plan: Plan) -> JobHandle:
@@ -162,3 +168,14 @@ class DatabricksAdapter(Adapter):
         from . import endpoints
 
         endpoints.undeploy(self._client(handle.extra), handle)
+
+    def invoke(self, handle: EndpointHandle, payload: Any, *, variant: Optional[str] = None,
+               timeout: float = 60.0) -> InvokeResult:
+        """Query the serving endpoint: ``payload`` is a JSON object whose keys are
+        ``ServingEndpointsAPI.query``'s (``{"instances": [...]}``, ``inputs``, ``dataframe_records``,
+        ``dataframe_split``...). The traffic split picks the served entity unless ``variant`` pins
+        one; the answer reports the one that served. ``timeout`` (seconds) bounds each HTTP request
+        and the SDK's retries. See :func:`unijob_adapters.databricks.endpoints.invoke` for errors."""
+        from . import endpoints
+
+        return endpoints.invoke(self._client(handle.extra, timeout=timeout), handle, payload, variant=variant)

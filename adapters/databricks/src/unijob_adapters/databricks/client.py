@@ -85,8 +85,12 @@ def check_cloud(host: Optional[str], profile: Optional[str], cloud: Optional[str
                            f"set targets.databricks.cloud: {actual}", suggestion=actual)
 
 
-def workspace_client(host: Optional[str], profile: Optional[str], retry_timeout_seconds: Optional[int] = None):
+def workspace_client(host: Optional[str], profile: Optional[str], retry_timeout_seconds: Optional[int] = None,
+                     http_timeout_seconds: Optional[float] = None):
     """A ``databricks.sdk.WorkspaceClient`` through the SDK's auth chain.
+
+    ``retry_timeout_seconds``: the SDK's total budget for retrying 429/503 and timeouts (its
+    default 300 s); ``http_timeout_seconds``: per HTTP request (its default 60 s).
 
     Raises:
         SpecError: no workspace host anywhere (exit 2, nothing sent).
@@ -107,6 +111,8 @@ def workspace_client(host: Optional[str], profile: Optional[str], retry_timeout_
         kwargs["profile"] = profile
     if retry_timeout_seconds:
         kwargs["retry_timeout_seconds"] = retry_timeout_seconds
+    if http_timeout_seconds:
+        kwargs["http_timeout_seconds"] = http_timeout_seconds
     try:
         cfg = Config(**kwargs)
     except ValueError as e:

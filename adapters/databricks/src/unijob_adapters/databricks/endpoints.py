@@ -20,6 +20,18 @@ and the Azure equivalent; read 2026-11-21):
   requests, so ``max_replicas`` 1 -> Small, 2-4 -> Medium, 5-16 -> Large; more is rejected.
 - ``scale_to_zero_enabled`` = ``min_replicas == 0``. Databricks autoscales on concurrency itself;
   ``endpoint.autoscaling`` is not sent.
+
+Invocation (:func:`invoke`): ``w.serving_endpoints.query(name, ...)`` sends
+``POST /serving-endpoints/NAME/invocations``; the endpoint's traffic split picks the served entity,
+and the SDK returns the ``served-model-name`` response header as
+``QueryEndpointResponse.served_model_name`` (databricks-sdk 0.156 ``ServingEndpointsAPI.query``
+asks for that header). A pinned ``variant`` goes to ``POST
+/serving-endpoints/NAME/served-models/VARIANT/invocations``, which bypasses the split (Databricks,
+"Serve multiple models to a model serving endpoint", section "Query individual models behind an
+endpoint", https://docs.databricks.com/aws/en/machine-learning/model-serving/serve-multiple-models-to-serving-endpoint,
+read 2026-11); the SDK has no method for it (databricks-sdk-py issue #1043), so it is sent with the
+same client's ``api_client.do`` (same auth, retries and error types) and parsed into the same
+``QueryEndpointResponse``.
 """
 
 from __future__ import annotations
@@ -28,8 +40,8 @@ import inspect
 import re
 from typing import Any, Mapping, Optional
 
-from unijob.contract import EndpointHandle, EndpointStatus, NativeRequest, Plan, PlanResources
-from unijob.errors import NotReady, SpecError
+from unijob.contract import EndpointHandle, EndpointStatus, InvokeResult, NativeRequest, Plan, PlanResources
+from unijob.errors import NotReady, SpecError, UsageError
 
 from .options import DatabricksOptions
 
@@ -241,3 +253,141 @@ def undeploy(w, handle: EndpointHandle) -> None:
         w.serving_endpoints.delete(handle.name)
     except SdkNotFound:
         pass  # already gone
+
+
+# ---- invocation -------------------------------------------------------------------------------
+
+#: The input shapes of a custom (MLflow) model endpoint; exactly one per request (Databricks,
+#: "Query serving endpoints for custom models", scoring formats).
+INPUT_KEYS = ("instances", "inputs", "dataframe_records", "dataframe_split")
+
+
+def query_body(payload: Any) -> dict[str, Any]:
+    """The invocations body for a caller's JSON ``payload``, as ``ServingEndpointsAPI.query``
+    builds it: the top-level keys are the SDK method's keyword arguments (``instances``,
+    ``inputs``, ``dataframe_records``, ``dataframe_split``, and the chat/completions/embeddings
+    fields), ``dataframe_split`` through ``DataframeSplitInput`` and ``messages`` through
+    ``ChatMessage``.
+
+    Raises:
+        UsageError: not a JSON object; a key the SDK does not take (with the accepted keys and the
+            closest one); a list-valued key that is not a list; ``stream: true`` (a streamed
+            answer is not one JSON value).
+    """
+    import difflib
+    import json
+
+    serving = serving_sdk()
+    accepted = sorted(set(inspect.signature(serving.ServingEndpointsAPI.query).parameters) - {"self", "name"})
+    shapes = ", ".join(f'{{"{k}": ...}}' for k in INPUT_KEYS)
+    if not isinstance(payload, dict):
+        raise UsageError(f"a Databricks serving endpoint takes a JSON object such as {shapes}; "
+                         f"got a JSON {type(payload).__name__}")
+    unknown = sorted(set(payload) - set(accepted))
+    if unknown:
+        hint = ""
+        if unknown == ["parameters"]:
+            hint = " (the invocations API has no request-level parameters for custom models; drop it)"
+        else:
+            close = difflib.get_close_matches(unknown[0], accepted, n=1, cutoff=0.6)
+            hint = f" (did you mean '{close[0]}'?)" if close else ""
+        raise UsageError(f"the payload has key(s) {', '.join(unknown)} that Databricks' invocations API does not "
+                         f"take{hint}; accepted keys: {', '.join(accepted)}")
+    for k in ("instances", "dataframe_records", "messages", "stop"):
+        if k in payload and not isinstance(payload[k], list):
+            raise UsageError(f'"{k}" must be a JSON array, got {type(payload[k]).__name__}')
+    if payload.get("stream"):
+        raise UsageError('"stream": true asks for a streamed answer; invoke returns one JSON value')
+    body = dict(payload)
+    if "dataframe_split" in body:
+        d = body["dataframe_split"]
+        if not isinstance(d, dict) or set(d) - {"columns", "data", "index"}:
+            raise UsageError('"dataframe_split" must be a JSON object with "columns", "data" and optionally "index"')
+        body["dataframe_split"] = serving.DataframeSplitInput.from_dict(d).as_dict()
+    if "messages" in body:
+        if not all(isinstance(m, dict) for m in body["messages"]):
+            raise UsageError('"messages" must be an array of {"role": ..., "content": ...} objects')
+        body["messages"] = [serving.ChatMessage.from_dict(m).as_dict() for m in body["messages"]]
+    try:
+        json.dumps(body, allow_nan=False)
+    except (TypeError, ValueError) as e:
+        raise UsageError(f"the payload is not JSON: {e}") from None
+    return body
+
+
+def invoke(w, handle: EndpointHandle, payload: Any, *, variant: Optional[str] = None) -> InvokeResult:
+    """Query the endpoint once with ``w`` (a ``WorkspaceClient`` whose http/retry timeouts bound the
+    call); see the module docstring for the two paths.
+
+    Returns:
+        ``body``: the ``QueryEndpointResponse`` as a dict (``{"predictions": [...]}`` for a custom
+        model; ``choices``/``data``/``outputs``... for others), without ``served-model-name``;
+        ``variant``: the served entity that answered (the ``served-model-name`` header), or None
+        when the workspace sent none.
+
+    Raises:
+        UsageError: see :func:`query_body`; a ``variant`` that is not one of the handle's served
+            entities.
+        NotFound: no such endpoint (or served entity) in the workspace (HTTP 404).
+        TargetError: any other error answer (``HTTP <status> <error_code>: <message>``), or no
+            answer within the client's timeouts.
+    """
+    import time
+
+    import requests
+    from databricks.sdk.errors import DatabricksError
+    from databricks.sdk.errors import NotFound as SdkNotFound
+
+    from unijob.errors import NotFound, TargetError
+
+    serving = serving_sdk()
+    body = query_body(payload)
+    names = [e["name"] for e in handle.extra.get("served_entities") or []]
+    if variant is not None and names and variant not in names:
+        import difflib
+
+        close = difflib.get_close_matches(variant, names, n=1)
+        raise UsageError(f"endpoint {handle.name} has no served entity '{variant}'; it has {', '.join(names)}"
+                         + (f" (did you mean '{close[0]}'?)" if close else ""))
+    where = f"endpoint {handle.name}" + (f" served entity {variant}" if variant else "")
+    t0 = time.perf_counter()
+    try:
+        if variant is None:
+            kw = dict(body)
+            if "dataframe_split" in kw:
+                kw["dataframe_split"] = serving.DataframeSplitInput.from_dict(kw["dataframe_split"])
+            if "messages" in kw:
+                kw["messages"] = [serving.ChatMessage.from_dict(m) for m in kw["messages"]]
+            resp = w.serving_endpoints.query(handle.name, **kw)
+        else:
+            headers = {"Accept": "application/json", "Content-Type": "application/json"}
+            if w.config.workspace_id:
+                headers["X-Databricks-Workspace-Id"] = w.config.workspace_id
+            raw = w.api_client.do("POST", f"/serving-endpoints/{handle.name}/served-models/{variant}/invocations",
+                                  body=body, headers=headers, response_headers=["served-model-name"])
+            resp = serving.QueryEndpointResponse.from_dict(raw)
+    except SdkNotFound as e:
+        raise NotFound(f"no Databricks serving {where}: {e}") from None
+    except DatabricksError as e:
+        raise TargetError(f"Databricks {where} answered HTTP {_http_status(e)} "
+                          f"{getattr(e, 'error_code', None) or type(e).__name__}: {e}") from None
+    except (TimeoutError, requests.RequestException) as e:
+        raise TargetError(f"Databricks {where} did not answer: {type(e).__name__}: {str(e)[:200]}") from None
+    latency = time.perf_counter() - t0
+    out = resp.as_dict()
+    out.pop("served-model-name", None)
+    for k in ("predictions", "outputs"):  # as_dict drops empty lists; an empty answer is still an answer
+        if getattr(resp, k) is not None and k not in out:
+            out[k] = list(getattr(resp, k))
+    return InvokeResult(body=out, variant=resp.served_model_name or None, latency_seconds=latency)
+
+
+def _http_status(e: Exception) -> str:
+    """The HTTP status an SDK error class stands for (``InvalidParameterValue`` -> 400), or ``?``."""
+    from databricks.sdk.errors.platform import STATUS_CODE_MAPPING
+
+    by_class = {cls: code for code, cls in STATUS_CODE_MAPPING.items()}
+    for cls in type(e).__mro__:
+        if cls in by_class:
+            return str(by_class[cls])
+    return "?"
