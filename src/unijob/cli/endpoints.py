@@ -139,9 +139,15 @@ def _read_data(data: str) -> object:
 @click.option("--timeout", type=float, default=60.0, show_default=True, help="Seconds to wait for the answer.")
 @click.option("-o", "--output", "fmt", type=click.Choice(["json", "text"]), default="json", show_default=True,
               help="json: the response body; text: also the variant that answered and the latency.")
-def invoke(name: str, data: str, variant: Optional[str], target: Optional[str], timeout: float, fmt: str) -> None:
-    """Send one JSON request to endpoint NAME and print the answer, e.g.
-    `unijob invoke digits --data '{"instances": [[0, 1, ...]]}'`."""
+@click.option("--repeat", type=click.IntRange(1, 1_000_000), default=1, show_default=True,
+              help="Send the request N times, one after another; print the last answer and, on stderr, "
+                   "how many each variant answered and the latency p50/p99.")
+def invoke(name: str, data: str, variant: Optional[str], target: Optional[str], timeout: float, fmt: str,
+           repeat: int) -> None:
+    """Send a JSON request to endpoint NAME and print the answer, e.g.
+    `unijob invoke digits --data '{"instances": [[0, 1, ...]]}'` (or `--data @request.json`)."""
+    from collections import Counter
+
     from unijob import registry
     from unijob.contract import EndpointHandle
     from unijob.records import Records
@@ -149,9 +155,17 @@ def invoke(name: str, data: str, variant: Optional[str], target: Optional[str], 
     payload = _read_data(data)
     with Records() as records:
         e = records.endpoint(name, target)
-    result = registry.get(e["target"]).invoke(EndpointHandle.from_dict(e["handle"]), payload, variant=variant,
-                                              timeout=timeout)
-    if fmt == "text":
-        click.echo(f"# {name} on {e['target']}: variant {result.variant or '?'}, "
-                   f"{result.latency_seconds * 1000:.1f} ms", err=True)
+    adapter, handle = registry.get(e["target"]), EndpointHandle.from_dict(e["handle"])
+    seen: Counter = Counter()
+    latencies = []
+    for _ in range(repeat):
+        result = adapter.invoke(handle, payload, variant=variant, timeout=timeout)
+        seen[result.variant or "?"] += 1
+        latencies.append(result.latency_seconds)
+    if fmt == "text" or repeat > 1:
+        latencies.sort()
+        p50, p99 = latencies[len(latencies) // 2], latencies[min(len(latencies) - 1, int(len(latencies) * 0.99))]
+        shares = ", ".join(f"{v} {n} ({100 * n / repeat:.1f}%)" for v, n in seen.most_common())
+        click.echo(f"# {name} on {e['target']}: {repeat} request(s); variant {shares}; "
+                   f"latency p50 {p50 * 1000:.1f} ms, p99 {p99 * 1000:.1f} ms", err=True)
     click.echo(json.dumps(result.body))

@@ -36,6 +36,11 @@ def validate(specs: tuple[str, ...], quiet: bool) -> None:
         if not quiet:
             s = loaded.spec
             res = s.resources
+            if not (s.script or s.image):
+                variants = s.endpoint.resolved_variants()
+                click.echo(f"ok: {path}: {s.name}, endpoint only ({len(variants)} variant(s): "
+                           + ", ".join(f"{v.name} {v.weight}%" for v in variants) + ")")
+                continue
             click.echo(f"ok: {path}: {s.name}, {res.nodes} node(s) x {res.processes_per_node} process(es)"
                        + (f", {res.accelerator} per node" if res.accelerator else ", CPU")
                        + (f", {s.spot.policy}" if s.spot.is_spot else "")
