@@ -25,7 +25,7 @@ import pytest
 np = pytest.importorskip("numpy")
 
 with warnings.catch_warnings():  # starlette >= 1.x prefers httpx2 for its TestClient; httpx still works
-    warnings.simplefilter("ignore", DeprecationWarning)
+    warnings.filterwarnings("ignore", message="Using `httpx` with `starlette.testclient` is deprecated")
     from starlette.testclient import TestClient  # noqa: E402
 
 from unijob.cli import main  # noqa: E402
