@@ -1,0 +1,197 @@
+#!/usr/bin/env python3
+"""Serving overhead: one handler served three ways, the same load against each.
+
+1. **bare uvicorn**: a minimal ASGI callable that parses ``{"instances": [...]}``, calls the
+   handler and writes ``{"predictions": [...]}``, served by uvicorn (one process). The floor.
+2. **unijob.serve**: ``python -m unijob.serve`` (Starlette app, the SageMaker/Vertex/Kubernetes
+   routes, payload checks, predict in a worker thread), one process.
+3. **local endpoint**: ``unijob deploy`` on the local target: the router process (traffic split,
+   autoscaling metrics) in front of one ``unijob.serve`` replica (min = max = 1, so the figure is
+   not a scale-out's).
+
+The load generator (httpx, one keep-alive connection per client, TCP_NODELAY) posts the same
+small request for ``--seconds`` per level after a warm-up, first with one client (latency), then
+with ``--concurrency`` clients (throughput). Printed per level and server: requests/s, p50 and
+p99 latency in milliseconds, and the ratio to bare uvicorn (req/s ratio < 1 and latency ratio > 1
+are unijob's overhead). Servers, router and load generator share this machine's cores, so the
+absolute figures say as much about the machine as about the code; the ratios are the point.
+
+    .venv/bin/python benchmarks/bench_serving.py [--seconds 5] [--concurrency 8]
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import os
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import textwrap
+import time
+from pathlib import Path
+
+HANDLER = """\
+class Handler:
+    def load(self, model_dir):
+        self.weights = [0.5] * 64
+
+    def predict(self, instances):
+        return [sum(w * x for w, x in zip(self.weights, row)) for row in instances]
+"""
+
+BARE = """\
+import json, sys
+import uvicorn
+sys.path.insert(0, sys.argv[2])
+from handler import Handler
+
+h = Handler()
+h.load(None)
+
+async def app(scope, receive, send):
+    if scope["type"] != "http":
+        return
+    body = b""
+    while True:
+        m = await receive()
+        body += m.get("body", b"")
+        if not m.get("more_body"):
+            break
+    out = json.dumps({"predictions": h.predict(json.loads(body)["instances"])}).encode()
+    await send({"type": "http.response.start", "status": 200,
+                "headers": [(b"content-type", b"application/json"), (b"content-length", str(len(out)).encode())]})
+    await send({"type": "http.response.body", "body": out})
+
+uvicorn.run(app, host="127.0.0.1", port=int(sys.argv[1]), log_level="warning", access_log=False)
+"""
+
+PAYLOAD = json.dumps({"instances": [[float(i % 17) for i in range(64)] for _ in range(4)]}).encode()
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def wait_ready(url: str, timeout: float = 60) -> None:
+    import httpx
+
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        try:
+            if httpx.post(url, content=PAYLOAD, headers={"content-type": "application/json"}).status_code == 200:
+                return
+        except httpx.HTTPError:
+            pass
+        time.sleep(0.1)
+    raise SystemExit(f"{url} did not answer within {timeout} s")
+
+
+async def load(url: str, clients: int, seconds: float) -> tuple[int, list[float]]:
+    import httpx
+
+    latencies: list[float] = []
+    stop = time.perf_counter() + seconds
+
+    async def one() -> None:
+        transport = httpx.AsyncHTTPTransport(socket_options=[(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)])
+        async with httpx.AsyncClient(transport=transport) as c:
+            while time.perf_counter() < stop:
+                t0 = time.perf_counter()
+                r = await c.post(url, content=PAYLOAD, headers={"content-type": "application/json"})
+                latencies.append(time.perf_counter() - t0)
+                if r.status_code != 200:
+                    raise SystemExit(f"{url} answered {r.status_code}: {r.text}")
+
+    t0 = time.perf_counter()
+    await asyncio.gather(*(one() for _ in range(clients)))
+    return len(latencies), sorted(latencies) + [time.perf_counter() - t0]
+
+
+def measure(url: str, clients: int, seconds: float) -> dict[str, float]:
+    asyncio.run(load(url, clients, min(1.0, seconds)))  # warm-up: connections, code paths
+    n, lat = asyncio.run(load(url, clients, seconds))
+    elapsed, lat = lat[-1], lat[:-1]
+    return {"rps": n / elapsed, "p50": lat[len(lat) // 2] * 1000, "p99": lat[min(len(lat) - 1, int(len(lat) * 0.99))] * 1000}
+
+
+def stop(proc: subprocess.Popen) -> None:
+    proc.send_signal(signal.SIGTERM)
+    try:
+        proc.wait(timeout=10)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        proc.wait()
+
+
+def main() -> int:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("--seconds", type=float, default=5.0, help="measured seconds per level and server")
+    ap.add_argument("--concurrency", type=int, default=8, help="clients in the throughput level")
+    a = ap.parse_args()
+
+    work = Path(tempfile.mkdtemp(prefix="bench-serving-"))
+    (work / "handler.py").write_text(HANDLER)
+    (work / "bare.py").write_text(BARE)
+    os.environ["UNIJOB_HOME"] = str(work / "home")
+    results: dict[str, dict[int, dict[str, float]]] = {}
+    quiet = {"stdout": subprocess.DEVNULL, "stderr": subprocess.DEVNULL}
+
+    port = free_port()
+    proc = subprocess.Popen([sys.executable, str(work / "bare.py"), str(port), str(work)], **quiet)
+    try:
+        wait_ready(f"http://127.0.0.1:{port}/")
+        results["bare uvicorn"] = {c: measure(f"http://127.0.0.1:{port}/", c, a.seconds) for c in (1, a.concurrency)}
+    finally:
+        stop(proc)
+
+    port = free_port()
+    proc = subprocess.Popen([sys.executable, "-m", "unijob.serve", "--handler", "handler:Handler", "--host",
+                             "127.0.0.1", "--port", str(port)], cwd=work, **quiet)
+    try:
+        wait_ready(f"http://127.0.0.1:{port}/invocations")
+        results["unijob.serve"] = {c: measure(f"http://127.0.0.1:{port}/invocations", c, a.seconds)
+                                   for c in (1, a.concurrency)}
+    finally:
+        stop(proc)
+
+    from unijob.loading import load_spec
+    from unijob.local.adapter import LocalAdapter
+
+    (work / "endpoint.yaml").write_text(textwrap.dedent("""\
+        name: bench
+        endpoint:
+          handler: handler:Handler
+          model: .                # the handler reads no artifact; an endpoint names one anyway
+          min_replicas: 1
+          max_replicas: 1
+    """))
+    adapter = LocalAdapter()
+    h = adapter.deploy(adapter.plan_endpoint(load_spec(str(work / "endpoint.yaml")).spec))
+    try:
+        url = h.extra["url"] + "/invocations"
+        wait_ready(url)
+        results["local endpoint"] = {c: measure(url, c, a.seconds) for c in (1, a.concurrency)}
+    finally:
+        adapter.undeploy(h)
+
+    base = results["bare uvicorn"]
+    print(f"serving overhead: {a.seconds:g} s per level, payload {len(PAYLOAD)} bytes "
+          f"(4 instances x 64 floats), {os.cpu_count()} cores shared by servers and load generator")
+    for c in (1, a.concurrency):
+        print(f"\n{c} client(s):")
+        print(f"  {'server':<16} {'req/s':>8} {'p50 ms':>8} {'p99 ms':>8}   {'req/s ratio':>11} {'p50 ratio':>9} {'p99 ratio':>9}")
+        for name, r in results.items():
+            m, b = r[c], base[c]
+            print(f"  {name:<16} {m['rps']:8.0f} {m['p50']:8.2f} {m['p99']:8.2f}   "
+                  f"{m['rps'] / b['rps']:11.2f} {m['p50'] / b['p50']:9.2f} {m['p99'] / b['p99']:9.2f}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
