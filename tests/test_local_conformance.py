@@ -74,6 +74,10 @@ class TestLocalConformance(AdapterConformance):
         return load_spec(str(endpoint_project(tmp_path))).spec
 
     @pytest.fixture
+    def invoke_payload(self):
+        return {"instances": [1, 2]}
+
+    @pytest.fixture
     def leftover_endpoint_resources(self, local_home, live_processes):
         return lambda: len(live_processes(local_home))
 

@@ -14,7 +14,8 @@ Use it by subclassing in the adapter's test module and providing fixtures::
         def created_jobs(self): ...                # () -> int: jobs the fake has created so far
 
     Optional fixtures: ``endpoint_spec`` (a JobSpec with an endpoint of two variants, enabling
-    the endpoint tests) and ``leftover_endpoint_resources`` (() -> int: what is still deployed).
+    the endpoint tests), ``invoke_payload`` (a JSON request the deployed endpoint answers, enabling
+    the ``invoke`` step) and ``leftover_endpoint_resources`` (() -> int: what is still deployed).
 
 Every test here can fail: each asserts a property of the adapter's behaviour.
 """
@@ -162,6 +163,14 @@ class AdapterConformance:
         split = {variants[0]: 30, variants[1]: 70, **{v: 0 for v in variants[2:]}}
         adapter.set_traffic(h, split)
         assert {k: v for k, v in adapter.endpoint_status(h).traffic.items() if v} == {k: v for k, v in split.items() if v}
+        payload = _fixture(request, "invoke_payload")
+        if payload is not None:
+            from unijob.contract import InvokeResult
+
+            answer = adapter.invoke(h, payload)
+            assert isinstance(answer, InvokeResult) and answer.body is not None
+            assert answer.variant is None or answer.variant in variants
+            assert answer.latency_seconds >= 0
         adapter.undeploy(h)
         leftover = _fixture(request, "leftover_endpoint_resources")
         if leftover is not None:
