@@ -8,24 +8,29 @@ import pytest
 
 from unijob.local import jobdir as jd
 
+
 @pytest.fixture(autouse=True)
 def _isolated_home(tmp_path, monkeypatch):
     """Every test gets its own UNIJOB_HOME: records and local jobs never touch the user's."""
     home = tmp_path / "unijob-home"
     monkeypatch.setenv("UNIJOB_HOME", str(home))
     yield home
-    # Safety net: nothing a test started under its home outlives it (routers, replicas, gangs).
-    # Tests that start processes assert this themselves; here leftovers are killed and reported.
-    left = _processes_of(home)
-    for pid in left:
+    # Safety net: nothing a test started under its home outlives it. Job supervisors of tests that
+    # do not wait for their job are killed quietly; a router or replica left running is reported
+    # (tests that deploy endpoints also assert it themselves).
+    served = []
+    for pid in _processes_of(home):
+        cmdline = _cmdline(str(pid))
         try:
             os.killpg(pid, 9) if os.getpgid(pid) == pid else os.kill(pid, 9)
-        except (ProcessLookupError, PermissionError):
-            pass
-    if left:
+        except (OSError, ProcessLookupError):
+            continue
+        if b"unijob.local.router" in cmdline or b"unijob.serve" in cmdline:
+            served.append(pid)
+    if served:
         import warnings
 
-        warnings.warn(f"killed {len(left)} process(es) left running under {home}: {left}")
+        warnings.warn(f"killed {len(served)} endpoint process(es) left running under {home}: {served}")
 
 
 HANDLER = """\
@@ -43,6 +48,14 @@ class Predictor:
 """
 
 
+def _cmdline(pid: str) -> bytes:
+    try:
+        with open(f"/proc/{pid}/cmdline", "rb") as f:
+            return f.read()
+    except OSError:
+        return b""
+
+
 def _processes_of(home: Path) -> list[int]:
     """Pids of live processes started under this test's UNIJOB_HOME (routers inherit it, and
     replicas inherit it from their router); the test process itself excluded."""
@@ -56,7 +69,7 @@ def _processes_of(home: Path) -> list[int]:
                 env = f.read().split(b"\0")
         except OSError:
             continue
-        if needle in env and jd.alive(int(entry)):
+        if needle in env and jd.alive(int(entry)) and b"resource_tracker" not in _cmdline(entry):
             pids.append(int(entry))
     return pids
 
