@@ -188,8 +188,11 @@ def _client() -> Any:
 
         import httpx
 
+        import atexit
+
         _CLIENT = httpx.Client(transport=httpx.HTTPTransport(
             socket_options=[(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)]))
+        atexit.register(_CLIENT.close)
     return _CLIENT
 
 
