@@ -267,6 +267,14 @@ def test_serve_image_options(context, capsys):
     assert not (context / "Dockerfile").exists() and not (context / ".dockerignore").exists()  # -o - writes nothing
 
 
+def test_serve_image_warns_when_the_handler_is_not_in_the_context(context, capsys):
+    assert main(["serve-image", "predictor:Predictor", "-o", "-"]) == 0
+    assert "warning" not in capsys.readouterr().err
+    for ref, shown in (("serving.app:Predictor", "module 'serving'"), ("src/serve.py:Predictor", "src/serve.py")):
+        assert main(["serve-image", ref, "-o", "-"]) == 0
+        assert f"warning: {shown} is not in the build context" in capsys.readouterr().err
+
+
 @pytest.mark.parametrize("args, message", [
     (["my handler"], "expected module:attr"),
     (["predictor:Predictor", "--base", "python:3.11 slim"], "base image"),

@@ -149,6 +149,12 @@ def serve_image(handler: Optional[str], spec_path: Optional[str], base: Optional
         text = dockerfile(handler, base=base or DEFAULT_BASE, requirements=rel_req, unijob_requirement=unijob_requirement)
     except ValueError as e:
         raise UsageError(str(e)) from None
+    missing = _not_in_context(handler, context)
+    if missing:
+        from unijob.cli.common import warn
+
+        warn([f"{missing} is not in the build context {context.resolve()}; the image finds the handler only "
+              "if a requirement installs it"])
     if target is None:
         click.echo(text, nl=False)
         return
@@ -161,6 +167,15 @@ def serve_image(handler: Optional[str], spec_path: Optional[str], base: Optional
         _write(ignore, DOCKERIGNORE)
         click.echo(f"wrote {ignore}", err=True)
     click.echo(f"build: docker build -t IMAGE {context}", err=True)
+
+
+def _not_in_context(handler: str, context: Path) -> Optional[str]:
+    """The file or module ``handler`` needs that the build context lacks, or None."""
+    mod = handler.partition(":")[0]
+    if mod.endswith(".py") or "/" in mod:
+        return None if (context / mod).is_file() else mod
+    top = mod.split(".")[0]
+    return None if (context / f"{top}.py").is_file() or (context / top).is_dir() else f"module {top!r}"
 
 
 def _write(path: Path, text: str) -> None:
