@@ -85,8 +85,9 @@ def main(argv: list[str] | None = None) -> int:
     from unijob.errors import UnijobError
 
     try:
-        cli.main(args=argv, prog_name="unijob", standalone_mode=False)
-        code = 0
+        rv = cli.main(args=argv, prog_name="unijob", standalone_mode=False)
+        # standalone_mode=False: click returns a click.Exit's code (ctx.exit(n)) instead of raising it
+        code = rv if isinstance(rv, int) else 0
     except click.exceptions.Exit as e:
         code = e.exit_code
     except click.ClickException as e:

@@ -13,19 +13,28 @@ from unijob.serve.config import ServeConfig
 log = logging.getLogger("unijob.serve")
 
 
+class ModelLocationError(ValueError):
+    """The model location cannot be turned into a local directory."""
+
+
 def build_app(config: ServeConfig, *, base_dir: Optional[Path] = None, on_load_failed: Any = None) -> Any:
     """Import the handler, fetch the model and return the ASGI app (not started).
 
     Raises:
-        HandlerError: the handler reference is wrong. FileNotFoundError / ImportError: the model
-            location (see :func:`unijob.serve.model.materialize`).
+        HandlerError: the handler reference is wrong. ModelLocationError: the model location
+            does not exist, is a bad archive, or needs an fsspec filesystem that is not installed
+            (see :func:`unijob.serve.model.materialize`). Exceptions raised while importing the
+            user's module propagate with their traceback.
     """
     from unijob.serve.app import create_app
     from unijob.serve.handler import load_handler
     from unijob.serve.model import materialize
 
     handler = load_handler(config.handler, base_dir)
-    model_dir = materialize(config.model)
+    try:
+        model_dir = materialize(config.model)
+    except (FileNotFoundError, ValueError, ImportError) as e:
+        raise ModelLocationError(f"model {config.model}: {e}") from None
     return create_app(handler, model_dir=model_dir, health_routes=tuple(config.health_routes),
                       predict_routes=tuple(config.predict_routes), max_payload=config.max_payload,
                       on_load_failed=on_load_failed)
@@ -51,6 +60,16 @@ def run(config: ServeConfig, *, fd: Optional[int] = None, log_level: str = "info
     logging.basicConfig(level=log_level.upper(), stream=sys.stderr,
                         format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     if config.workers > 1:
+        # Check the handler reference and the model location once here: a worker that cannot start
+        # would otherwise be restarted forever by uvicorn's process manager.
+        from unijob.serve.handler import load_handler
+        from unijob.serve.model import materialize
+
+        load_handler(config.handler, base_dir)
+        try:
+            config.model = str(materialize(config.model)) if config.model else None
+        except (FileNotFoundError, ValueError, ImportError) as e:
+            raise ModelLocationError(f"model {config.model}: {e}") from None
         os.environ["UNIJOB_HANDLER"] = config.handler
         if config.model:
             os.environ["UNIJOB_MODEL_DIR"] = config.model
@@ -82,8 +101,10 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     """``python -m unijob.serve [serve] [options]``: the serving image's entrypoint.
 
     SageMaker starts the container as ``docker run IMAGE serve``; the ``serve`` word is accepted
-    and ignored. Exit codes: 0 after a signal, 1 when the model failed to load, 2 for bad
-    settings or a handler that cannot be imported.
+    and ignored. Exit codes: 0 after SIGINT; after SIGTERM uvicorn shuts down gracefully and then
+    re-raises the signal, so the process ends by it (143 in a shell, as a container runtime
+    expects); 1 when the model failed to load; 2 for bad settings, a wrong handler reference or
+    model location. An exception raised by the user's module on import ends with its traceback.
     """
     import argparse
 
@@ -106,6 +127,6 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
         config = ServeConfig.from_env(handler=a.handler, host=a.host, port=a.port, model=a.model_dir,
                                       workers=a.workers, access_log=a.access_log)
         return run(config, fd=a.fd, log_level=a.log_level, base_dir=Path.cwd())
-    except (ValueError, HandlerError, FileNotFoundError, ImportError) as e:
+    except (ValueError, HandlerError) as e:  # settings, handler reference, model location
         print(f"unijob.serve: error: {e}", file=sys.stderr)
         return 2
