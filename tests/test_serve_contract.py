@@ -42,27 +42,6 @@ def servers(tmp_path):
 
 # ---- SageMaker ----------------------------------------------------------------------------------
 
-def invoke_endpoint_request(body: bytes, *, content_type: str = "application/json", accept: str = "application/json",
-                            variant: str = "primary") -> dict:
-    """The HTTP request of sagemaker-runtime InvokeEndpoint, built by botocore from its own service
-    model: the parameters are validated against the InvokeEndpoint input shape (ParamValidator), then
-    serialized by the service's protocol serializer. SageMaker's front end forwards the body and
-    the Content-Type and Accept headers to the container's POST /invocations."""
-    botocore_session = pytest.importorskip("botocore.session")
-    from botocore.serialize import create_serializer
-    from botocore.validate import ParamValidator
-
-    model = botocore_session.get_session().get_service_model("sagemaker-runtime")
-    op = model.operation_model("InvokeEndpoint")
-    params = {"EndpointName": "unijob-contract", "Body": body, "ContentType": content_type, "Accept": accept,
-              "TargetVariant": variant}
-    report = ParamValidator().validate(params, op.input_shape)
-    assert not report.has_errors(), report.generate_report()
-    request = create_serializer(model.metadata["protocol"]).serialize_to_request(params, op)
-    assert request["method"] == "POST" and request["url_path"] == "/endpoints/unijob-contract/invocations"
-    return request
-
-
 def test_the_invoke_endpoint_shape_is_real():
     # The validator is live: a dict body (not bytes) and a missing endpoint name are rejected.
     botocore_session = pytest.importorskip("botocore.session")
@@ -88,7 +67,7 @@ def _sagemaker_server(servers, tmp_path, model: Path):
 
 
 def _invoke(server, payload) -> object:
-    request = invoke_endpoint_request(json.dumps(payload).encode())
+    request = harness.invoke_endpoint_request(json.dumps(payload).encode())
     r = server.post("/invocations", content=request["body"], headers=request["headers"])
     assert r.status_code == 200, r.text
     assert r.headers["content-type"] == "application/json"
@@ -102,7 +81,7 @@ def test_sagemaker_contract(servers, tmp_path):
     assert _invoke(server, {"instances": INSTANCES, "parameters": {"scale": 3}}) == {"predictions": harness.expected(INSTANCES, 3)}
     assert _invoke(server, INSTANCES) == harness.expected(INSTANCES)  # a bare array in, a bare array out
     # What a client gets back for a bad body is a 4xx with a message, not a dropped connection.
-    request = invoke_endpoint_request(b"instances=1", content_type="application/x-www-form-urlencoded")
+    request = harness.invoke_endpoint_request(b"instances=1", content_type="application/x-www-form-urlencoded")
     r = server.post("/invocations", content=request["body"], headers=request["headers"])
     assert r.status_code == 415 and "application/json" in r.json()["error"]
 

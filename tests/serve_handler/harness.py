@@ -58,6 +58,29 @@ def clean_env(tmp: Path, **extra: str) -> dict[str, str]:
     return env
 
 
+def invoke_endpoint_request(body: bytes, *, content_type: str = "application/json", accept: str = "application/json",
+                            variant: str = "primary") -> dict:
+    """The HTTP request of sagemaker-runtime InvokeEndpoint, built by botocore from its own service
+    model: the parameters are validated against the InvokeEndpoint input shape (ParamValidator), then
+    serialized by the service's protocol serializer. SageMaker's front end forwards the body and
+    the Content-Type and Accept headers to the container's POST /invocations."""
+    import pytest
+
+    botocore_session = pytest.importorskip("botocore.session")
+    from botocore.serialize import create_serializer
+    from botocore.validate import ParamValidator
+
+    model = botocore_session.get_session().get_service_model("sagemaker-runtime")
+    op = model.operation_model("InvokeEndpoint")
+    params = {"EndpointName": "unijob-contract", "Body": body, "ContentType": content_type, "Accept": accept,
+              "TargetVariant": variant}
+    report = ParamValidator().validate(params, op.input_shape)
+    assert not report.has_errors(), report.generate_report()
+    request = create_serializer(model.metadata["protocol"]).serialize_to_request(params, op)
+    assert request["method"] == "POST" and request["url_path"] == "/endpoints/unijob-contract/invocations"
+    return request
+
+
 class Server:
     """One server process: its port, its log (stdout and stderr) and HTTP helpers."""
 
