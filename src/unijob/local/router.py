@@ -283,13 +283,7 @@ class Router:
         path: str = scope["path"]
         if path.startswith("/_unijob/"):
             return await self._admin(scope, receive, send)
-        chunks = []
-        while True:
-            msg = await receive()
-            chunks.append(msg.get("body", b""))
-            if not msg.get("more_body"):
-                break
-        body = b"".join(chunks)
+        body = await _read_body(receive)
         headers = [(k, v) for k, v in scope["headers"] if k not in HOP_BY_HOP]
         pinned = next((v.decode() for k, v in scope["headers"] if k == PIN_HEADER), None)
         if pinned is not None:
@@ -338,14 +332,8 @@ class Router:
         if path == "/_unijob/status" and method == "GET":
             return await _send_json(send, 200, self.snapshot())
         if path == "/_unijob/traffic" and method == "PUT":
-            body = b""
-            while True:
-                msg = await receive()
-                body += msg.get("body", b"")
-                if not msg.get("more_body"):
-                    break
             try:
-                split = json.loads(body)
+                split = json.loads(await _read_body(receive))
                 from unijob.contract import validate_split
 
                 split = validate_split({str(k): int(w) for k, w in split.items()}, list(self.variants))
@@ -501,6 +489,16 @@ def _signal_group(proc: subprocess.Popen, sig: int) -> None:
         os.killpg(proc.pid, sig)
     except (ProcessLookupError, PermissionError):
         pass
+
+
+async def _read_body(receive: Any) -> bytes:
+    """The whole request body from ASGI ``http.request`` messages."""
+    chunks = []
+    while True:
+        msg = await receive()
+        chunks.append(msg.get("body", b""))
+        if not msg.get("more_body"):
+            return b"".join(chunks)
 
 
 async def _send_json(send: Any, status: int, obj: Any, variant: Optional[str] = None) -> None:
