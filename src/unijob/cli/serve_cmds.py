@@ -44,25 +44,14 @@ def serve(handler: Optional[str], model_dir: Optional[str], host: Optional[str],
     log_level = os.environ.get("UNIJOB_LOG_LEVEL", "info").lower()
     if log_level not in LOG_LEVELS:
         raise UsageError(f"UNIJOB_LOG_LEVEL={log_level!r}: expected one of {', '.join(LOG_LEVELS)}")
-    base_dir = Path.cwd()
-    # Fetch / extract the model first, so that a bad location is reported as such (and fetched
-    # once, not once per worker); the server then gets the local directory.
-    from unijob.serve.model import materialize
+    from unijob.serve.handler import HandlerError
+    from unijob.serve.runner import ModelLocationError, run
 
     try:
-        local = materialize(config.model)
-    except (FileNotFoundError, ValueError, ImportError) as e:
+        # run() fetches the model once (before any worker starts) and checks the handler reference
+        code = run(config, log_level=log_level, base_dir=Path.cwd())
+    except ModelLocationError as e:
         raise UsageError(f"model: {e}", hint="--model-dir takes a directory, a model.tar.gz or a URI") from None
-    config.model = str(local) if local is not None else None
-    from unijob.serve.handler import HandlerError, load_handler
-    from unijob.serve.runner import run
-
-    try:
-        if config.workers > 1:
-            # Each worker process imports the handler on its own, where a bad reference is a
-            # traceback per worker: check it here once first.
-            load_handler(config.handler, base_dir)
-        code = run(config, log_level=log_level, base_dir=base_dir)
     except HandlerError as e:
         raise UsageError(str(e)) from None
     except ImportError as e:  # a package the handler imports is not installed here

@@ -17,6 +17,16 @@ class ModelLocationError(ValueError):
     """The model location cannot be turned into a local directory."""
 
 
+def local_model(model: Optional[str]) -> Optional[Path]:
+    """:func:`unijob.serve.model.materialize`, its errors as :class:`ModelLocationError`."""
+    from unijob.serve.model import materialize
+
+    try:
+        return materialize(model)
+    except (FileNotFoundError, ValueError, ImportError) as e:
+        raise ModelLocationError(str(e)) from None
+
+
 def build_app(config: ServeConfig, *, base_dir: Optional[Path] = None, on_load_failed: Any = None) -> Any:
     """Import the handler, fetch the model and return the ASGI app (not started).
 
@@ -28,13 +38,8 @@ def build_app(config: ServeConfig, *, base_dir: Optional[Path] = None, on_load_f
     """
     from unijob.serve.app import create_app
     from unijob.serve.handler import load_handler
-    from unijob.serve.model import materialize
-
     handler = load_handler(config.handler, base_dir)
-    try:
-        model_dir = materialize(config.model)
-    except (FileNotFoundError, ValueError, ImportError) as e:
-        raise ModelLocationError(f"model {config.model}: {e}") from None
+    model_dir = local_model(config.model)
     return create_app(handler, model_dir=model_dir, health_routes=tuple(config.health_routes),
                       predict_routes=tuple(config.predict_routes), max_payload=config.max_payload,
                       on_load_failed=on_load_failed)
@@ -53,7 +58,7 @@ def run(config: ServeConfig, *, fd: Optional[int] = None, log_level: str = "info
     target's router hands each replica its socket, so no port can be taken in between).
 
     Raises:
-        HandlerError, FileNotFoundError, ImportError: as :func:`build_app`.
+        HandlerError, ModelLocationError: as :func:`build_app`.
     """
     import uvicorn
 
@@ -63,13 +68,10 @@ def run(config: ServeConfig, *, fd: Optional[int] = None, log_level: str = "info
         # Check the handler reference and the model location once here: a worker that cannot start
         # would otherwise be restarted forever by uvicorn's process manager.
         from unijob.serve.handler import load_handler
-        from unijob.serve.model import materialize
 
         load_handler(config.handler, base_dir)
-        try:
-            config.model = str(materialize(config.model)) if config.model else None
-        except (FileNotFoundError, ValueError, ImportError) as e:
-            raise ModelLocationError(f"model {config.model}: {e}") from None
+        local = local_model(config.model)
+        config.model = str(local) if local else None
         os.environ["UNIJOB_HANDLER"] = config.handler
         if config.model:
             os.environ["UNIJOB_MODEL_DIR"] = config.model
