@@ -23,15 +23,28 @@ from unijob._process import pid_exists
 FINAL = ("SUCCEEDED", "FAILED", "CANCELLED")
 
 
-def write_json_atomic(path: Path, data: Any) -> None:
-    """Write ``data`` as JSON to ``path`` so readers see the old or the new file, never a torn one
-    (temp file in the same directory, fsync, ``os.replace``)."""
+def write_text_atomic(path: Path, text: str) -> None:
+    """Write ``text`` to ``path`` so readers see the old or the new file, never a torn one
+    (temp file in the same directory, fsync, ``os.replace``; the temp file is removed on error).
+
+    Raises:
+        OSError: the directory is not writable, the disk is full...
+    """
     tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    with open(tmp, "w", encoding="utf-8") as f:
-        json.dump(data, f, indent=1, sort_keys=True)
-        f.flush()
-        os.fsync(f.fileno())
-    os.replace(tmp, path)
+    try:
+        with open(tmp, "w", encoding="utf-8") as f:
+            f.write(text)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except OSError:
+        tmp.unlink(missing_ok=True)
+        raise
+
+
+def write_json_atomic(path: Path, data: Any) -> None:
+    """:func:`write_text_atomic` of ``data`` as JSON (indented, keys sorted)."""
+    write_text_atomic(path, json.dumps(data, indent=1, sort_keys=True))
 
 
 def read_json(path: Path) -> Optional[dict[str, Any]]:
