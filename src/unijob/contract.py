@@ -274,6 +274,23 @@ class InvokeResult:
     latency_seconds: float = 0.0
 
 
+def encode_payload(payload: Any) -> bytes:
+    """``payload`` as compact UTF-8 JSON, the body every target's ``invoke`` sends.
+
+    Raises:
+        UsageError: not a JSON value: NaN or Infinity (JSON has no such numbers), sets, bytes,
+            other objects.
+    """
+    import json
+
+    try:
+        return json.dumps(payload, allow_nan=False, separators=(",", ":")).encode("utf-8")
+    except (TypeError, ValueError) as e:
+        from unijob.errors import UsageError
+
+        raise UsageError(f"the payload is not JSON: it is not a JSON value ({e})") from None
+
+
 class Adapter(abc.ABC):
     """One backend. Subclasses set the class attributes and implement the methods.
 

@@ -3,7 +3,6 @@
 
 from __future__ import annotations
 
-import json
 import os
 import shutil
 import signal
@@ -13,7 +12,7 @@ import time
 from pathlib import Path
 from typing import Any, Mapping, Optional
 
-from unijob.contract import EndpointHandle, EndpointStatus, InvokeResult, Plan, validate_split
+from unijob.contract import EndpointHandle, EndpointStatus, InvokeResult, Plan, encode_payload, validate_split
 from unijob.errors import NotFound, TargetError, UsageError
 from unijob.local import jobdir as jd
 from unijob.local.serving import API, endpoints_dir
@@ -211,7 +210,7 @@ def invoke(handle: EndpointHandle, payload: Any, *, variant: Optional[str] = Non
     headers = {"X-Unijob-Target-Variant": variant} if variant else {}
     t0 = time.perf_counter()
     try:
-        resp = _client().post(st["url"] + "/invocations", content=json.dumps(payload).encode(),
+        resp = _client().post(st["url"] + "/invocations", content=encode_payload(payload),
                           headers={"Content-Type": "application/json", "Accept": "application/json", **headers},
                           timeout=timeout)
     except httpx.HTTPError as e:

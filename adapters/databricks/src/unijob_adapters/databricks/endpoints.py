@@ -40,7 +40,8 @@ import inspect
 import re
 from typing import Any, Mapping, Optional
 
-from unijob.contract import EndpointHandle, EndpointStatus, InvokeResult, NativeRequest, Plan, PlanResources
+from unijob.contract import (EndpointHandle, EndpointStatus, InvokeResult, NativeRequest, Plan, PlanResources,
+                             encode_payload)
 from unijob.errors import NotReady, SpecError, UsageError
 
 from .options import DatabricksOptions
@@ -275,7 +276,6 @@ def query_body(payload: Any) -> dict[str, Any]:
             answer is not one JSON value).
     """
     import difflib
-    import json
 
     serving = serving_sdk()
     accepted = sorted(set(inspect.signature(serving.ServingEndpointsAPI.query).parameters) - {"self", "name"})
@@ -308,10 +308,7 @@ def query_body(payload: Any) -> dict[str, Any]:
         if not all(isinstance(m, dict) for m in body["messages"]):
             raise UsageError('"messages" must be an array of {"role": ..., "content": ...} objects')
         body["messages"] = [serving.ChatMessage.from_dict(m).as_dict() for m in body["messages"]]
-    try:
-        json.dumps(body, allow_nan=False)
-    except (TypeError, ValueError) as e:
-        raise UsageError(f"the payload is not JSON: {e}") from None
+    encode_payload(body)
     return body
 
 

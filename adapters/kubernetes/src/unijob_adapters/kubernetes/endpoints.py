@@ -43,7 +43,7 @@ import time
 from typing import Any, Mapping, Optional
 
 from unijob.contract import (EndpointHandle, EndpointStatus, InvokeResult, NativeRequest, Plan, PlanResources,
-                             validate_split)
+                             encode_payload, validate_split)
 from unijob.errors import NotFound, SpecError, TargetError, UsageError
 
 from . import pods
@@ -270,10 +270,7 @@ def invoke(cluster: Any, h: EndpointHandle, payload: Any, *, variant: Optional[s
                               "(unijob traffic NAME VARIANT=100)")
         names = list(weights)
         chosen = (rng or random).choices(names, weights=[weights[n] for n in names])[0]
-    try:
-        json.dumps(payload, allow_nan=False)
-    except (TypeError, ValueError) as e:
-        raise UsageError(f"the payload is not JSON: {e}") from None
+    encode_payload(payload)
     svc = variants[chosen]
     t0 = time.perf_counter()
     status, data = cluster.service_post(svc, SERVICE_PORT, ns, SERVE_PREDICT, payload, timeout=timeout)

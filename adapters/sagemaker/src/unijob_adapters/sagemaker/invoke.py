@@ -23,7 +23,7 @@ import re
 import time
 from typing import Any, Optional
 
-from unijob.contract import EndpointHandle, InvokeResult
+from unijob.contract import EndpointHandle, InvokeResult, encode_payload
 from unijob.errors import NotFound, TargetError, UnijobError, UsageError
 
 from .client import client, error_code, error_message, not_found, wrap
@@ -42,10 +42,7 @@ def encode(payload: Any) -> bytes:
     Raises:
         UsageError: not JSON-serialisable (or NaN/Infinity), or above :data:`MAX_PAYLOAD` bytes.
     """
-    try:
-        body = json.dumps(payload, allow_nan=False, separators=(",", ":")).encode("utf-8")
-    except (TypeError, ValueError) as e:
-        raise UsageError(f"the payload is not a JSON value: {e}") from None
+    body = encode_payload(payload)
     if len(body) > MAX_PAYLOAD:
         raise UsageError(f"the payload is {len(body)} bytes; SageMaker's InvokeEndpoint takes at most "
                          f"{MAX_PAYLOAD} bytes (6 MB)")

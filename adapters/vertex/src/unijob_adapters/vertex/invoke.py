@@ -23,7 +23,7 @@ import json
 import time
 from typing import Any, Mapping, Optional
 
-from unijob.contract import EndpointHandle, InvokeResult
+from unijob.contract import EndpointHandle, InvokeResult, encode_payload
 from unijob.errors import NotFound, TargetError, UsageError
 
 ENVELOPE_KEYS = ("instances", "parameters")
@@ -36,10 +36,7 @@ def envelope(payload: Any) -> dict[str, Any]:
         UsageError: not a JSON object with an ``instances`` list (and at most ``parameters``
             besides), or not JSON-serialisable (NaN and Infinity included).
     """
-    try:
-        json.dumps(payload, allow_nan=False)
-    except (TypeError, ValueError) as e:
-        raise UsageError(f"the payload is not a JSON value: {e}") from None
+    encode_payload(payload)
     if not isinstance(payload, dict):
         raise UsageError('Vertex AI predicts on the envelope {"instances": [...]} (optionally with "parameters"); '
                          f"got a JSON {_kind(payload)}")
