@@ -5,7 +5,6 @@ from __future__ import annotations
 import json
 import os
 import signal
-import textwrap
 import threading
 import time
 from collections import Counter
@@ -15,7 +14,6 @@ import httpx
 import pytest
 
 from unijob.cli import main
-from unijob.contract import EndpointHandle
 from unijob.errors import SpecError, TargetError, UsageError
 from unijob.local import jobdir as jd
 from unijob.local.adapter import LocalAdapter

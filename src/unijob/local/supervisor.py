@@ -26,7 +26,6 @@ Only the standard library is imported here: the supervisor starts fast.
 from __future__ import annotations
 
 import fcntl
-import json
 import os
 import signal
 import subprocess

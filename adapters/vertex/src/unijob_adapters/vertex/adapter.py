@@ -22,7 +22,7 @@ from unijob.errors import NotFound, NotReady, Readiness
 from unijob_adapters.vertex.client import INSTALL_HINT, RetryPolicy
 from unijob_adapters.vertex.endpoints import SCALE_TO_ZERO_REASON
 from unijob_adapters.vertex.options import LOCATION_ENV, PROJECT_ENV, VertexOptions
-from unijob_adapters.vertex.plan import ATTEMPT_LABEL, SUBMISSION_LABEL, TARGET
+from unijob_adapters.vertex.plan import SUBMISSION_LABEL, TARGET
 from unijob_adapters.vertex.runtime_env import VertexRuntimeEnv
 from unijob_adapters.vertex.tables import CAPACITY_WORDS, JOB_STATES, UNSUPPORTED_METRIC_REASON
 
