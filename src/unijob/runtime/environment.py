@@ -58,6 +58,9 @@ class Context:
         tensorboard_dir: where to write TensorBoard logs, where the platform provides one
             (Vertex ``AIP_TENSORBOARD_LOG_DIR``), or ``None``.
         source: where the fields came from: a RuntimeEnv name, ``"env"`` or ``"default"``.
+        unijob_version: the version of the unijob runtime this rank imported: inside a job, the
+            submitting unijob's version, carried there by the runtime wheel
+            (:func:`unijob.bundle.runtime_wheel`); ``+runtime.<hash>`` names the wheel's build.
     """
 
     rank: int = 0
@@ -81,6 +84,7 @@ class Context:
     restart_count: int = 0
     tensorboard_dir: Optional[str] = None
     source: str = "default"
+    unijob_version: str = field(default_factory=lambda: _unijob_version())
 
     @property
     def is_main(self) -> bool:
@@ -93,7 +97,20 @@ class Context:
         return self.world_size > 1
 
 
-_KEYS = frozenset(f.name for f in fields(Context)) - {"source"}
+_KEYS = frozenset(f.name for f in fields(Context)) - {"source", "unijob_version"}
+
+
+def _unijob_version() -> str:
+    """The installed unijob distribution's version (the runtime wheel's carries ``+runtime.<hash>``),
+    else the package's ``__version__``."""
+    from importlib import metadata
+
+    import unijob
+
+    try:
+        return metadata.version("unijob")
+    except metadata.PackageNotFoundError:
+        return unijob.__version__
 
 
 def parse_hyperparameters(values: Mapping[str, Any], *, strings_as_json: bool) -> dict[str, Any]:

@@ -1,0 +1,115 @@
+"""The runtime wheel (unijob.bundle): deterministic, installable with no index into a Python without
+unijob, and the runtime it carries reads each platform's environment there."""
+
+import io
+import json
+import os
+import subprocess
+import sys
+import tarfile
+import venv
+import zipfile
+from pathlib import Path
+
+import pytest
+
+from unijob import bundle
+from unijob.errors import SpecError
+
+
+def test_wheel_is_deterministic_and_well_formed():
+    a, b = bundle.runtime_wheel(), bundle.runtime_wheel()
+    assert a.data == b.data and a.sha256 == b.sha256
+    import unijob
+
+    assert a.filename.startswith(f"unijob-{unijob.__version__}+runtime.") and a.filename.endswith("-py3-none-any.whl")
+    names = zipfile.ZipFile(io.BytesIO(a.data)).namelist()
+    assert "unijob/runtime/checkpoint.py" in names and "unijob/runtime_env.py" in names
+    assert not any(n.startswith(("unijob/cli", "unijob/spec", "unijob/local", "unijob/cost")) for n in names)
+    assert names[-1].endswith(".dist-info/RECORD")
+
+
+def test_wheel_per_target_carries_only_that_runtime_env():
+    installed = bundle.runtime_wheel().targets
+    if "sagemaker" not in installed:
+        pytest.skip("the SageMaker adapter is not installed")
+    w = bundle.runtime_wheel(["sagemaker", "local"])
+    assert w.targets == ("sagemaker",)
+    zf = zipfile.ZipFile(io.BytesIO(w.data))
+    ep = next(n for n in zf.namelist() if n.endswith("entry_points.txt"))
+    assert zf.read(ep).decode().strip().splitlines() == [
+        "[unijob.runtime_envs]", "sagemaker = unijob_adapters.sagemaker.runtime_env:SageMakerRuntimeEnv"]
+    assert w.sha256 != bundle.runtime_wheel(["vertex"]).sha256
+
+
+def _clean_env(**extra):
+    """The environment of a job container: no PYTHONPATH leaking this checkout in."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith("PYTHON")}
+    env.update(extra)
+    return env
+
+
+@pytest.fixture(scope="module")
+def bare_python(tmp_path_factory):
+    """A fresh venv (pip, no unijob, no pydantic): the Python of a stock job image."""
+    d = tmp_path_factory.mktemp("bare") / "venv"
+    venv.EnvBuilder(with_pip=True).create(d)
+    py = d / "bin" / "python"
+    probe = subprocess.run([str(py), "-c", "import unijob"], capture_output=True, env=_clean_env())
+    assert probe.returncode != 0, "the bare venv must not see unijob"
+    return py
+
+
+def test_installed_in_a_python_without_unijob_reads_the_platform(bare_python, tmp_path):
+    wheel = bundle.runtime_wheel()
+    path = wheel.write(tmp_path)
+    subprocess.run(bundle.install_argv(str(path), python=str(bare_python)), check=True, timeout=120,
+                   env=_clean_env(PIP_NO_INDEX="1"))
+    code = ("import json, sys; from unijob import runtime; c = runtime.context(); "
+            "print(json.dumps({'rank': c.rank, 'world': c.world_size, 'source': c.source, "
+            "'version': c.unijob_version, 'master': c.master_addr, 'pydantic': 'pydantic' in sys.modules}))")
+    env = _clean_env(HOME=str(tmp_path))
+    if "kubernetes" in wheel.targets:
+        k8s = {**env, "JOB_COMPLETION_INDEX": "1", "UNIJOB_TARGET": "kubernetes", "UNIJOB_NODES": "2",
+               "UNIJOB_PROCESSES_PER_NODE": "1", "NODE_RANK": "1", "RANK": "1", "WORLD_SIZE": "2",
+               "MASTER_ADDR": "ranker-0.ranker", "MASTER_PORT": "29500"}
+        out = subprocess.run([str(bare_python), "-c", code], env=k8s, capture_output=True, text=True, timeout=60)
+        assert out.returncode == 0, out.stderr
+        got = json.loads(out.stdout)
+        assert (got["rank"], got["world"], got["master"]) == (1, 2, "ranker-0.ranker")
+        assert got["version"] == wheel.filename.split("-")[1] and got["pydantic"] is False
+    plain = subprocess.run([str(bare_python), "-c", code], env=env, capture_output=True, text=True, timeout=60)
+    assert plain.returncode == 0, plain.stderr
+    assert json.loads(plain.stdout)["source"] == "default"
+
+
+def test_pack_dir_is_deterministic_and_skips_caches(tmp_path):
+    src = tmp_path / "src"
+    (src / "pkg" / "__pycache__").mkdir(parents=True)
+    (src / "train.py").write_text("print('hi')\n")
+    (src / "pkg" / "m.py").write_text("x = 1\n")
+    (src / "pkg" / "__pycache__" / "m.cpython-311.pyc").write_bytes(b"\0")
+    one = bundle.pack_dir(src, {"requirements.txt": b"numpy\n"})
+    os.utime(src / "train.py", (1, 1))
+    assert bundle.pack_dir(src, {"requirements.txt": b"numpy\n"}) == one
+    with tarfile.open(fileobj=io.BytesIO(one)) as tar:
+        assert tar.getnames() == ["pkg", "pkg/m.py", "requirements.txt", "train.py"]
+        assert all(m.mtime == 0 and m.uid == 0 for m in tar.getmembers())
+
+
+def test_oversized_source_dir_is_refused_with_its_largest_files(tmp_path):
+    (tmp_path / "data.bin").write_bytes(b"\0" * 3000)
+    (tmp_path / "train.py").write_text("pass\n")
+    assert bundle.check_source_size(tmp_path, limit=10_000).files == 2
+    with pytest.raises(SpecError) as e:
+        bundle.check_source_size(tmp_path, limit=2048, why="a test limit")
+    msg = str(e.value)
+    assert "data.bin" in msg and "a test limit" in msg and "source_dir" in msg
+
+
+def test_cli_writes_the_wheel(tmp_path):
+    out = subprocess.run([sys.executable, "-c", "from unijob.cli import main; main()", "runtime-wheel", "-o", str(tmp_path)],
+                         capture_output=True, text=True, timeout=60)
+    assert out.returncode == 0, out.stderr
+    files = list(tmp_path.glob("unijob-*.whl"))
+    assert len(files) == 1 and files[0].read_bytes() == bundle.runtime_wheel().data
