@@ -7,7 +7,6 @@ import os
 import subprocess
 import sys
 import tarfile
-import venv
 import zipfile
 from pathlib import Path
 
@@ -15,6 +14,7 @@ import pytest
 
 from unijob import bundle
 from unijob.errors import SpecError
+from unijob.testing.contracts import clean_env, job_python
 
 
 def test_wheel_is_deterministic_and_well_formed():
@@ -43,21 +43,13 @@ def test_wheel_per_target_carries_only_that_runtime_env():
 
 
 def _clean_env(**extra):
-    """The environment of a job container: no PYTHONPATH leaking this checkout in."""
-    env = {k: v for k, v in os.environ.items() if not k.startswith("PYTHON")}
-    env.update(extra)
-    return env
+    return clean_env(extra)
 
 
 @pytest.fixture(scope="module")
 def bare_python(tmp_path_factory):
     """A fresh venv (pip, no unijob, no pydantic): the Python of a stock job image."""
-    d = tmp_path_factory.mktemp("bare") / "venv"
-    venv.EnvBuilder(with_pip=True).create(d)
-    py = d / "bin" / "python"
-    probe = subprocess.run([str(py), "-c", "import unijob"], capture_output=True, env=_clean_env())
-    assert probe.returncode != 0, "the bare venv must not see unijob"
-    return py
+    return job_python(tmp_path_factory.mktemp("bare"))
 
 
 def test_installed_in_a_python_without_unijob_reads_the_platform(bare_python, tmp_path):
