@@ -94,20 +94,62 @@ class LocalAdapter(Adapter):
     def submit(self, plan: Plan) -> JobHandle:
         """Start the plan's supervisor; a second submit of the same plan starts nothing.
 
+        With ``plan.extra["dry_run"]`` nothing is written or started: :meth:`dry_run` checks
+        what a launch needs, and the handle returned has ``extra["dry_run"]`` set.
+
         Raises:
             UsageError: the plan is for another target. TargetError: the supervisor did not start.
+            NotReady: (dry run) something the launch needs is missing.
         """
         from unijob.local.supervisor import submit as start
 
         if plan.target != self.name:
             raise UsageError(f"this plan is for target '{plan.target}', not '{self.name}'")
         job_dir = Path(plan.request(API).body["job_dir"])
+        if plan.extra.get("dry_run"):
+            self.dry_run(plan)
+            return JobHandle(target=self.name, native_id=plan.name, name=plan.name,
+                             submission_id=plan.submission_id, extra={"job_dir": str(job_dir), "dry_run": True})
         try:
             start(plan.model_dump(mode="json"), job_dir)
         except (OSError, RuntimeError) as e:
             raise TargetError(f"local job {plan.name} did not start: {e}") from None
         return JobHandle(target=self.name, native_id=plan.name, name=plan.name,
                          submission_id=plan.submission_id, extra={"job_dir": str(job_dir)})
+
+    def dry_run(self, plan: Plan) -> None:
+        """What ``submit`` would need, checked without writing or starting anything: the gang
+        size (:func:`unijob.local.plan.max_ranks`), the rank command's program, the working
+        directory, a writable job home, and every ``env://`` secret set in this environment.
+
+        Raises:
+            NotReady: each problem found, one per line.
+        """
+        import shutil
+
+        from unijob.errors import NotReady
+        from unijob.local.plan import max_ranks
+
+        body = plan.request(API).body
+        problems: list[str] = []
+        limit, reason = max_ranks()
+        if body["world_size"] > limit:
+            problems.append(f"{body['world_size']:,} ranks; at most {limit:,} start here ({reason})")
+        prog = body["argv"][0] if body["argv"] else ""
+        if not (shutil.which(prog) if os.sep not in prog else os.access(prog, os.X_OK)):
+            problems.append(f"the rank command {prog!r} is not an executable program here")
+        if not os.path.isdir(body["cwd"]):
+            problems.append(f"the working directory {body['cwd']} does not exist")
+        home = Path(body["job_dir"]).parent
+        existing = next((d for d in (home, *home.parents) if d.exists()), None)
+        if existing is None or not os.access(existing, os.W_OK | os.X_OK):
+            problems.append(f"cannot create job directories under {home} ({existing} is not writable)")
+        for name, ref in sorted(body.get("secret_refs", {}).items()):
+            if ref.startswith("env://") and ref[len("env://"):] not in os.environ:
+                problems.append(f"secret {name}: environment variable {ref[len('env://'):]} is not set here "
+                                f"(secrets.{name}: {ref}); the launch would fail")
+        if problems:
+            raise NotReady(f"dry run: local would not start {plan.name}:\n  " + "\n  ".join(problems))
 
     def _job_dir(self, handle: JobHandle) -> Path:
         d = Path(handle.extra.get("job_dir") or local_jobs_dir(create=False) / handle.native_id)

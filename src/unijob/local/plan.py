@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import os
 import re
 from pathlib import Path
 from typing import Any, Optional
@@ -29,6 +30,48 @@ from unijob.paths import local_jobs_dir
 
 _SCHEME = re.compile(r"^([A-Za-z][A-Za-z0-9+.-]+):")
 MAX_NAME = 63
+RANKS_PER_CPU = 8
+MIN_RANKS = 64
+"""The local target runs at most ``max(MIN_RANKS, RANKS_PER_CPU x usable CPUs)`` ranks. Past
+that a CPU gang only time-slices (torchrun's CPU default is one process per core) and what fails
+is the machine (processes, memory, open logs); a 1,048,576-rank gang used to be planned and
+started silently. The floor keeps small test gangs (a 32-rank rehearsal of a 4 x 8 GPU job)
+runnable on a 2-CPU laptop or CI runner: 64 idle Python processes need ~2 GiB."""
+
+
+def max_ranks() -> tuple[int, str]:
+    """``(limit, reason)``: the largest gang this machine starts (see :data:`MIN_RANKS`; CPUs are
+    those this process may use, ``os.sched_getaffinity``), and below the soft process limit
+    (``ulimit -u``)."""
+    try:
+        cpus = len(os.sched_getaffinity(0))
+    except (AttributeError, OSError):
+        cpus = os.cpu_count() or 1
+    limit = max(MIN_RANKS, RANKS_PER_CPU * cpus)
+    reason = f"{RANKS_PER_CPU} x the {cpus} CPU(s) of this machine, at least {MIN_RANKS}"
+    try:
+        import resource
+
+        nproc = resource.getrlimit(resource.RLIMIT_NPROC)[0]
+    except (ImportError, AttributeError, OSError, ValueError):
+        nproc = -1
+    if 0 <= nproc - 1 < limit:  # one process is the supervisor
+        limit, reason = max(nproc - 1, 0), f"the process limit (ulimit -u {nproc}) less the supervisor"
+    return limit, reason
+
+
+def check_gang_size(spec: Any) -> None:
+    """Refuse a gang this machine cannot start (see :func:`max_ranks`).
+
+    Raises:
+        SpecError: at ``resources``, with the world size and the limit.
+    """
+    res = spec.resources
+    limit, reason = max_ranks()
+    if res.world_size > limit:
+        raise SpecError.at(("resources",), f"{res.nodes:,} nodes x {res.processes_per_node:,} processes = "
+                           f"{res.world_size:,} ranks; the local target starts at most {limit:,} ranks here "
+                           f"({reason}); lower nodes or processes_per_node, or pick a cloud target")
 
 
 def native_name(spec_name: str, submission_id: str) -> str:
@@ -73,8 +116,10 @@ def build_body(spec: Any, submission_id: str, opts: LocalOptions) -> tuple[dict[
     """The ``local:launch`` body, plus plan notes and warnings. Pure (reads no network, writes nothing).
 
     Raises:
-        SpecError: see :func:`argv_for`; ``simulate_preemption`` without a spot policy.
+        SpecError: see :func:`argv_for`; ``simulate_preemption`` without a spot policy; a gang
+            larger than :func:`max_ranks`.
     """
+    check_gang_size(spec)
     notes: list[str] = []
     warnings: list[str] = []
     if opts.simulate_preemption is not None and not spec.spot.is_spot:
