@@ -42,6 +42,10 @@ class TestDatabricksConformance(AdapterConformance):
         return lambda: len(fake.runs)
 
     @pytest.fixture
+    def stored_objects(self, fake):
+        return lambda: len(fake.files)
+
+    @pytest.fixture
     def endpoint_spec(self, spec_factory):
         return spec_factory(ENDPOINT)
 

@@ -43,6 +43,11 @@ class TestSageMakerConformance(AdapterConformance):
         return lambda: len(sm.list_training_jobs(MaxResults=100)["TrainingJobSummaries"])
 
     @pytest.fixture
+    def stored_objects(self):
+        s3 = boto3_client("s3")
+        return lambda: s3.list_objects_v2(Bucket="bucket").get("KeyCount", 0)
+
+    @pytest.fixture
     def endpoint_spec(self):
         # moto's CreateEndpointConfig checks instance types against an old list that lacks ml.g5.*
         # (see SDK-FACTS): the test serves on ml.m5.xlarge, which moto accepts.

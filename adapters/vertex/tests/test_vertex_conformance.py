@@ -39,6 +39,10 @@ class TestVertexConformance(AdapterConformance):
         return lambda: fake.created_jobs
 
     @pytest.fixture
+    def stored_objects(self, fake):
+        return lambda: len(fake.objects)
+
+    @pytest.fixture
     def endpoint_spec(self, make_spec):
         return make_spec(endpoint={
             "model": "gs://bucket/model", "image": "us-docker.pkg.dev/p/r/serve:1", "accelerator": "L4",

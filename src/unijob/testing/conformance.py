@@ -15,7 +15,8 @@ Use it by subclassing in the adapter's test module and providing fixtures::
 
     Optional fixtures: ``endpoint_spec`` (a JobSpec with an endpoint of two variants, enabling
     the endpoint tests), ``invoke_payload`` (a JSON request the deployed endpoint answers, enabling
-    the ``invoke`` step) and ``leftover_endpoint_resources`` (() -> int: what is still deployed).
+    the ``invoke`` step), ``leftover_endpoint_resources`` (() -> int: what is still deployed) and
+    ``stored_objects`` (() -> int: files or objects the fake holds: uploads a dry run must not make).
 
 Every test here can fail: each asserts a property of the adapter's behaviour.
 """
@@ -132,6 +133,42 @@ class AdapterConformance:
         assert h1.native_id == h2.native_id
         assert created_jobs() - before == 1, "a retried submission created a second job"
         assert json.loads(json.dumps(h1.to_dict())) == h1.to_dict()
+
+    def test_dry_run_sends_and_starts_nothing(self, adapter: Adapter, job_spec, created_jobs, request,
+                                              monkeypatch) -> None:
+        """``submit`` of a plan with ``extra["dry_run"]`` (what ``unijob submit --dry-run`` sends)
+        creates no job and no object on the platform and starts no local process."""
+        import os
+
+        monkeypatch.setenv(SECRET_ENV, SECRET_VALUE)  # what a launch needs is there: the dry run passes
+        plan = adapter.plan(job_spec, "sub-dry")
+        plan.extra["dry_run"] = True
+        stored = _fixture(request, "stored_objects")
+        jobs_before, objects_before = created_jobs(), stored() if stored else 0
+        started: list[str] = []
+
+        def refuse(name):
+            def spawn(*a, **k):
+                started.append(f"{name}{a[:1]!r}")
+                raise AssertionError(f"a dry run started a process ({name})")
+            return spawn
+
+        with pytest.MonkeyPatch.context() as mp:
+            mp.setattr(subprocess.Popen, "__init__", refuse("subprocess.Popen"))
+            for name in ("fork", "forkpty", "posix_spawn", "posix_spawnp", "execv", "execve", "system"):
+                if hasattr(os, name):
+                    mp.setattr(os, name, refuse(f"os.{name}"))
+            handle = adapter.submit(plan)
+        assert not started, f"a dry run started {started}"
+        assert created_jobs() == jobs_before, "a dry run created a job"
+        if stored:
+            assert stored() == objects_before, "a dry run uploaded or stored something"
+        assert isinstance(handle, JobHandle) and handle.extra.get("dry_run") is True, \
+            "a dry run's handle says so (extra['dry_run'])"
+        # The same submission key then really submits: the dry run left nothing to be mistaken for it.
+        real = adapter.submit(adapter.plan(job_spec, "sub-dry"))
+        assert created_jobs() - jobs_before == 1, "a real submit after a dry run with its key started no job"
+        adapter.cancel(real)
 
     def test_status_logs_cancel(self, adapter: Adapter, job_spec, monkeypatch) -> None:
         monkeypatch.setenv(SECRET_ENV, SECRET_VALUE)
