@@ -110,7 +110,8 @@ class DatabricksAdapter(Adapter):
         client.check_cloud(plan.extra.get("host"), plan.extra.get("profile"), plan.extra.get("cloud"))
         w = self._client(plan.extra)
         if plan.extra.get("dry_run"):
-            return JobHandle(target=self.name, native_id="", name=plan.name, submission_id=plan.submission_id)
+            return JobHandle(target=self.name, native_id="", name=plan.name, submission_id=plan.submission_id,
+                             extra={"dry_run": True})
         run_id = client.submit(w, plan)
         return JobHandle(target=self.name, native_id=str(run_id), name=plan.name, submission_id=plan.submission_id,
                          extra={k: plan.extra.get(k) for k in ("host", "profile", "cluster_log_dir") if plan.extra.get(k)})

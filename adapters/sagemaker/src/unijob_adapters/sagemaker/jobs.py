@@ -104,9 +104,46 @@ def create(sm: Any, body: dict[str, Any]) -> None:
         raise wrap(e, f"creating training job {name}") from None
 
 
+def dry_run(plan: Plan) -> None:
+    """What ``submit`` would send, checked without sending: each CreateTrainingJob body against
+    botocore's own model of the SageMaker API (the validation boto3 runs before a request), and
+    each source bundle packed and compared with the plan's sha256. SageMaker has no dry-run
+    parameter for CreateTrainingJob, so nothing is asked of the service.
+
+    Raises:
+        TargetError: a body the API model refuses. UsageError: the source changed since the plan.
+    """
+    import botocore.session
+    from botocore.exceptions import ParamValidationError
+    from botocore.validate import validate_parameters
+
+    from unijob.errors import TargetError
+
+    shape = botocore.session.get_session().get_service_model("sagemaker").operation_model("CreateTrainingJob").input_shape
+    for r in plan.requests:
+        if not r.api.endswith("CreateTrainingJob"):
+            continue
+        try:
+            validate_parameters(r.body, shape)
+        except ParamValidationError as e:
+            raise TargetError(f"dry run: SageMaker would refuse CreateTrainingJob ({r.when}): {e}") from None
+    for up in plan.uploads:
+        blob = sourcedir.pack(up.source, plan.extra.get("requirements"))
+        if up.sha256 and sourcedir.sha256(blob) != up.sha256:
+            raise UsageError(f"{up.source} changed since the plan was made; plan again")
+
+
 def submit(plan: Plan) -> JobHandle:
-    """Upload, then create the plan's ``when="submit"`` job. Idempotent per submission."""
+    """Upload, then create the plan's ``when="submit"`` job. Idempotent per submission.
+
+    With ``plan.extra["dry_run"]``: :func:`dry_run`, nothing uploaded or created; the handle
+    has ``extra["dry_run"]`` set."""
     region = plan.extra["region"]
+    if plan.extra.get("dry_run"):
+        dry_run(plan)
+        name = plan.request("CreateTrainingJob", when="submit").body["TrainingJobName"]
+        return JobHandle(target="sagemaker", native_id=name, name=name, submission_id=plan.submission_id,
+                         extra={"region": region, "dry_run": True})
     upload(plan)
     sm = _sm(plan.extra, region)
     body = plan.request("CreateTrainingJob", when="submit").body

@@ -17,7 +17,7 @@ from typing import Any, Iterator, Mapping, Optional
 
 from unijob.contract import (Adapter, EndpointHandle, EndpointStatus, InvokeResult, JobHandle, JobState, JobStatus,
                              Plan)
-from unijob.errors import NotFound, NotReady, Readiness
+from unijob.errors import NotFound, NotReady, Readiness, TargetError
 
 from unijob_adapters.vertex.client import INSTALL_HINT, RetryPolicy
 from unijob_adapters.vertex.endpoints import SCALE_TO_ZERO_REASON
@@ -142,8 +142,21 @@ class VertexAdapter(Adapter):
     # ---- jobs -------------------------------------------------------------------------------
 
     def submit(self, plan: Plan) -> JobHandle:
+        """Upload the source bundle, then find or create the CustomJob (idempotent per submission).
+
+        With ``plan.extra["dry_run"]`` nothing is uploaded, listed or created: each CustomJob
+        body is parsed with the Vertex AI types (``aiplatform_v1.CustomJob``, unknown fields
+        refused) and each bundle built; Vertex has no dry-run parameter for customJobs.create.
+
+        Raises:
+            TargetError: a body the Vertex types refuse (dry run), or the API refused.
+        """
         from unijob_adapters.vertex.plan import source_bytes
 
+        if plan.extra.get("dry_run"):
+            self._dry_run(plan)
+            return JobHandle(target=TARGET, native_id="", name=plan.name, submission_id=plan.submission_id,
+                             extra={"dry_run": True})
         conn = self._conn(plan.extra)
         for up in plan.uploads:
             conn.upload(up.destination, source_bytes(up))
@@ -155,6 +168,22 @@ class VertexAdapter(Adapter):
             pass
         return JobHandle(target=TARGET, native_id=job.name, name=plan.name, submission_id=plan.submission_id,
                          extra=extra)
+
+    @staticmethod
+    def _dry_run(plan: Plan) -> None:
+        from google.cloud import aiplatform_v1 as aip
+
+        from unijob_adapters.vertex.plan import source_bytes
+
+        for r in plan.requests:
+            if not r.api.endswith("customJobs"):
+                continue
+            try:
+                aip.CustomJob.from_json(json.dumps(r.body), ignore_unknown_fields=False)
+            except Exception as e:  # proto-plus / json_format ParseError: the body does not fit the type
+                raise TargetError(f"dry run: Vertex AI would refuse customJobs.create ({r.when}): {e}") from None
+        for up in plan.uploads:
+            source_bytes(up)
 
     def _get(self, conn: Any, name: str) -> Any:
         from google.api_core import exceptions as gexc
