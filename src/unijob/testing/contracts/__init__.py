@@ -8,12 +8,14 @@ image (no unijob in it), and :func:`clean_env`, the environment a container star
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import os
 import subprocess
+import uuid
 import venv
 from pathlib import Path
-from typing import Mapping, Optional, Sequence
+from typing import Iterator, Mapping, Optional, Sequence
 
 
 def clean_env(extra: Optional[Mapping[str, str]] = None) -> dict[str, str]:
@@ -58,3 +60,45 @@ def job_python(root: os.PathLike, packages: Sequence[str] = ()) -> Path:
             raise RuntimeError(f"unijob is importable in the job Python {py}; it must come from the runtime wheel")
         done.touch()
     return py
+
+
+#: ``/etc/hosts``, the file the system resolver (glibc's ``files`` source, first in ``nsswitch.conf``)
+#: reads on every lookup; :func:`hosts_entries` adds lines to it.
+HOSTS_FILE = Path("/etc/hosts")
+
+
+@contextlib.contextmanager
+def hosts_entries(names: Sequence[str], address: str = "127.0.0.1",
+                  hosts_file: Optional[os.PathLike] = None) -> Iterator[bool]:
+    """Make ``names`` resolve to ``address`` for every process on this machine while the block runs,
+    as a cluster's DNS resolves a platform's host names (a headless Service's pod names, SageMaker's
+    ``algo-N``) to the nodes of the job; here every node is this machine.
+
+    The names are added as one line tagged with a marker unique to this call, and at exit exactly
+    that line is removed again (other lines, including ones other runners added meanwhile, are kept),
+    writing the file in place (``/etc/hosts`` is often a bind mount that cannot be replaced).
+
+    Yields:
+        True when the names were added; False when the file is not writable (not root), in which
+        case nothing is changed and callers needing the names skip with that reason.
+    """
+    path = Path(hosts_file or HOSTS_FILE)
+    marker = f"# unijob.testing {os.getpid()}-{uuid.uuid4().hex[:8]}"
+    if not names or not os.access(path, os.W_OK):
+        yield False
+        return
+    line = f"{address} {' '.join(dict.fromkeys(names))} {marker}\n"
+    raw = path.read_bytes()
+    glue = "\n" if raw and not raw.endswith(b"\n") else ""  # never join the last line
+    with open(path, "a", encoding="utf-8") as f:
+        f.write(glue + line)
+    try:
+        yield True
+    finally:
+        with open(path, "r+", encoding="utf-8") as f:
+            kept = "".join(ln for ln in f.readlines() if not ln.rstrip("\n").endswith(marker))
+            if glue and kept == raw.decode("utf-8") + "\n":  # nothing else added: drop our newline too
+                kept = kept[:-1]
+            f.seek(0)
+            f.write(kept)
+            f.truncate()
