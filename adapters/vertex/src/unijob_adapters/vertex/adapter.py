@@ -97,19 +97,19 @@ class VertexAdapter(Adapter):
     # ---- plan -------------------------------------------------------------------------------
 
     def plan(self, spec: Any, submission_id: str) -> Plan:
-        from unijob_adapters.vertex.client import require_sdk
         from unijob_adapters.vertex.plan import build_job_plan
+        from unijob_adapters.vertex.validate import sdk_location
 
         opts = self.options(spec)
-        require_sdk()
+        sdk_location()  # NotReady when google-cloud-aiplatform is missing; imports nothing
         return build_job_plan(spec, submission_id, opts)  # type: ignore[arg-type]
 
     def plan_endpoint(self, spec: Any) -> Plan:
-        from unijob_adapters.vertex.client import require_sdk
         from unijob_adapters.vertex.endpoints import build_endpoint_plan
+        from unijob_adapters.vertex.validate import sdk_location
 
         opts = self.options(spec)
-        require_sdk()
+        sdk_location()
         return build_endpoint_plan(spec, opts)  # type: ignore[arg-type]
 
     # ---- connections ------------------------------------------------------------------------

@@ -32,8 +32,9 @@ from unijob.errors import SpecError
 
 from unijob_adapters.vertex import machines
 from unijob_adapters.vertex.options import VertexOptions
-from unijob_adapters.vertex.plan import TARGET, _to_json, resolve_where
+from unijob_adapters.vertex.plan import TARGET, resolve_where
 from unijob_adapters.vertex.tables import AUTOSCALING_METRICS, UNSUPPORTED_METRIC_REASON
+from unijob_adapters.vertex.validate import rest_json
 
 SCALE_TO_ZERO_REASON = (
     "Vertex AI dedicated endpoints need minReplicaCount >= 1 (API v1 DedicatedResources); "
@@ -53,8 +54,6 @@ def build_endpoint_plan(spec: Any, opts: VertexOptions) -> Plan:
         SpecError: no endpoint; ``min_replicas`` 0 (with the reason); an autoscaling metric Vertex
             lacks; gpu_utilization without an accelerator; a model that is not gs://; no image.
     """
-    from google.cloud import aiplatform_v1
-
     from unijob.serve.config import DEFAULT_PORT
 
     ep = spec.endpoint
@@ -117,9 +116,9 @@ def build_endpoint_plan(spec: Any, opts: VertexOptions) -> Plan:
         model = {"display_name": model_id, "artifact_uri": v.model, "container_spec": container, "labels": labels}
         if opts.encryption_key:
             model["encryption_spec"] = {"kms_key_name": opts.encryption_key}
-        up = aiplatform_v1.UploadModelRequest(parent=parent, model_id=model_id, model=model,
-                                              service_account=opts.service_account or "")
-        requests.append(NativeRequest(api=f"POST /v1/{parent}/models:upload", body=_drop(_to_json(up), "parent"),
+        up = rest_json("UploadModelRequest", {"parent": parent, "model_id": model_id, "model": model,
+                                              "service_account": opts.service_account or ""})
+        requests.append(NativeRequest(api=f"POST /v1/{parent}/models:upload", body=_drop(up, "parent"),
                                       when="deploy", note=f"model {model_id} for variant {v.name}"))
         deployed_id = str(i + 1)
         deployed_ids[v.name] = deployed_id
@@ -139,15 +138,16 @@ def build_endpoint_plan(spec: Any, opts: VertexOptions) -> Plan:
         if i == len(variants) - 1 and i > 0:
             split = {deployed_ids[w.name]: w.weight for w in variants[:i]}
             split["0"] = v.weight
-        dm = aiplatform_v1.DeployModelRequest(endpoint=endpoint_name, deployed_model=deployed, traffic_split=split)
-        deploys.append(NativeRequest(api=f"POST /v1/{endpoint_name}:deployModel", body=_drop(_to_json(dm), "endpoint"),
+        dm = rest_json("DeployModelRequest", {"endpoint": endpoint_name, "deployed_model": deployed,
+                                              "traffic_split": split})
+        deploys.append(NativeRequest(api=f"POST /v1/{endpoint_name}:deployModel", body=_drop(dm, "endpoint"),
                                      when="deploy", note=f"variant {v.name}: {ep.min_replicas}-{ep.max_replicas} x "
                                                          f"{machine.machine_type}"))
     endpoint = {"display_name": name, "labels": labels}
     if opts.encryption_key:
         endpoint["encryption_spec"] = {"kms_key_name": opts.encryption_key}
     requests.append(NativeRequest(api=f"POST /v1/{parent}/endpoints?endpointId={endpoint_id}",
-                                  body=_to_json(aiplatform_v1.Endpoint(endpoint)), when="deploy"))
+                                  body=rest_json("Endpoint", endpoint), when="deploy"))
     requests.extend(deploys)
     assert first_machine is not None
     return Plan(

@@ -1,7 +1,7 @@
 """Build the Vertex ``CustomJob`` for a spec, validated by ``google.cloud.aiplatform_v1`` types.
 
 The body in the plan is ``CustomJob.to_json(job, use_integers_for_enums=False)`` parsed back
-into data: exactly what ``POST /v1/projects/P/locations/L/customJobs`` receives (camelCase
+into data (made by :func:`unijob_adapters.vertex.validate.rest_json` from the type's cached descriptors): exactly what ``POST /v1/projects/P/locations/L/customJobs`` receives (camelCase
 keys, enum names, int64 fields such as ``replicaCount`` as strings).
 
 Script jobs (decision): the source directory is packed into a deterministic gzip tarball,
@@ -34,6 +34,7 @@ from unijob.errors import SpecError
 from unijob_adapters.vertex import machines
 from unijob_adapters.vertex.options import VertexOptions, resolve_location, resolve_project
 from unijob_adapters.vertex.tables import DEFAULT_BOOT_DISK_GB, pytorch_training_image
+from unijob_adapters.vertex.validate import rest_json
 
 TARGET = "vertex"
 SUBMISSION_LABEL = "unijob_submission"
@@ -179,8 +180,6 @@ def build_job_plan(spec: Any, submission_id: str, opts: VertexOptions) -> Plan:
         SpecError: no project/location, non-gs:// output/checkpoint/staging, an accelerator or count
             Vertex does not offer, a secret reference a Vertex job cannot resolve.
     """
-    from google.cloud import aiplatform_v1
-
     project, location = resolve_where(opts)
     if spec.output and not spec.output.startswith("gs://"):
         raise SpecError.at(("output",), f"Vertex writes outputs to Cloud Storage; expected a gs:// URI, got {spec.output!r}")
@@ -248,7 +247,7 @@ def build_job_plan(spec: Any, submission_id: str, opts: VertexOptions) -> Plan:
 
     parent = f"projects/{project}/locations/{location}"
     api = f"POST /v1/{parent}/customJobs"
-    body = _to_json(aiplatform_v1.CustomJob(job))
+    body = rest_json("CustomJob", job)
     requests = [NativeRequest(api=api, body=body, note=f"CustomJob {name}: {res.nodes} x {machine.machine_type}")]
     if spec.spot.policy == "spot_with_fallback":
         fb = copy.deepcopy(job)
@@ -257,7 +256,7 @@ def build_job_plan(spec: Any, submission_id: str, opts: VertexOptions) -> Plan:
         fb["job_spec"]["scheduling"]["strategy"] = "ON_DEMAND"
         fb["job_spec"]["scheduling"].pop("max_wait_duration", None)
         requests.append(NativeRequest(
-            api=api, body=_to_json(aiplatform_v1.CustomJob(fb)), when="fallback",
+            api=api, body=rest_json("CustomJob", fb), when="fallback",
             note="sent only if the spot job fails for capacity/stockout/max-wait before training starts"))
         notes.append("spot_with_fallback: Vertex has no native fallback; if the SPOT job fails for capacity "
                      f"before training starts, unijob submits {name}-od ON_DEMAND, resuming from "
