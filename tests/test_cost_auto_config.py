@@ -5,7 +5,7 @@ import pytest
 from unijob.cost.auto import choose_target
 from unijob.cost.config import OrgParams, load_org
 from unijob.cost.estimate import estimate
-from unijob.errors import UsageError
+from unijob.errors import NotReady, UsageError
 from unijob.spec import JobSpec
 
 
@@ -19,7 +19,8 @@ def _crossover(spec, org):
     rows = {r.target: r for r in estimate(spec, ["sagemaker", "kubernetes"], org)}
     k, s = rows["kubernetes"], rows["sagemaker"]
     acc_h = k.instances * k.accelerators_per_instance * k.hours
-    return acc_h * org.T / (s.total_usd - k.billed_usd / org.eta_s)
+    # F = T + the EKS control plane ($0.10/cluster-hour x 8760 h), the self-managed fixed term
+    return acc_h * (org.T + 876) / (s.total_usd - k.billed_usd / org.eta_s)
 
 
 def test_below_u_star_goes_managed_above_goes_own_cluster():
@@ -31,7 +32,7 @@ def test_below_u_star_goes_managed_above_goes_own_cluster():
     assert low.target == "sagemaker" and high.target == "kubernetes"
     assert low.costs["sagemaker"] < low.costs["kubernetes"]
     assert high.costs["kubernetes"] < high.costs["sagemaker"]
-    assert 2 <= len(low.reasons) <= 3 and "below" in low.reasons[1]
+    assert len(low.reasons) == 2 and "below" in low.reasons[1]
     assert "above" in high.reasons[1]
     assert f"{u_star:,.0f}" in high.reasons[1]
 
@@ -40,8 +41,9 @@ def test_no_u_leaves_kubernetes_out_and_local_alone():
     c = choose_target(_spec(), ["sagemaker", "kubernetes"], OrgParams())
     assert c.target == "sagemaker" and any("useful_hours" in r for r in c.reasons)
     assert choose_target(_spec(), ["local"], OrgParams()).target == "local"
-    with pytest.raises(UsageError):
-        choose_target(_spec(), [], OrgParams())
+    with pytest.raises(NotReady) as e:  # exit 3, with every target and why
+        choose_target(_spec(), [], OrgParams(), skipped={"sagemaker": "not ready: no AWS region"})
+    assert e.value.exit_code == 3 and "sagemaker: not ready: no AWS region" in str(e.value)
 
 
 def test_config_from_unijob_toml_and_pyproject(tmp_path, monkeypatch):

@@ -93,7 +93,8 @@ def test_cost_json_recomputed_from_csv_rows(tmp_path):
     ec2 = rows[("ec2", "us-east-1", "p4d.24xlarge")]
     tau, tw = _daly(hours * 3600, 730 / 0.2 * 3600 / 4, 120, 600)
     hw = float(ec2["spot_usd_hour"]) * 4 * tw / 3600
-    assert data["kubernetes"]["total_usd"] == pytest.approx(hw / 0.55 + 4 * 8 * hours * 440_000 / 150_000)
+    # the fixed term F = T + the EKS control plane, $0.10/cluster-hour x 8760 h
+    assert data["kubernetes"]["total_usd"] == pytest.approx(hw / 0.55 + 4 * 8 * hours * (440_000 + 876) / 150_000)
     # databricks on AWS: (VM + DBU/h x $/DBU) x (4 workers + driver)
     db = data["databricks"]
     assert db["instances"] == 5

@@ -40,17 +40,9 @@ def resolve_target(loaded: "LoadedSpec", target: str, *, endpoint: bool = False)
     """The target name to use, and the reasoning lines when ``target`` is ``auto``."""
     if target != "auto":
         return target, []
-    from unijob import registry
     from unijob.cost.auto import choose_target
 
-    ready = []
-    for name in registry.names():
-        try:
-            if registry.get(name).check().ready:
-                ready.append(name)
-        except Exception:  # a broken adapter is simply not a candidate
-            continue
-    choice = choose_target(loaded.spec, ready)
+    choice = choose_target(loaded.spec)  # installed, ready targets that can run it; NotReady (exit 3) if none
     return choice.target, list(choice.reasons)
 
 

@@ -13,7 +13,9 @@ Break-Even: When Buying Stops Being Cheaper", and its Code 33.9.3. With
 the two totals are ``C_self(u) = u / eta_s * r + T`` and ``C_buy(u) = u / eta_m * m * r``, and they
 cross at ``u* = T / (r (m / eta_m - 1 / eta_s))``, which exists only when the bracket is positive.
 When it is not, managed is cheaper at every scale and no break-even exists (never reported as a
-negative number). The bracket turns non-positive at ``eta_m >= m * eta_s``.
+negative number). The bracket turns non-positive at ``eta_m >= m * eta_s``; it is compared with a
+relative tolerance (:data:`BRACKET_RTOL` of the larger rate), so a rounding residue such as
+``1.6/0.88 - 1/0.55 = 2.2e-16`` counts as zero: "no break-even" exactly when managed is never dearer.
 
 The table and its rounding are the seed's, row for row: whole dollars with thousands separators,
 ``'managed' if C_buy < C_self else 'self'``, and ``u* / 8760`` accelerators running flat out.
@@ -35,6 +37,9 @@ SEED_U_ROWS: tuple[int, ...] = (2_000, 10_000, 50_000, 150_000, 400_000, 1_000_0
 
 #: The markup the seed's exercise 33.9.2(b) asks about.
 SEED_OTHER_MARKUP = 2.2
+
+#: Relative tolerance of the bracket: |m/eta_m - 1/eta_s| below this fraction of the larger rate is zero.
+BRACKET_RTOL = 1e-9
 
 
 @dataclass(frozen=True)
@@ -106,17 +111,34 @@ def tco_buy(u: float, p: BreakEvenParams) -> float:
 
 
 def bracket(p: BreakEvenParams) -> float:
-    """m / eta_m - 1 / eta_s: the managed marginal rate's excess over the self-managed one, per r."""
-    return p.markup / p.eta_m - 1.0 / p.eta_s
+    """m / eta_m - 1 / eta_s: the managed marginal rate's excess over the self-managed one, per r;
+    exactly 0.0 when within :data:`BRACKET_RTOL` of zero (rounding residue)."""
+    a, b = p.markup / p.eta_m, 1.0 / p.eta_s
+    d = a - b
+    return 0.0 if abs(d) <= BRACKET_RTOL * max(abs(a), abs(b)) else d
 
 
 def u_star(p: BreakEvenParams) -> Optional[float]:
     """u* = T / (r (m / eta_m - 1 / eta_s)), useful accelerator-hours per year; ``None`` when the
-    bracket is non-positive (managed is cheaper at every scale)."""
-    coef = p.raw_hour * bracket(p)
-    if coef <= 0:
+    bracket is non-positive within tolerance (managed is never dearer)."""
+    br = bracket(p)
+    if br <= 0:
         return None
-    return p.team_cost / coef
+    return p.team_cost / (p.raw_hour * br)
+
+
+def params_from_rows(self_row, managed_row, eta_s: float, eta_m: float) -> BreakEvenParams:
+    """The break-even parameters two priced runs of the same job imply
+    (:class:`unijob.cost.estimate.TargetCost` rows): r = self-managed billed USD per accelerator-hour,
+    m = managed billed / self-managed billed, T = the self-managed fixed term F (team + control plane).
+
+    ``unijob breakeven --accelerator``, ``unijob cost`` and ``--target auto`` all compute u* this way,
+    so they agree.
+    """
+    acc_h = self_row.accelerator_hours
+    r = self_row.billed_usd / acc_h
+    m = managed_row.billed_usd / self_row.billed_usd
+    return BreakEvenParams(r, self_row.fixed_usd_year, eta_s, m, eta_m).validated()
 
 
 def eta_m_threshold(p: BreakEvenParams) -> float:
@@ -208,7 +230,7 @@ def sensitivity(p: BreakEvenParams, other_markup: float = SEED_OTHER_MARKUP) -> 
             words.append(f"with one engineer fewer ({fewer:g}): no platform team, so self-managed "
                          "is cheaper from the first hour when its marginal rate is lower (u* = 0)")
         else:
-            us1 = u_star(replace(p, team_cost=p.salary * fewer, team_size=fewer))
+            us1 = u_star(replace(p, team_cost=p.team_cost - p.salary, team_size=fewer))
             out["one_engineer_fewer"] = us1
             words.append(f"with one engineer fewer ({fewer:g}): {say(us1)}{move(us1)}")
     else:
@@ -262,13 +284,23 @@ def format_report(p: BreakEvenParams, us: Sequence[float] = SEED_U_ROWS, u: Opti
     return "\n".join(lines)
 
 
-def plot(p: BreakEvenParams, path: str, us: Sequence[float] = SEED_U_ROWS, u: Optional[float] = None) -> None:
-    """Draw both TCO curves and the crossover to ``path`` (PNG) with matplotlib (extra ``plot``).
+PLOT_FORMATS = (".png", ".svg")
+
+
+def plot(p: BreakEvenParams, path: str, us: Sequence[float] = SEED_U_ROWS, u: Optional[float] = None,
+         title: str = "build vs buy: TCO per year (seed 000, section 5)") -> None:
+    """Draw both TCO curves, u* and the organisation's own yearly usage ``u`` (when known) to ``path``
+    (``.png`` or ``.svg``, by its suffix) with matplotlib (extra ``plot``).
 
     Raises:
-        NotReady: matplotlib is not installed (exit 3).
+        UsageError: another suffix (exit 2). NotReady: matplotlib is not installed (exit 3).
     """
+    import os
+
     from unijob.errors import NotReady
+
+    if os.path.splitext(str(path))[1].lower() not in PLOT_FORMATS:
+        raise UsageError(f"--plot {path}: the file must end in .png or .svg")
 
     try:
         import matplotlib
@@ -277,7 +309,7 @@ def plot(p: BreakEvenParams, path: str, us: Sequence[float] = SEED_U_ROWS, u: Op
     except ImportError:
         raise NotReady("matplotlib is not installed; --plot needs it", hint="pip install 'unijob[plot]'") from None
     ustar = u_star(p)
-    hi = max(max(us), (ustar or 0) * 2, u or 0)
+    hi = max((ustar or 0) * 3, (u or 0) * 1.5) or max(us)
     xs = [hi * i / 200 for i in range(201)]
     fig, ax = plt.subplots(figsize=(7, 4.5))
     ax.plot(xs, [tco_self(x, p) for x in xs], label="self-managed: u/eta_s*r + T")
@@ -287,10 +319,14 @@ def plot(p: BreakEvenParams, path: str, us: Sequence[float] = SEED_U_ROWS, u: Op
         ax.annotate(f"u* = {ustar:,.0f}", (ustar, tco_buy(ustar, p)), textcoords="offset points", xytext=(6, -12))
     if u is not None:
         ax.axvline(u, color="red", linestyle=":", label=f"your u = {u:,.0f}")
+    from matplotlib.ticker import FuncFormatter
+
+    ax.xaxis.set_major_formatter(FuncFormatter(lambda v, _: f"{v:,.0f}"))
+    ax.yaxis.set_major_formatter(FuncFormatter(lambda v, _: f"${v / 1e6:,.1f}M"))
     ax.set_xlabel("useful accelerator-hours per year")
     ax.set_ylabel("USD per year")
-    ax.set_title("build vs buy: TCO per year (seed 000, section 5)")
+    ax.set_title(title, fontsize=10)
     ax.legend()
     fig.tight_layout()
-    fig.savefig(path, dpi=120)
+    fig.savefig(path, dpi=120, metadata={"Date": None} if str(path).lower().endswith(".svg") else None)
     plt.close(fig)

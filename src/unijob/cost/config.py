@@ -29,6 +29,8 @@ Example::
     mtbp_hours = 10          # mean time between preemptions of one node (hours)
     checkpoint_seconds = 60  # C: time to write one checkpoint
     restart_seconds = 600    # R: time from preemption to training again
+    [cost.self_managed.kubernetes]   # how kubernetes, slurm, ray are priced: see unijob.cost.selfmanaged
+    hardware = "cloud"       # cloud VMs + the EKS/GKE/AKS control-plane fee, or "owned" nodes
 
 Defaults: the seed's parameters (seed 000, section 5, Code 33.9.3): r = 12, salary 220,000 x 2,
 eta_s = 0.55, m = 1.6, eta_m = 0.80; regions us-east-1, us-central1, eastus.
@@ -50,7 +52,9 @@ SEED_DEFAULTS: dict[str, float] = {"raw_hour": 12.0, "salary": 220_000.0, "team_
 DEFAULT_REGIONS: dict[str, str] = {"aws": "us-east-1", "gcp": "us-central1", "azure": "eastus"}
 
 _KEYS = {"raw_hour", "salary", "team_size", "team_cost", "eta_s", "eta_m", "markup", "useful_hours",
-         "regions", "databricks", "preemption"}
+         "regions", "databricks", "preemption",
+         "self_managed"}
+_TABLES = ("regions", "databricks", "preemption", "self_managed")
 
 
 @dataclass
@@ -64,6 +68,7 @@ class OrgParams:
         databricks: ``discount`` (fraction), ``usd_per_dbu`` {compute type: USD}, ``dbu_per_hour``
             {instance type: DBU/h}, ``compute_type`` (default ``jobs_compute``).
         preemption: target -> {mtbp_hours, checkpoint_seconds, restart_seconds} overrides.
+        self_managed: target -> its ``[cost.self_managed.<target>]`` table (:mod:`unijob.cost.selfmanaged`).
         source: the file the values came from, or ``"defaults"``.
     """
 
@@ -78,6 +83,7 @@ class OrgParams:
     regions: dict[str, str] = field(default_factory=lambda: dict(DEFAULT_REGIONS))
     databricks: dict[str, Any] = field(default_factory=dict)
     preemption: dict[str, dict[str, float]] = field(default_factory=dict)
+    self_managed: dict[str, dict[str, Any]] = field(default_factory=dict)
     source: str = "defaults"
 
     @property
@@ -161,14 +167,26 @@ def load_org(start: Optional[Path] = None) -> OrgParams:
             close = difflib.get_close_matches(key, sorted(_KEYS), n=1)
             raise UsageError(f"{path}: unknown cost parameter '{key}'"
                              + (f" (did you mean '{close[0]}'?)" if close else f"; known: {', '.join(sorted(_KEYS))}"))
-        if key in ("regions", "databricks", "preemption"):
+        if key in _TABLES:
             if not isinstance(value, dict):
                 raise UsageError(f"{path}: [cost.{key}] must be a table")
         elif not isinstance(value, (int, float)) or isinstance(value, bool):
             raise UsageError(f"{path}: cost.{key} must be a number, got {value!r}")
     regions = dict(DEFAULT_REGIONS)
     regions.update(table.get("regions") or {})
-    values = {k: float(v) for k, v in table.items() if k not in ("regions", "databricks", "preemption")}
+    values = {k: float(v) for k, v in table.items() if k not in _TABLES}
     org = org.with_overrides(**values)
-    return replace(org, regions=regions, databricks=dict(table.get("databricks") or {}),
-                   preemption=dict(table.get("preemption") or {}), source=str(path))
+    sm = dict(table.get("self_managed") or {})
+    for name, sub in sm.items():
+        if not isinstance(sub, dict):
+            raise UsageError(f"{path}: [cost.self_managed.{name}] must be a table")
+    org = replace(org, regions=regions, databricks=dict(table.get("databricks") or {}),
+                  preemption=dict(table.get("preemption") or {}), self_managed=sm, source=str(path))
+    from unijob.cost import selfmanaged
+
+    for name, sub in sm.items():  # fail early, with the file named
+        try:
+            selfmanaged.resolve(name, sub)
+        except UsageError as e:
+            raise UsageError(f"{path}: {e.message}", hint=e.hint) from None
+    return org

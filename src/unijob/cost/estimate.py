@@ -16,9 +16,14 @@ is the spec's ``checkpoint.interval`` or Daly's refinement of Young's rule:
   expected wall time for ``Ts`` seconds of work: ``Tw = M e^(R/M) (e^((tau + C)/M) - 1) Ts / tau``.
   Without a checkpoint a preempted run restarts from zero: ``Tw = M e^(R/M) (e^(Ts/M) - 1)``.
 
-Organisation's total (seed 000, section 5): a managed target's billed dollars / ``eta_m``; the
-self-managed ``kubernetes`` target's hardware dollars / ``eta_s`` plus its share of the platform
-team, ``T / u`` per useful accelerator-hour (a CPU node counts as one accelerator); ``local`` costs $0.
+Organisation's total (seed 000, section 5): a managed target's billed dollars / ``eta_m``; a
+self-managed target's (``kubernetes``, ``slurm``, ``ray``: :mod:`unijob.cost.selfmanaged`) hardware
+dollars / ``eta_s`` plus its share of the fixed yearly term ``F = T + control-plane fees``, ``F / u`` per
+useful accelerator-hour (a CPU node counts as one accelerator); ``local`` costs $0.
+
+Estimates. Each row lists in ``estimated`` the figures that rest on a derivation or an assumption
+rather than a published price (``on_demand_usd_hour``, ``spot_usd_hour``, ``spot_overhead_hours``,
+``billed_usd``, ``total_usd``), and in ``estimate_notes`` why; ``unijob cost`` prints them with ``~``.
 
 Databricks: nodes x (VM USD/h + DBU/h x USD/DBU x (1 - discount)); a gang of more than one node also
 pays a driver node of the same type (Databricks job clusters have one driver); DBUs are not
@@ -31,13 +36,14 @@ import math
 from dataclasses import asdict, dataclass, field
 from typing import Optional, Sequence
 
-from unijob.cost import catalog, prices
+from unijob.cost import catalog, prices, selfmanaged
 from unijob.cost.catalog import NoOffering
 from unijob.cost.config import OrgParams
 from unijob.errors import UsageError
 
-TARGETS: tuple[str, ...] = ("local", "sagemaker", "vertex", "databricks", "kubernetes")
+TARGETS: tuple[str, ...] = ("local", "sagemaker", "vertex", "databricks", "kubernetes", "slurm", "ray")
 MANAGED = ("sagemaker", "vertex", "databricks")
+SELF_MANAGED = selfmanaged.SELF_MANAGED
 
 
 @dataclass(frozen=True)
@@ -115,8 +121,25 @@ class TargetCost:
     platform_share_usd: float = 0.0
     total_usd: float = 0.0
     cheapest: bool = False
+    self_managed: bool = False
+    hardware: str = ""
+    fixed_usd_year: float = 0.0
+    fixed_source: str = ""
+    estimated: list[str] = field(default_factory=list)
+    estimate_notes: list[str] = field(default_factory=list)
     notes: list[str] = field(default_factory=list)
     sources: list[str] = field(default_factory=list)
+
+    @property
+    def accelerator_hours(self) -> float:
+        """Accelerator-hours this run reserves (instances x accelerators, a CPU node counting one, x hours)."""
+        return self.instances * max(self.accelerators_per_instance, 1) * self.hours
+
+    def _estimate(self, what: str, why: str) -> None:
+        if what not in self.estimated:
+            self.estimated.append(what)
+        if why and why not in self.estimate_notes:
+            self.estimate_notes.append(why)
 
     def as_dict(self) -> dict:
         return asdict(self)
@@ -132,12 +155,6 @@ def _cloud_of(target: str, opts: dict) -> str:
         if cloud not in ("aws", "azure", "gcp"):
             raise UsageError(f"targets.databricks.cloud must be aws, azure or gcp, got '{cloud}'")
         return cloud
-    if target == "kubernetes":
-        prov = str(opts.get("provider") or "eks").lower()
-        m = {"eks": "aws", "gke": "gcp", "aks": "azure"}
-        if prov not in m:
-            raise UsageError(f"targets.kubernetes.provider must be eks, gke or aks to be priced, got '{prov}'")
-        return m[prov]
     raise UsageError(f"unknown target '{target}'; expected one of {', '.join(TARGETS)}")
 
 
@@ -146,15 +163,23 @@ _SERVICE = {("sagemaker", "aws"): "sagemaker-training", ("vertex", "gcp"): "vert
 _VM_SERVICE = {"aws": "ec2", "gcp": "gce", "azure": "azure-vm"}
 
 
-def _hourly(service: str, region: str, shape: catalog.Shape) -> tuple[float, Optional[float], list[str]]:
-    """(on-demand, spot, sources) USD per instance-hour, adding attached GPUs for gcp n1-* shapes."""
-    p = prices.price(service, region, shape.instance_type)
+def _hourly(service: str, region: str, shape: catalog.Shape, row: "TargetCost") -> tuple[float, Optional[float], list[str]]:
+    """(on-demand, spot, sources) USD per instance-hour, adding attached GPUs for gcp n1-* shapes;
+    marks ``row``'s estimated figures."""
+    found = [prices.price(service, region, shape.instance_type)]
+    p = found[0]
     od, sp, src = p.on_demand, p.spot, [f"{service}/{region}/{shape.instance_type}: {p.source} ({p.as_of})"]
     if shape.family == "gcp" and shape.instance_type.startswith("n1-") and shape.accelerator:
         g = prices.price(service, region, f"gpu:{shape.accelerator}")
+        found.append(g)
         od += g.on_demand * shape.accelerator_count
         sp = None if (sp is None or g.spot is None) else sp + g.spot * shape.accelerator_count
         src.append(f"{service}/{region}/gpu:{shape.accelerator} x {shape.accelerator_count}: {g.source} ({g.as_of})")
+    for q in found:
+        if q.estimate:
+            row._estimate("on_demand_usd_hour", f"{q.service}/{q.region}/{q.instance_type} on-demand is {q.basis}")
+        if sp is not None and q.spot_estimate:
+            row._estimate("spot_usd_hour", f"{q.service}/{q.region}/{q.instance_type} spot is {q.spot_basis}")
     return od, sp, src
 
 
@@ -188,14 +213,27 @@ def estimate_target(spec, target: str, org: OrgParams) -> TargetCost:
         row.notes.append("this machine: no charge counted")
         return row
     opts = spec.target_options(target)
-    cloud = _cloud_of(target, opts)
+    nodes = spec.resources.nodes
+    instances = nodes
+    sm = None
+    if selfmanaged.is_self_managed(target, org):
+        sm = selfmanaged.for_target(target, org, opts)
+        row.self_managed, row.hardware = True, sm.hardware
+        row.fixed_usd_year = sm.fixed_usd_year(org.T)
+        row.fixed_source = sm.source
+        if sm.control_plane_usd_hour:
+            row.notes.append(f"control plane {sm.provider.upper()} ${sm.control_plane_usd_hour:g}/cluster-hour x "
+                             f"{sm.clusters} = ${sm.control_plane_usd_year:,.0f}/year, in the fixed term with T")
+    if sm is not None and sm.hardware == "owned":
+        return _owned(spec, row, sm, org)
+    cloud = sm.cloud if sm is not None else _cloud_of(target, opts)
     family = "sagemaker" if target == "sagemaker" else _FAMILY[cloud]
     shape = _shape(spec, target, family)
     region = _region(target, cloud, opts, org)
     service = _SERVICE.get((target, cloud), _VM_SERVICE[cloud])
-    od, sp, src = _hourly(service, region, shape)
-    nodes = spec.resources.nodes
-    instances = nodes
+    od, sp, src = _hourly(service, region, shape, row)
+    if sm is not None:
+        src.append(sm.source)
     row.family, row.region, row.instance_type = family, region, shape.instance_type
     row.accelerators_per_instance = shape.accelerator_count
     if target == "databricks":
@@ -209,8 +247,16 @@ def estimate_target(spec, target: str, org: OrgParams) -> TargetCost:
         dbu_h = (dbx.get("dbu_per_hour") or {}).get(shape.instance_type, rates.dbu_per_hour.get((cloud, shape.instance_type)))
         if dbu_h is None:
             dbu_h = round(shape.vcpus * 0.17, 2)
-            row.notes.append(f"no DBU/h row for {shape.instance_type}: estimated {dbu_h} DBU/h as 0.17 x vCPUs "
-                             "(assumption, the m5.xlarge ratio 0.69/4)")
+            why = (f"no DBU/h row for {shape.instance_type}: {dbu_h} DBU/h estimated as 0.17 x vCPUs "
+                   "(an unsourced rule: the m5.xlarge ratio 0.69/4)")
+            row.notes.append(why)
+            row._estimate("on_demand_usd_hour", why)
+            if sp is not None:
+                row._estimate("spot_usd_hour", why)
+        elif shape.instance_type not in (dbx.get("dbu_per_hour") or {}) and rates.estimate("node", cloud, shape.instance_type):
+            row._estimate("on_demand_usd_hour", f"DBU/h of {shape.instance_type} is an assumption (data/databricks.csv)")
+            if sp is not None:
+                row._estimate("spot_usd_hour", f"DBU/h of {shape.instance_type} is an assumption (data/databricks.csv)")
         disc = float(dbx.get("discount") or 0.0)
         dbu_usd_h = dbu_h * usd_dbu * (1 - disc)
         od, sp = od + dbu_usd_h, (None if sp is None else sp + dbu_usd_h)
@@ -221,6 +267,8 @@ def estimate_target(spec, target: str, org: OrgParams) -> TargetCost:
         src.append(rates.sources.get(("rate", cloud, ctype), "user override"))
     row.instances = instances
     row.on_demand_usd_hour, row.spot_usd_hour = od, sp
+    if row.spot_usd_hour is None:
+        row.estimated = [e for e in row.estimated if e != "spot_usd_hour"]
     row.sources = src
     row.billed_on_demand_usd = od * instances * hours
     if sp is not None:
@@ -240,25 +288,65 @@ def estimate_target(spec, target: str, org: OrgParams) -> TargetCost:
         row.spot_hours = tw / 3600
         row.spot_overhead_hours = row.spot_hours - hours
         row.billed_spot_usd = sp * instances * row.spot_hours
+        if base_pre_assumed(target, org):
+            row._estimate("spot_overhead_hours", "spot overhead rests on an assumed preemption rate M, C and R")
         row.sources.append(f"preemption ({target}): M_node = {pre.mtbp_hours:,.0f} h, C = {C:g} s, R = {R:g} s; {pre.source}")
     if spec.spot.is_spot and row.billed_spot_usd is not None:
         row.billed_usd = row.billed_spot_usd
+        if any(f in row.estimated for f in ("spot_usd_hour", "spot_overhead_hours")):
+            row._estimate("billed_usd", "")
     else:
         if spec.spot.is_spot:
             row.notes.append("no spot price in the catalog: priced on-demand")
         row.billed_usd = row.billed_on_demand_usd
-    if target in MANAGED:
+        if "on_demand_usd_hour" in row.estimated:
+            row._estimate("billed_usd", "")
+    return _total(row, org)
+
+
+def _total(row: TargetCost, org: OrgParams) -> TargetCost:
+    """The organisation's total: billed / eta_m (managed) or billed / eta_s + F/u per accelerator-hour."""
+    if "billed_usd" in row.estimated:
+        row._estimate("total_usd", "")
+    if not row.self_managed:
         row.utilization = org.eta_m
         row.total_usd = row.billed_usd / org.eta_m
+        return row
+    row.utilization = org.eta_s
+    if org.useful_hours:
+        row.platform_share_usd = row.accelerator_hours * row.fixed_usd_year / org.useful_hours
     else:
-        row.utilization = org.eta_s
-        acc_hours = instances * max(shape.accelerator_count, 1) * hours
-        if org.useful_hours:
-            row.platform_share_usd = acc_hours * org.T / org.useful_hours
-        else:
-            row.notes.append("useful_hours (u) unknown: the platform team's share T/u is not charged")
-        row.total_usd = row.billed_usd / org.eta_s + row.platform_share_usd
+        row.notes.append("useful_hours (u) unknown: the fixed term's share F/u (platform team"
+                         + (", control plane" if row.fixed_usd_year > org.T else "") + ") is not charged")
+    row.total_usd = row.billed_usd / org.eta_s + row.platform_share_usd
     return row
+
+
+def base_pre_assumed(target: str, org: OrgParams) -> bool:
+    """The preemption figures are the shipped assumptions (not the organisation's own)."""
+    return not org.preemption.get(target)
+
+
+def _owned(spec, row: TargetCost, sm: "selfmanaged.SelfManaged", org: OrgParams) -> TargetCost:
+    """A self-managed target on owned nodes: USD per node-hour from depreciation, power and colocation."""
+    hw = sm.owned
+    res = spec.resources
+    if res.accelerator_type is not None:
+        if hw.accelerator and hw.accelerator != res.accelerator_type:
+            raise NoOffering(f"your owned {row.target} nodes carry {hw.accelerator}, the spec asks for {res.accelerator_type}")
+        if res.accelerator_count > hw.accelerators_per_node:
+            raise NoOffering(f"your owned {row.target} nodes carry {hw.accelerators_per_node} accelerators, "
+                             f"the spec asks for {res.accelerator_count} per node", [hw.accelerators_per_node])
+    row.family, row.region = "owned", "-"
+    row.instance_type = f"owned node ({hw.accelerators_per_node} x {hw.accelerator or 'accelerator'})"
+    row.instances = res.nodes
+    row.accelerators_per_instance = hw.accelerators_per_node
+    row.on_demand_usd_hour = hw.usd_per_node_hour
+    row.billed_on_demand_usd = row.billed_usd = hw.usd_per_node_hour * res.nodes * row.hours
+    row.sources = [hw.breakdown(), sm.source]
+    if spec.spot.is_spot:
+        row.notes.append("owned nodes have no spot market: priced at the owned node-hour")
+    return _total(row, org)
 
 
 def _preemption(target: str, cloud: str, org: OrgParams) -> Preemption:
@@ -289,13 +377,14 @@ def estimate(spec, targets: Optional[Sequence[str]] = None, org: Optional[OrgPar
 
     org = org or load_org()
     explicit = targets is not None
-    names = list(targets) if explicit else list(TARGETS)
+    known = list(TARGETS) + [t for t in org.self_managed if t not in TARGETS]
+    names = list(targets) if explicit else known
     for t in names:
-        if t not in TARGETS:
+        if t not in known:
             import difflib
 
-            close = difflib.get_close_matches(t, TARGETS, n=1)
-            raise UsageError(f"unknown target '{t}'; expected one of {', '.join(TARGETS)}",
+            close = difflib.get_close_matches(t, known, n=1)
+            raise UsageError(f"unknown target '{t}'; expected one of {', '.join(known)}",
                              hint=f"did you mean '{close[0]}'?" if close else None)
     rows = []
     for t in names:

@@ -1,8 +1,11 @@
 """The dated price catalog: ``data/prices.csv`` and ``data/databricks.csv`` (stdlib ``csv``, parsed
 once per process on first use; no pandas).
 
-Each row carries its ``source`` (URL or page, or the word ``assumption`` where the figure was not
-verified) and ``as_of`` (the date it was published or read). ``unijob catalog refresh`` writes
+Each row carries its ``source`` (URL or vendor API and query, or the rule it was derived by),
+``as_of`` (the date it was read) and, for the on-demand and the spot figure separately, its ``basis``:
+``published`` (read on the vendor's page or price API), ``derived`` (computed from another row by the
+rule in ``source``) or ``assumption`` (not verified). Derived and assumed figures are estimates, and
+``unijob cost`` marks them so. ``unijob catalog refresh`` writes
 fresher rows to the user's price file (:func:`user_prices_path`), which overlays the shipped ones.
 
 Services (the ``service`` column): ``sagemaker-training``, ``sagemaker-hosting``, ``ec2``, ``gce``,
@@ -23,7 +26,11 @@ from typing import Iterable, Optional
 
 from unijob.cost.catalog import NoOffering
 
-FIELDS = ("service", "region", "instance_type", "on_demand_usd_hour", "spot_usd_hour", "source", "as_of")
+FIELDS = ("service", "region", "instance_type", "on_demand_usd_hour", "spot_usd_hour", "basis", "spot_basis",
+          "source", "as_of")
+
+#: The values of the ``basis`` / ``spot_basis`` columns; all but ``published`` are estimates.
+BASES = ("published", "derived", "assumption")
 
 
 @dataclass(frozen=True)
@@ -37,6 +44,27 @@ class Price:
     spot: Optional[float]
     source: str
     as_of: str
+    basis: str = "published"
+    spot_basis: str = ""
+
+    @property
+    def estimate(self) -> bool:
+        """The on-demand figure rests on a derivation or an assumption, not a published price."""
+        return self.basis != "published"
+
+    @property
+    def spot_estimate(self) -> bool:
+        """The spot figure (when there is one) rests on a derivation or an assumption."""
+        return self.spot is not None and self.spot_basis != "published"
+
+
+def _infer_basis(source: str) -> str:
+    s = source.strip().lower()
+    if s.startswith(("assumption", "unverified")):
+        return "assumption"
+    if s.startswith("derived"):
+        return "derived"
+    return "published"
 
 
 def _lines(text: str) -> Iterable[str]:
@@ -59,8 +87,14 @@ def parse_prices(text: str) -> list[Price]:
     out = []
     for row in csv.DictReader(_lines(text)):
         spot = row.get("spot_usd_hour") or ""
+        source = row.get("source") or ""
+        basis = (row.get("basis") or "").strip() or _infer_basis(source)
+        spot_basis = (row.get("spot_basis") or "").strip() or ("assumption" if spot else "")
+        if basis not in BASES or (spot_basis and spot_basis not in BASES):
+            raise ValueError(f"prices row {row['service']}/{row['region']}/{row['instance_type']}: basis must be one of "
+                             f"{', '.join(BASES)}, got {basis!r}/{spot_basis!r}")
         out.append(Price(row["service"], row["region"], row["instance_type"], float(row["on_demand_usd_hour"]),
-                         float(spot) if spot else None, row.get("source", ""), row.get("as_of", "")))
+                         float(spot) if spot else None, source, row.get("as_of", ""), basis, spot_basis))
     return out
 
 
@@ -75,7 +109,9 @@ def prices() -> dict[tuple[str, str, str], Price]:
             old = table.get((p.service, p.region, p.instance_type))
             if p.spot is None and old is not None and old.spot is not None:
                 # a refreshed on-demand price keeps the shipped spot discount (spot moves every 5 min)
-                p = replace(p, spot=round(old.spot / old.on_demand * p.on_demand, 6))
+                p = replace(p, spot=round(old.spot / old.on_demand * p.on_demand, 6), spot_basis="derived",
+                            source=p.source + f"; spot derived: the shipped row's spot/on-demand ratio "
+                                              f"{old.spot / old.on_demand:.4f}")
             table[(p.service, p.region, p.instance_type)] = p
     return table
 
@@ -111,6 +147,10 @@ class DatabricksRates:
     usd_per_dbu: dict[tuple[str, str], float]
     dbu_per_hour: dict[tuple[str, str], float]
     sources: dict[tuple[str, str, str], str]
+
+    def estimate(self, kind: str, cloud: str, key: str) -> bool:
+        """Whether the shipped ``kind`` (rate/node) row rests on an assumption."""
+        return self.sources.get((kind, cloud, key), "assumption").lower().startswith("assumption")
 
 
 @functools.lru_cache(maxsize=None)

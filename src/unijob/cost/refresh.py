@@ -64,7 +64,7 @@ def parse_aws_offer(data: dict, wanted: Optional[set[str]] = None) -> list[dict]
                 usd = float(dim.get("pricePerUnit", {}).get("USD", "0"))
                 if usd > 0:
                     out.append({"service": service, "region": a.get("regionCode", ""), "instance_type": it,
-                                "on_demand_usd_hour": usd, "spot_usd_hour": "",
+                                "on_demand_usd_hour": usd, "spot_usd_hour": "", "basis": "published",
                                 "source": f"AWS Price List {offer} {data.get('publicationDate', '')}".strip(),
                                 "as_of": (data.get("publicationDate") or "")[:10]})
     return out
@@ -112,7 +112,8 @@ def parse_gcp_skus(skus: Iterable[dict], regions: Iterable[str]) -> list[dict]:
     for (reg, name, kind), v in sorted(gpu.items()):
         if kind == "od":
             out.append({"service": "gce", "region": reg, "instance_type": f"gpu:{name}", "on_demand_usd_hour": v,
-                        "spot_usd_hour": gpu.get((reg, name, "spot"), ""), "source": src, "as_of": dates.get(reg, "")})
+                        "spot_usd_hour": gpu.get((reg, name, "spot"), ""), "source": src, "basis": "published",
+                        "spot_basis": "published" if (reg, name, "spot") in gpu else "", "as_of": dates.get(reg, "")})
     for reg in regions:
         if (reg, "core", "od") in n1 and (reg, "ram", "od") in n1:
             for n in (4, 8, 16, 32, 64):
@@ -122,6 +123,7 @@ def parse_gcp_skus(skus: Iterable[dict], regions: Iterable[str]) -> list[dict]:
                     sp = n * n1[(reg, "core", "spot")] + 3.75 * n * n1[(reg, "ram", "spot")]
                 out.append({"service": "gce", "region": reg, "instance_type": f"n1-standard-{n}",
                             "on_demand_usd_hour": round(od, 6), "spot_usd_hour": "" if sp == "" else round(sp, 6),
+                            "basis": "derived", "spot_basis": "" if sp == "" else "derived",
                             "source": src + " (N x core + 3.75 N x RAM)", "as_of": dates.get(reg, "")})
     return out
 
