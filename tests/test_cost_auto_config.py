@@ -68,3 +68,67 @@ def test_config_defaults_are_the_seed():
     org = OrgParams()
     p = org.breakeven_params()
     assert (p.raw_hour, p.team_cost, p.eta_s, p.markup, p.eta_m) == (12.0, 440000.0, 0.55, 1.6, 0.8)
+
+
+# ---- --target auto through the CLI: installed, ready, able to run the spec -------------------
+
+AUTO_SPEC = """name: big
+image: python:3.11
+command: ["python", "-c", "print(1)"]
+resources:
+  accelerator: {acc}
+  nodes: 2
+expected_duration: 10h
+"""
+
+
+def _auto_plan(tmp_path, capsys, acc="A100:8"):
+    from unijob.cli.main import main
+
+    p = tmp_path / "job.yaml"
+    p.write_text(AUTO_SPEC.format(acc=acc) if acc else
+                 AUTO_SPEC.replace("  accelerator: {acc}\n", "") + "targets:\n  local: {run_image_command: true}\n")
+    code = main(["plan", str(p), "--target", "auto"])
+    out = capsys.readouterr()
+    return code, out.out, out.err
+
+
+def test_auto_on_a_core_install_never_plans_gpus_on_a_gpu_less_machine(tmp_path, capsys, monkeypatch):
+    from unijob import registry
+    from unijob.cost import auto
+
+    monkeypatch.setattr(registry, "names", lambda: ["local"])  # a core install: only the local target
+    monkeypatch.setattr(auto, "local_gpus", lambda: 0)
+    code, out, err = _auto_plan(tmp_path, capsys)
+    assert code == 3, out + err
+    assert "no installed, ready target can run this spec" in err and "local: this machine has 0 GPUs" in err
+    assert "not installed" not in err
+    code, out, err = _auto_plan(tmp_path, capsys, acc=None)  # a CPU job runs locally
+    assert code == 0 and "target:     local" in out and "local is the only target" in err
+
+
+def test_auto_says_which_targets_it_skipped_and_why(tmp_path, capsys, monkeypatch):
+    from unijob import registry
+    from unijob.contract import Readiness
+    from unijob.cost import auto
+
+    installed = [n for n in registry.names() if n in ("local", "sagemaker", "vertex", "kubernetes")]
+    monkeypatch.setattr(auto, "local_gpus", lambda: 0)
+    ready = {"vertex"}
+
+    def probe(name, spec, _orig=auto._probe):
+        if name in ready:
+            return None
+        return _orig(name, spec) if name == "local" else f"not ready: no credentials for {name}"
+
+    monkeypatch.setattr(registry, "names", lambda: installed)
+    monkeypatch.setenv("GOOGLE_CLOUD_PROJECT", "demo")
+    monkeypatch.setenv("CLOUD_ML_REGION", "us-central1")
+    monkeypatch.setattr(auto, "_probe", probe)
+    if "vertex" not in installed:
+        pytest.skip("the vertex adapter is not installed")
+    code, out, err = _auto_plan(tmp_path, capsys)
+    assert code == 0, err
+    assert "target:     vertex" in out and "vertex is cheapest" in err
+    assert "skipped:" in err and "local (this machine has 0 GPUs" in err
+    assert Readiness  # the contract type the adapters answer check() with

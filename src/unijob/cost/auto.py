@@ -62,7 +62,6 @@ def _probe(name: str, spec) -> Optional[str]:
             if have < need:
                 return (f"this machine has {have} GPU{'s' if have != 1 else ''}; the spec asks for "
                         f"{res.nodes} x {res.accelerator_type}:{res.accelerator_count}")
-        return None
     try:
         adapter.plan(spec, "auto-probe")
     except UnijobError as e:
