@@ -3,7 +3,8 @@
 Runs `unijob cost SPEC -o json` (every target, so every price family is parsed) through the `unijob`
 entry point when it is installed and answers; otherwise it falls back to invoking the command object
 directly: `python -c "from unijob.cli.cost_cmds import cost; cost.main([...])"`, and says so.
-Also times `catalog gpus` (every shape x every priced region) and `python -c pass` for reference.
+Also times `catalog gpus` (every shape x every priced region), `breakeven --accelerator H100:8` (both
+sides priced from the catalog, the +-20% sensitivity) and `python -c pass` for reference.
 
 Usage: .venv/bin/python benchmarks/bench_cost.py [N]
 """
@@ -52,10 +53,13 @@ def main() -> None:
         core = _time([py, "-c", "import unijob.loading"], n)
         c = _time(cmd, n)
         g = _time([py, "-c", "from unijob.cli.cost_cmds import catalog; catalog.main(['gpus', '-o', 'json'], standalone_mode=False)"], n)
+        b = _time([py, "-c", "from unijob.cli.cost_cmds import breakeven; "
+                             "breakeven.main(['-a', 'H100:8', '-o', 'json'], standalone_mode=False)"], n)
     print(f"python -c pass              median {base * 1000:7.1f} ms")
     print(f"import unijob.loading (core) median {core * 1000:7.1f} ms   (the JobSpec models; not the cost module)")
     print(f"unijob cost (all targets)   median {c * 1000:7.1f} ms   [{via}]   target < 500 ms: {'OK' if c < 0.5 else 'MISSED'}")
     print(f"catalog gpus (all offers)   median {g * 1000:7.1f} ms")
+    print(f"breakeven -a H100:8         median {b * 1000:7.1f} ms   ({b / c:.2f}x unijob cost)")
 
 
 if __name__ == "__main__":

@@ -21,7 +21,7 @@ def test_parse_aws_ec2_offer_keeps_linux_shared_used_only():
     rows = refresh.parse_aws_offer(_load("aws_ec2_offer_sample.json"))
     got = {(r["service"], r["region"], r["instance_type"]): r["on_demand_usd_hour"] for r in rows}
     assert got == {("ec2", "us-east-1", "p4d.24xlarge"): 21.957642, ("ec2", "us-east-1", "g5.2xlarge"): 1.212}
-    assert all(r["as_of"] == "2026-11-01" for r in rows)
+    assert all(r["as_of"] == "2026-11-01" and r["basis"] == "published" for r in rows)  # from the vendor API
 
 
 def test_parse_aws_sagemaker_offer_components():
@@ -36,6 +36,8 @@ def test_parse_gcp_skus_gpus_and_n1():
     assert got[("us-central1", "gpu:T4")] == (0.35, 0.14)
     od, sp = got[("us-central1", "n1-standard-4")]
     assert od == pytest.approx(4 * 0.031611 + 15 * 0.004237) and sp == ""
+    basis = {(r["region"], r["instance_type"]): r["basis"] for r in rows}
+    assert basis[("us-central1", "gpu:T4")] == "published" and basis[("us-central1", "n1-standard-4")] == "derived"
     assert not any(r["region"] == "europe-west4" for r in rows)
 
 
