@@ -41,8 +41,13 @@ def test_submit_sends_the_plan_and_uploads_sourcedir(adapter, tmp_path, bucket, 
     blob = boto3_client("s3").get_object(Bucket=bucket, Key=key)["Body"].read()
     import hashlib
     assert hashlib.sha256(blob).hexdigest() == up.sha256
-    names = tarfile.open(fileobj=io.BytesIO(gzip.decompress(blob))).getnames()
-    assert sorted(names) == ["train.py", "util.py"]
+    tar = tarfile.open(fileobj=io.BytesIO(gzip.decompress(blob)))
+    wheel = plan.uploads[1]
+    assert wheel.kind == "runtime-wheel" and wheel.destination == f"{up.destination}#{wheel.source}"
+    assert sorted(tar.getnames()) == sorted(["requirements.txt", "train.py", "util.py", wheel.source])
+    # the toolkit's `pip install -r requirements.txt` (cwd: the code dir) installs the runtime from the file
+    assert tar.extractfile("requirements.txt").read().decode().splitlines()[-1] == f"./{wheel.source}"
+    assert [api for api, _ in sent].count("s3:PutObject") == 1  # the wheel is not uploaded on its own
     desc = boto3_client("sagemaker").describe_training_job(TrainingJobName=h.native_id)
     assert desc["ResourceConfig"]["InstanceCount"] == 2
     assert desc["HyperParameters"]["sagemaker_submit_directory"] == json.dumps(up.destination)

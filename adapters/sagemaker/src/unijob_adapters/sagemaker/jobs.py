@@ -71,6 +71,8 @@ def upload(plan: Plan) -> None:
         return
     s3 = client("s3", plan.extra["region"], retry_mode=plan.extra.get("retry_mode", "standard"))
     for up in plan.uploads:
+        if up.kind == "runtime-wheel":  # travels inside sourcedir.tar.gz
+            continue
         blob = sourcedir.pack(up.source, plan.extra.get("requirements"))
         if up.sha256 and sourcedir.sha256(blob) != up.sha256:
             raise UsageError(f"{up.source} changed since the plan was made; plan again")
@@ -241,6 +243,8 @@ def status(handle: JobHandle) -> JobStatus:
                 f"on-demand fallback {fb['TrainingJobName']} submitted")
         desc = describe(handle, fb["TrainingJobName"])
     state, msg = map_state(desc)
+    if state == JobState.FAILED and not needs_fallback(desc):
+        msg = _with_failure_tail(handle, desc.get("TrainingJobName") or active_name(handle), msg)
     return JobStatus(
         state=state,
         native_state=f"{desc.get('TrainingJobStatus', '')}/{desc.get('SecondaryStatus', '')}",
@@ -250,6 +254,22 @@ def status(handle: JobHandle) -> JobStatus:
         ended_at=_ts(desc.get("TrainingEndTime")),
         handle_update=update,
     )
+
+
+def _with_failure_tail(handle: JobHandle, name: str, msg: str) -> str:
+    """``msg`` plus the failing host's last log lines (see :func:`.logs.failure_tail`); ``msg`` alone
+    when the logs cannot be read."""
+    from unijob.errors import TargetError
+
+    from . import logs
+
+    try:
+        host, lines = logs.failure_tail(handle, name)
+    except TargetError:
+        return msg
+    if not lines:
+        return msg
+    return f"{msg}\nLast lines of {host} ({logs.LOG_GROUP}):\n" + "\n".join(lines)
 
 
 def cancel(handle: JobHandle) -> None:

@@ -91,3 +91,42 @@ def read(handle: JobHandle, job: str, *, follow: bool, is_final: Callable[[], bo
         if final:
             return
         sleep(interval)
+
+
+#: The line the SageMaker training toolkit (inside every SageMaker framework container) logs when
+#: the job failed (sagemaker_training/trainer.py, 5.1.4); what precedes it is the failing step's output.
+FAILURE_MARK = "Reporting training FAILURE"
+
+
+def failure_tail(handle: JobHandle, job: str, lines: int = 20) -> tuple[str, list[str]]:
+    """(host, last lines) of the host whose output shows the failure: the first host whose stream
+    carries :data:`FAILURE_MARK` (the lines before it), else the host that logged last.
+
+    ``FailureReason`` often lacks the cause (the toolkit's ``ExecuteUserScriptError`` carries an
+    empty ``ErrorMessage`` in script mode), so :func:`jobs.status` adds these lines, as the local
+    target shows the failing rank's last lines.
+
+    Returns:
+        ``("", [])`` when the job has no log streams.
+
+    Raises:
+        TargetError: CloudWatch Logs refused.
+    """
+    c = client("logs", handle.extra["region"], retry_mode=handle.extra.get("retry_mode", "standard"),
+               max_attempts=int(handle.extra.get("max_attempts", 8)))
+    events = _Reader(c, job).poll()
+    by_host: dict[str, list[tuple[int, str]]] = {}
+    for ts, host, msg in events:
+        by_host.setdefault(host, []).append((ts, msg.rstrip()))
+    if not by_host:
+        return "", []
+    marked = []
+    for host, evs in by_host.items():
+        idx = next((i for i, (_, m) in enumerate(evs) if FAILURE_MARK in m), None)
+        if idx is not None:
+            marked.append((evs[idx][0], host, [m for _, m in evs[:idx]]))
+    if marked:
+        _, host, before = min(marked)
+        return host, before[-lines:]
+    host = max(by_host, key=lambda h: (by_host[h][-1][0], h))
+    return host, [m for _, m in by_host[host][-lines:]]

@@ -16,8 +16,14 @@ Choices where the spec is silent (each also appears in ``plan.notes`` when it ap
   training toolkit reads: hyperparameters JSON-encoded (``"train.py"`` with quotes, ``true``),
   ``sagemaker_program``, ``sagemaker_submit_directory``, ``sagemaker_region``,
   ``sagemaker_container_log_level`` (20), ``sagemaker_job_name``, and
-  ``sagemaker_torch_distributed_enabled: "true"`` for gangs (world size > 1), as
-  ``PyTorch(distribution={"torch_distributed": {"enabled": True}})`` sets.
+  ``sagemaker_torch_distributed_enabled: "true"`` for several processes per node, as
+  ``PyTorch(distribution={"torch_distributed": {"enabled": True}})`` sets (torchrun, which the
+  PyTorch training containers carry). One process per node needs no launcher: the toolkit's
+  script mode runs ``python <script>`` on every host, and the runtime takes the rank from the
+  host's place in ``SM_HOSTS``.
+- The runtime wheel travels in ``sourcedir.tar.gz`` (see :mod:`.sourcedir`); the source directory
+  is limited to :data:`unijob.bundle.SOURCE_DIR_LIMIT` (100 MiB; SageMaker documents no limit of
+  its own, but the bundle is downloaded and unpacked on every host).
 - Image jobs: hyperparameters as plain strings (``true``/``false`` for booleans).
 """
 
@@ -28,6 +34,7 @@ import json
 from typing import Any, Optional
 from urllib.parse import urlparse
 
+from unijob import bundle
 from unijob.contract import NativeRequest, Plan, PlanResources, Upload
 from unijob.errors import SpecError
 
@@ -194,13 +201,20 @@ def build(spec: Any, submission_id: str, opts: SageMakerOptions) -> Plan:
         src = spec.source_path
         req = spec.resolve_path(spec.requirements) if spec.requirements else None
         try:
-            blob = sourcedir.pack(src, req)
+            bundle.check_source_size(src)
+            wheel = bundle.runtime_wheel(sourcedir.WHEEL_TARGETS)
+            blob = sourcedir.pack(src, req, wheel)
         except FileNotFoundError:
             raise SpecError.at(("source_dir",), f"no such directory: {src}") from None
         digest = sourcedir.sha256(blob)
         prefix = opts.code_prefix.strip("/")
         dest = f"s3://{code_bucket}/{prefix + '/' if prefix else ''}{digest}/sourcedir.tar.gz"
         uploads.append(Upload(source=str(src), destination=dest, sha256=digest, kind="sourcedir"))
+        # Listed for review; it travels inside sourcedir.tar.gz (not uploaded on its own).
+        uploads.append(Upload(source=wheel.filename, destination=f"{dest}#{wheel.filename}", sha256=wheel.sha256,
+                              kind="runtime-wheel"))
+        notes.append(f"the runtime ({wheel.filename}) is packed in sourcedir.tar.gz and listed last in its "
+                     "requirements.txt: the SageMaker training toolkit installs it from the file, with no index")
         if req is not None:
             requirements = str(req)
         extra_hp: dict[str, Any] = {
@@ -210,10 +224,14 @@ def build(spec: Any, submission_id: str, opts: SageMakerOptions) -> Plan:
             "sagemaker_container_log_level": 20,
             "sagemaker_job_name": name,
         }
-        if gang:
+        ppn = spec.resources.processes_per_node
+        if ppn > 1:
             extra_hp["sagemaker_torch_distributed_enabled"] = True
-            notes.append(f"torch_distributed: the SageMaker toolkit runs torchrun on {nodes} node(s) x "
-                         f"{spec.resources.processes_per_node} process(es)")
+            notes.append(f"torch_distributed: the SageMaker PyTorch toolkit runs torchrun on {nodes} node(s) x "
+                         f"{ppn} process(es)")
+        elif nodes > 1:
+            notes.append(f"one process per node: the SageMaker training toolkit runs `python {spec.script_relpath}` "
+                         f"on each of the {nodes} hosts (rank = the host's place in SM_HOSTS)")
         hps = {k: json.dumps(v) for k, v in {**spec.hyperparameters, **extra_hp}.items()}
     if spec.requirements and spec.image:
         notes.append("requirements is ignored for image jobs: bake the packages into the image")

@@ -1,43 +1,53 @@
-"""Pack a script job's source directory as a deterministic ``sourcedir.tar.gz``.
+"""The ``sourcedir.tar.gz`` of a SageMaker script job: the source directory, its
+``requirements.txt`` and unijob's runtime wheel.
 
-Deterministic: entries sorted, mtimes zeroed, owner 0/0, modes normalised (0o755 for dirs and
-executables, else 0o644), gzip header without name or mtime; so equal trees hash equal and the
-S3 key (content-addressed by sha256) is stable across machines and retries. ``__pycache__``,
-``.git`` and ``*.pyc`` are skipped. A ``requirements`` file outside the directory's root is added
-as ``requirements.txt``, which the SageMaker training toolkit installs before running the script.
+The SageMaker training toolkit (``sagemaker-training``, the code inside AWS's training containers)
+extracts ``sagemaker_submit_directory`` into ``/opt/ml/code`` and, when it holds a
+``requirements.txt``, runs ``python -m pip install -r requirements.txt`` there (cwd
+``/opt/ml/code``) before the script (``sagemaker_training/modules.py:install_requirements``,
+5.1.4). So the runtime reaches the job without any package index: the wheel
+(:func:`unijob.bundle.runtime_wheel`) is packed at the bundle's root and ``requirements.txt`` ends
+with its relative path. A wheel file named on a line is installed from that file, never looked up in
+an index, and it declares no dependencies, so pip resolves nothing for it (what
+``--no-deps --no-index`` guarantees elsewhere).
+
+``requirements.txt`` is the spec's ``requirements`` file (or a ``requirements.txt`` already at the
+source root, which the toolkit would install anyway) followed by the wheel line. Packing is
+:func:`unijob.bundle.pack_dir` (deterministic: equal inputs, equal bytes, equal S3 key).
 """
 
 from __future__ import annotations
 
-import gzip
-import hashlib
-import io
-import os
-import tarfile
 from pathlib import Path
 from typing import Optional
 
-_SKIP_DIRS = {"__pycache__", ".git", ".hg", ".svn", ".mypy_cache", ".pytest_cache", ".venv"}
+from unijob import bundle
+
+#: The targets whose runtime envs the wheel carries.
+WHEEL_TARGETS = ("sagemaker",)
 
 
-def _add(tar: tarfile.TarFile, path: Path, arcname: str) -> None:
-    info = tarfile.TarInfo(arcname)
-    info.mtime = 0
-    info.uid = info.gid = 0
-    info.uname = info.gname = ""
-    if path.is_dir():
-        info.type = tarfile.DIRTYPE
-        info.mode = 0o755
-        tar.addfile(info)
-        return
-    data = path.read_bytes()
-    info.size = len(data)
-    info.mode = 0o755 if os.access(path, os.X_OK) else 0o644
-    tar.addfile(info, io.BytesIO(data))
+def requirements_text(source_dir: Path, requirements: Optional[Path], wheel_filename: str) -> bytes:
+    """The bundle's ``requirements.txt``: the user's lines, then ``./<wheel>``."""
+    user = b""
+    if requirements is not None:
+        user = Path(requirements).read_bytes()
+    elif (Path(source_dir) / "requirements.txt").is_file():
+        user = (Path(source_dir) / "requirements.txt").read_bytes()
+    if user and not user.endswith(b"\n"):
+        user += b"\n"
+    return user + (b"# unijob's runtime, shipped in this bundle (installed from the file, no index)\n"
+                   + f"./{wheel_filename}\n".encode())
 
 
-def pack(source_dir: Path, requirements: Optional[Path] = None) -> bytes:
-    """The gzip tarball of ``source_dir`` (entries relative to it), as bytes.
+def pack(source_dir: Path, requirements: Optional[Path] = None,
+         wheel: Optional[bundle.RuntimeWheel] = None) -> bytes:
+    """The ``sourcedir.tar.gz`` bytes (see the module docstring).
+
+    Args:
+        source_dir: the script's directory.
+        requirements: the spec's requirements file (anywhere under the spec's directory), or None.
+        wheel: the runtime wheel (default: :func:`unijob.bundle.runtime_wheel` for SageMaker).
 
     Raises:
         FileNotFoundError: ``source_dir`` does not exist.
@@ -45,31 +55,12 @@ def pack(source_dir: Path, requirements: Optional[Path] = None) -> bytes:
     source_dir = Path(source_dir)
     if not source_dir.is_dir():
         raise FileNotFoundError(str(source_dir))
-    entries: list[tuple[str, Path]] = []
-    for root, dirs, files in os.walk(source_dir):
-        dirs[:] = sorted(d for d in dirs if d not in _SKIP_DIRS)
-        rel_root = Path(root).relative_to(source_dir)
-        for d in dirs:
-            entries.append(((rel_root / d).as_posix(), Path(root) / d))
-        for f in sorted(files):
-            if f.endswith((".pyc", ".pyo")):
-                continue
-            entries.append(((rel_root / f).as_posix(), Path(root) / f))
-    if requirements is not None:
-        req = Path(requirements).resolve()
-        inside = req.parent == source_dir.resolve() and req.name == "requirements.txt"
-        if not inside:
-            entries = [e for e in entries if e[0] != "requirements.txt"] + [("requirements.txt", req)]
-    raw = io.BytesIO()
-    with tarfile.open(fileobj=raw, mode="w", format=tarfile.PAX_FORMAT) as tar:
-        for arcname, path in sorted(entries, key=lambda e: e[0]):
-            _add(tar, path, arcname)
-    out = io.BytesIO()
-    with gzip.GzipFile(filename="", mode="wb", fileobj=out, mtime=0, compresslevel=9) as gz:
-        gz.write(raw.getvalue())
-    return out.getvalue()
+    wheel = wheel or bundle.runtime_wheel(WHEEL_TARGETS)
+    extra = {wheel.filename: wheel.data,
+             "requirements.txt": requirements_text(source_dir, requirements, wheel.filename)}
+    return bundle.pack_dir(source_dir, extra)
 
 
 def sha256(data: bytes) -> str:
     """Hex sha256 of ``data``."""
-    return hashlib.sha256(data).hexdigest()
+    return bundle.sha256(data)
