@@ -84,7 +84,8 @@ def test_u_star_matches_independent_formula(r, T, eta_s, m, eta_m):
     p = be.BreakEvenParams(r, T, eta_s, m, eta_m).validated()
     bracket = m / eta_m - 1 / eta_s
     got = be.u_star(p)
-    if bracket <= 0:
+    # within the tolerance the bracket is a rounding residue: no break-even (managed never dearer)
+    if bracket <= be.BRACKET_RTOL * max(m / eta_m, 1 / eta_s):
         assert got is None
         assert "managed is cheaper at every scale" in be.format_report(p)
     else:

@@ -27,12 +27,6 @@ def _split_thousands(text: str) -> list[str]:
     return [p for p in text.split(",") if p.strip()]
 
 
-def _org(**flags):
-    from unijob.cost.config import load_org
-
-    return load_org().with_overrides(**flags)
-
-
 def _console(Console):
     con = Console()
     return con if con.is_terminal else Console(width=200)
@@ -165,43 +159,6 @@ def catalog():
     """The price catalog: where each accelerator is offered, and refreshing prices."""
 
 
-_SERVICES = {"sagemaker": ("sagemaker-training",), "ec2": ("ec2",), "gcp": ("vertex-training", "gce"), "azure": ("azure-vm",)}
-
-
-def gpu_offers(acc: str | None = None, region: str | None = None) -> list[dict]:
-    """Rows of ``catalog gpus``: accelerator, count, service, instance, region, USD/h on-demand and spot."""
-    from unijob.cost import catalog as cat
-    from unijob.cost import prices
-    from unijob.cost.prices import price
-    from unijob.cost.catalog import NoOffering
-
-    table = prices.prices()
-    out = []
-    for s in cat.shapes():
-        if not s.accelerator or (acc and s.accelerator != acc):
-            continue
-        for service in _SERVICES[s.family]:
-            for reg in sorted({k[1] for k in table if k[0] == service}):
-                if region and reg != region:
-                    continue
-                try:
-                    od = price(service, reg, s.instance_type)
-                except NoOffering:
-                    continue
-                on, sp = od.on_demand, od.spot
-                if s.family == "gcp" and s.instance_type.startswith("n1-"):
-                    g = table.get((service, reg, f"gpu:{s.accelerator}"))
-                    if g is None:
-                        continue
-                    on += g.on_demand * s.accelerator_count
-                    sp = None if sp is None or g.spot is None else sp + g.spot * s.accelerator_count
-                out.append({"accelerator": s.accelerator, "count": s.accelerator_count, "service": service,
-                            "instance_type": s.instance_type, "region": reg, "on_demand_usd_hour": round(on, 4),
-                            "spot_usd_hour": None if sp is None else round(sp, 4), "as_of": od.as_of})
-    out.sort(key=lambda r: (r["accelerator"], r["count"], r["on_demand_usd_hour"]))
-    return out
-
-
 @catalog.command("gpus")
 @click.argument("accelerator", required=False)
 @click.option("--region", help="Only this region.")
@@ -217,7 +174,9 @@ def gpus(accelerator, region, output):
             acc = accelerators.canonical(accelerator)
         except accelerators.AcceleratorError as e:
             raise UsageError(str(e), hint=f"did you mean '{e.suggestion}'?" if e.suggestion else None) from None
-    rows = gpu_offers(acc, region)
+    from unijob.cost import report
+
+    rows = report.gpu_offers(acc, region)
     if not rows:
         raise UsageError(f"no offers for {acc or 'any accelerator'}{' in ' + region if region else ''}")
     if output == "json":
@@ -232,9 +191,14 @@ def gpus(accelerator, region, output):
         t.add_column(col, justify=just)
     for r in rows:
         t.add_row(r["accelerator"], str(r["count"]), r["service"], r["instance_type"], r["region"],
-                  f"{r['on_demand_usd_hour']:,.2f}", "-" if r["spot_usd_hour"] is None else f"{r['spot_usd_hour']:,.2f}",
+                  _money(r["on_demand_usd_hour"], r["on_demand_estimate"]),
+                  "-" if r["spot_usd_hour"] is None else _money(r["spot_usd_hour"], r["spot_estimate"]),
                   r["as_of"])
-    _console(Console).print(t)
+    con = _console(Console)
+    con.print(t)
+    if any(r["on_demand_estimate"] or r["spot_estimate"] for r in rows):
+        con.print("~ = estimate: derived from another row or assumed (the rule and source are in the catalog's CSV)",
+                  highlight=False)
 
 
 @catalog.command("refresh")
@@ -243,9 +207,9 @@ def gpus(accelerator, region, output):
 def refresh(regions, timeout):
     """Pull fresh prices: AWS Price List bulk files (AmazonSageMaker, AmazonEC2) and the Cloud Billing
     Catalog API (Compute Engine, needs UNIJOB_GCP_API_KEY). Offline: exit 4."""
-    from unijob.cost import refresh as rf
+    from unijob.cost import report
 
-    n, path, notes = rf.refresh(list(regions) or None, timeout=timeout)
+    n, path, notes = report.refresh_prices(list(regions) or None, timeout=timeout)
     for line in notes:
         click.echo(line)
     click.echo(f"{n} price rows written to {path}")

@@ -399,3 +399,58 @@ def _from_catalog(accelerator: str, managed: str, self_target: str, region: Opti
             "self_hardware": srow.hardware, "managed_row": mrow.as_dict(), "self_row": srow.as_dict(),
             "estimated_params": est, "estimate_notes": why}
     return p, info, sources, bool(est)
+
+
+# ---- the catalog --------------------------------------------------------------------------------
+
+_SERVICES = {"sagemaker": ("sagemaker-training",), "ec2": ("ec2",), "gcp": ("vertex-training", "gce"), "azure": ("azure-vm",)}
+
+
+def gpu_offers(acc: Optional[str] = None, region: Optional[str] = None) -> list[dict]:
+    """Rows of ``unijob catalog gpus``: accelerator (canonical name), count, service, instance, region,
+    USD per instance-hour on-demand and spot, whether each is an estimate (derived or assumed), and
+    the date read; ``acc``/``region`` filter."""
+    from unijob.cost import catalog as cat
+    from unijob.cost import prices
+    from unijob.cost.prices import price
+    from unijob.cost.catalog import NoOffering
+
+    table = prices.prices()
+    out = []
+    for s in cat.shapes():
+        if not s.accelerator or (acc and s.accelerator != acc):
+            continue
+        for service in _SERVICES[s.family]:
+            for reg in sorted({k[1] for k in table if k[0] == service}):
+                if region and reg != region:
+                    continue
+                try:
+                    od = price(service, reg, s.instance_type)
+                except NoOffering:
+                    continue
+                on, sp = od.on_demand, od.spot
+                on_est, sp_est = od.estimate, od.spot_estimate
+                if s.family == "gcp" and s.instance_type.startswith("n1-"):
+                    g = table.get((service, reg, f"gpu:{s.accelerator}"))
+                    if g is None:
+                        continue
+                    on += g.on_demand * s.accelerator_count
+                    sp = None if sp is None or g.spot is None else sp + g.spot * s.accelerator_count
+                    on_est, sp_est = on_est or g.estimate, sp_est or g.spot_estimate
+                out.append({"accelerator": s.accelerator, "count": s.accelerator_count, "service": service,
+                            "instance_type": s.instance_type, "region": reg, "on_demand_usd_hour": round(on, 4),
+                            "spot_usd_hour": None if sp is None else round(sp, 4), "on_demand_estimate": on_est,
+                            "spot_estimate": sp is not None and sp_est, "as_of": od.as_of})
+    out.sort(key=lambda r: (r["accelerator"], r["count"], r["on_demand_usd_hour"]))
+    return out
+
+
+def refresh_prices(regions: Optional[list[str]] = None, timeout: float = 20.0) -> tuple[int, str, list[str]]:
+    """``unijob catalog refresh``: :func:`unijob.cost.refresh.refresh` (rows written, path, notes).
+
+    Raises:
+        TargetError: offline or a price API error (exit 4).
+    """
+    from unijob.cost import refresh
+
+    return refresh.refresh(regions, timeout=timeout)
