@@ -26,7 +26,7 @@ from pathlib import Path
 from typing import Any, Iterator, Optional
 
 from unijob.contract import JobState, JobStatus, Plan, Upload
-from unijob.errors import NotFound, NotReady, SpecError, TargetError
+from unijob.errors import NotFound, NotReady, SpecError, TargetError, UsageError
 
 from .plan import LAUNCHER_NAME, _source_files
 
@@ -181,7 +181,13 @@ def submit(w, plan: Plan) -> int:
     from databricks.sdk.errors import DatabricksError
     from databricks.sdk.service import jobs
 
+    from .plan import check_submit_body
+
     body = plan.request("/jobs/runs/submit").body
+    try:
+        check_submit_body(body, real=True)  # the plan checked it with the cached stand-ins
+    except ValueError as e:
+        raise UsageError(f"the plan's runs/submit body does not fit databricks-sdk: {e}") from None
     try:
         for up in plan.uploads:
             upload(w, up)

@@ -56,7 +56,20 @@ WORKLOAD_TYPES = {
 _UC_NAME = re.compile(r"^[^./\s@]+\.[^./\s@]+\.[^./\s@]+$")
 
 
-def serving_sdk():
+def serving_sdk(*, real: bool = True):
+    """``databricks.sdk.service.serving``; with ``real=False`` its stand-in from the SDK's cached
+    schema when there is one (plans: :mod:`.validate`).
+
+    Raises:
+        NotReady: databricks-sdk is not installed.
+    """
+    if not real:
+        from . import validate
+
+        validate.sdk_location()
+        stand_in = validate.service("serving")
+        if stand_in is not None:
+            return stand_in
     try:
         from databricks.sdk.service import serving
     except ImportError:
@@ -117,7 +130,7 @@ def build_endpoint_plan(spec, opts: DatabricksOptions) -> Plan:
         SpecError: no endpoint, a model that is not a versioned UC model, an image/handler, an
             accelerator with no Databricks compute type.
     """
-    serving = serving_sdk()
+    serving = serving_sdk(real=False)
     ep = spec.endpoint
     if ep is None:
         raise SpecError.at(("endpoint",), "the spec has no endpoint section")
@@ -172,11 +185,13 @@ def build_endpoint_plan(spec, opts: DatabricksOptions) -> Plan:
     )
 
 
-def check_create_body(body: Mapping[str, Any]) -> None:
-    """Validate a create body with the SDK's types (keys of ``ServingEndpointsAPI.create``; the
-    config round-trips ``EndpointCoreConfigInput``). Raises ValueError."""
-    serving = serving_sdk()
-    unknown = set(body) - (set(inspect.signature(serving.ServingEndpointsAPI.create).parameters) - {"self"})
+def check_create_body(body: Mapping[str, Any], *, real: bool = False) -> None:
+    """Validate a create body with the SDK's types (their cached stand-ins unless ``real``): keys of
+    ``ServingEndpointsAPI.create``; the config round-trips ``EndpointCoreConfigInput``. Raises ValueError."""
+    from . import validate
+
+    serving = serving_sdk(real=real)
+    unknown = set(body) - validate.api_params("serving.ServingEndpointsAPI.create", real=real)
     if unknown:
         raise ValueError(f"serving-endpoints create takes no {sorted(unknown)}")
     cfg = body.get("config", {})
@@ -194,6 +209,10 @@ def deploy(w, plan: Plan) -> EndpointHandle:
 
     serving = serving_sdk()
     body = plan.request(CREATE_API).body
+    try:
+        check_create_body(body, real=True)  # the plan checked it with the cached stand-ins
+    except ValueError as e:
+        raise UsageError(f"the plan's serving-endpoints create body does not fit databricks-sdk: {e}") from None
     try:
         w.serving_endpoints.create(
             name=body["name"], config=serving.EndpointCoreConfigInput.from_dict(body["config"]),

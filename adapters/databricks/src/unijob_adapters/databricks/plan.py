@@ -34,7 +34,6 @@ on the driver.
 from __future__ import annotations
 
 import hashlib
-import inspect
 import json
 import os
 from pathlib import Path
@@ -61,12 +60,21 @@ AVAILABILITY = {
 }
 
 
-def sdk():
-    """``(jobs, compute)`` service modules of ``databricks.sdk``.
+def sdk(*, real: bool = False):
+    """``(jobs, compute)``: the types of those ``databricks.sdk`` service modules, as stand-ins
+    made from the SDK's cached schema (:mod:`.validate`: importing the SDK takes seconds) or, with
+    ``real`` or without a cache, the modules themselves.
 
     Raises:
         NotReady: databricks-sdk is not installed.
     """
+    if not real:
+        from . import validate
+
+        validate.sdk_location()  # NotReady without the SDK
+        jobs = validate.service("jobs")
+        if jobs is not None:
+            return jobs, validate.service("compute")
     try:
         from databricks.sdk.service import compute, jobs
     except ImportError:
@@ -82,16 +90,18 @@ def names(spec_name: str, submission_id: str) -> tuple[str, str]:
     return f"{spec_name}-{digest[:8]}", "unijob-" + digest[:40]
 
 
-def check_submit_body(body: dict[str, Any]) -> None:
-    """Validate a ``runs/submit`` body with the SDK's own types: every top-level key is a
-    ``JobsAPI.submit`` parameter and every task round-trips ``SubmitTask.from_dict(t).as_dict()``
-    unchanged (nothing unknown, nothing mistyped).
+def check_submit_body(body: dict[str, Any], *, real: bool = False) -> None:
+    """Validate a ``runs/submit`` body with the SDK's types (their cached stand-ins unless
+    ``real``): every top-level key is a ``JobsAPI.submit`` parameter and every task round-trips
+    ``SubmitTask.from_dict(t).as_dict()`` unchanged (nothing unknown, nothing mistyped).
 
     Raises:
         ValueError: with the first difference.
     """
-    jobs, _ = sdk()
-    allowed = set(inspect.signature(jobs.JobsAPI.submit).parameters) - {"self"}
+    from . import validate
+
+    jobs, _ = sdk(real=real)
+    allowed = validate.api_params("jobs.JobsAPI.submit", real=real)
     unknown = set(body) - allowed
     if unknown:
         raise ValueError(f"runs/submit takes no {sorted(unknown)}")
