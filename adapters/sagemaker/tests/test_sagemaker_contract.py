@@ -26,6 +26,12 @@ ROOT = Path(__file__).parents[3]
 pytestmark = pytest.mark.slow
 
 
+@pytest.fixture(autouse=True)
+def _home(tmp_path, monkeypatch):
+    """Job records and local jobs of these tests under their own UNIJOB_HOME."""
+    monkeypatch.setenv("UNIJOB_HOME", str(tmp_path / "unijob-home"))
+
+
 @pytest.fixture
 def adapter():
     return registry.get("sagemaker")

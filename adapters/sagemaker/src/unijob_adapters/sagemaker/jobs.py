@@ -130,6 +130,8 @@ def dry_run(plan: Plan) -> None:
         except ParamValidationError as e:
             raise TargetError(f"dry run: SageMaker would refuse CreateTrainingJob ({r.when}): {e}") from None
     for up in plan.uploads:
+        if up.kind == "runtime-wheel":  # travels inside sourcedir.tar.gz
+            continue
         blob = sourcedir.pack(up.source, plan.extra.get("requirements"))
         if up.sha256 and sourcedir.sha256(blob) != up.sha256:
             raise UsageError(f"{up.source} changed since the plan was made; plan again")
