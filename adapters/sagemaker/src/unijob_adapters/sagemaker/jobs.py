@@ -261,13 +261,13 @@ def status(handle: JobHandle) -> JobStatus:
 def _with_failure_tail(handle: JobHandle, name: str, msg: str) -> str:
     """``msg`` plus the failing host's last log lines (see :func:`.logs.failure_tail`); ``msg`` alone
     when the logs cannot be read."""
-    from unijob.errors import TargetError
+    from unijob.errors import UnijobError
 
     from . import logs
 
     try:
         host, lines = logs.failure_tail(handle, name)
-    except TargetError:
+    except UnijobError:  # no logs access (NotReady, TargetError): the status stands without them
         return msg
     if not lines:
         return msg
