@@ -113,6 +113,9 @@ class FakeApiServer(FakeServer):
         self.pod_logs: dict[str, str] = {}
         self.created: dict[str, int] = {}
         self.backends: dict[tuple[str, str], str] = {}
+        #: False while a start-contract runner (unijob.testing.contracts.kubernetes) plays the
+        #: kubelet: then pods, logs and Job status come from it (put_pod, put_job_status).
+        self.spawn_pods = True
         self._rv = itertools.count(1)
         coll = r"/(?P<prefix>api/v1|apis/[^/]+/[^/]+)/namespaces/(?P<ns>[^/]+)/(?P<plural>[a-z]+)"
         self.route("GET", r"/api/v1/namespaces/(?P<ns>[^/]+)/pods", self.list_pods)
@@ -184,7 +187,9 @@ class FakeApiServer(FakeServer):
             return Response(201, obj)
         self.objects[key] = obj
         self.created[kind] = self.created.get(kind, 0) + 1
-        if kind == "Job":
+        if not self.spawn_pods:
+            obj["status"] = {}
+        elif kind == "Job":
             self._spawn(obj, obj["spec"], {"batch.kubernetes.io/job-name": key[3], "job-name": key[3]})
         elif kind == "JobSet":
             rj = obj["spec"]["replicatedJobs"][0]
@@ -336,6 +341,21 @@ class FakeApiServer(FakeServer):
             ready = n if self._probe_ok(base_url, c, "readinessProbe") else 0
             dep["status"] = {"replicas": n, "readyReplicas": ready, "availableReplicas": ready}
 
+    # ---- the kubelet and Job controller of a start-contract runner ----------------------------
+
+    def put_pod(self, namespace: str, pod: dict[str, Any], log: str) -> None:
+        """Store a pod object and its container log as the kubelet reports them."""
+        with self.lock:
+            self.pods[(namespace, pod["metadata"]["name"])] = copy.deepcopy(pod)
+            self.pod_logs[pod["metadata"]["name"]] = log
+
+    def put_job_status(self, namespace: str, kind: str, name: str, status: dict[str, Any]) -> None:
+        """Set a Job's (JobSet's) status as its controller does."""
+        with self.lock:
+            for (prefix, ns, plural, n), obj in self.objects.items():
+                if ns == namespace and n == name and obj["kind"] == kind:
+                    obj["status"] = copy.deepcopy(status)
+
     # ---- test controls ----------------------------------------------------------------------
 
     def finish(self, kind: str, name: str, *, ok: bool = True, exit_code: int = 1) -> None:
@@ -445,3 +465,14 @@ def serve_pod(tmp_path):
             except subprocess.TimeoutExpired:
                 os.kill(p.pid, signal.SIGKILL)
                 p.wait()
+
+
+@pytest.fixture(scope="session")
+def image_python(tmp_path_factory):
+    """The Python of a stock scikit-learn job image: pip and scikit-learn, no unijob (one venv for
+    the whole session, shared with other adapters' contract tests through the base temp dir;
+    ``UNIJOB_TEST_JOB_PYTHONS=DIR`` keeps them across sessions)."""
+    from unijob.testing.contracts import job_python
+
+    root = os.environ.get("UNIJOB_TEST_JOB_PYTHONS") or tmp_path_factory.getbasetemp() / "job-pythons"
+    return job_python(root, ["scikit-learn"])

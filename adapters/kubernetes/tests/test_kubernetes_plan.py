@@ -158,6 +158,57 @@ def test_script_job_ships_source_as_configmap(tmp_path, validate):
     assert c["command"][-2:] == ["python", "train.py"]
     for r in p.requests:
         validate(r.body)
+    # the runtime wheel travels in the same ConfigMap, is listed among the uploads, and is installed
+    # with no index before the script (then the requirements)
+    import base64
+
+    from unijob.bundle import runtime_wheel
+
+    wheel = runtime_wheel(["kubernetes"])
+    assert base64.b64decode(cm["binaryData"]["unijob-runtime.whl"]) == wheel.data
+    [up] = p.uploads
+    assert (up.kind, up.source, up.sha256) == ("runtime-wheel", wheel.filename, wheel.sha256)
+    vol = next(v for v in p.request("Job").body["spec"]["template"]["spec"]["volumes"] if v["name"] == "src")
+    assert {"key": "unijob-runtime.whl", "path": f".unijob-runtime/{wheel.filename}"} in vol["configMap"]["items"]
+    script = c["command"][2]
+    assert script.index("--no-index") < script.index(wheel.filename) < script.index("-r requirements.txt")
+    assert c["terminationMessagePolicy"] == "FallbackToLogsOnError"
+
+
+def test_source_dir_over_the_configmap_limit_is_refused_with_its_largest_files(tmp_path):
+    from unijob.errors import SpecError
+    from unijob.spec import JobSpec
+
+    (tmp_path / "train.py").write_text("print('hi')\n")
+    (tmp_path / "weights.bin").write_bytes(b"\0" * 1_200_000)
+    spec = JobSpec.model_validate({"name": "s", "script": "train.py", "targets": {"kubernetes": {"namespace": "ml"}}},
+                                  context={"base_dir": str(tmp_path)})
+    with pytest.raises(SpecError) as e:
+        A.plan(spec, "x")
+    msg = str(e.value)
+    assert "source_dir" in msg and "largest: weights.bin 1.1 MiB" in msg and "ConfigMap holds at most 1 MiB" in msg
+    # binary files grow by 4/3 in binaryData: caught on the object's real size
+    (tmp_path / "weights.bin").write_bytes(bytes(range(256)) * 3000)  # 0.73 MiB -> 0.98 MiB base64
+    with pytest.raises(SpecError, match=r"makes a ConfigMap of 1\.0\d MiB"):
+        A.plan(spec, "x")
+
+
+def test_several_processes_per_node_need_torchrun_in_the_image(tmp_path):
+    from unijob.spec import JobSpec
+
+    (tmp_path / "train.py").write_text("print('hi')\n")
+
+    def plan(image):
+        return A.plan(JobSpec.model_validate(
+            {"name": "s", "script": "train.py", "resources": {"nodes": 2, "processes_per_node": 2},
+             "targets": {"kubernetes": {"namespace": "ml", **({"image": image} if image else {})}}},
+            context={"base_dir": str(tmp_path)}), "x")
+
+    assert not [w for w in plan(None).warnings if "torchrun" in w]
+    [w] = [w for w in plan("python:3.11-slim").warnings if "torchrun" in w]
+    assert "python:3.11-slim" in w and "processes_per_node=2" in w
+    c = plan(None).request("Job").body["spec"]["template"]["spec"]["containers"][0]
+    assert c["command"][3] == "torchrun"
 
 
 @pytest.mark.parametrize("over,loc", [

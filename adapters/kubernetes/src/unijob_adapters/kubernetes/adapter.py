@@ -167,6 +167,8 @@ class KubernetesAdapter(Adapter):
         running = sum(1 for p in pods if (p.get("status") or {}).get("phase") == "Running"
                       and not p["metadata"].get("deletionTimestamp"))
         restarts += sum(cs.get("restartCount", 0) for p in pods for cs in (p.get("status") or {}).get("containerStatuses") or [])
+        # pods the Job controller recreated (preempted pods are not counted in status.failed)
+        restarts = max(restarts, len(pods) - len({_index(p) for p in pods}))
         if obj["metadata"].get("deletionTimestamp"):
             return JobStatus(JobState.STOPPING, "Terminating", f"deleting; {running}/{nodes} pods still running",
                              restarts, started_at=started)
@@ -175,7 +177,8 @@ class KubernetesAdapter(Adapter):
                 return JobStatus(JobState.SUCCEEDED, ok, "", restarts, 0, started, ended or _ts(conds[ok].get("lastTransitionTime")))
         if "Failed" in conds:
             c = conds["Failed"]
-            return JobStatus(JobState.FAILED, f"Failed/{c.get('reason', '')}", c.get("message", ""), restarts,
+            msg = "\n".join(x for x in (c.get("message", ""), _failed_tail(pods)) if x)
+            return JobStatus(JobState.FAILED, f"Failed/{c.get('reason', '')}", msg, restarts,
                              _exit_code(pods), started, _ts(c.get("lastTransitionTime")))
         if (obj.get("spec") or {}).get("suspend") or "Suspended" in conds:
             return JobStatus(JobState.QUEUED, "Suspended", "pending admission (suspended until Kueue admits the gang)",
@@ -303,6 +306,18 @@ def _static_logs(cluster: Any, x: Mapping[str, Any], tag: str) -> list[str]:
         text = cluster.pod_log(p["metadata"]["name"], x["namespace"], "trainer") or ""
         out += [f"[{tag} {_index(p)}] {line}" for line in text.splitlines()]
     return out
+
+
+def _failed_tail(pods: list[dict[str, Any]]) -> str:
+    """The first failed container's termination message: with ``terminationMessagePolicy:
+    FallbackToLogsOnError`` (the plan sets it) the kubelet puts the tail of its log there."""
+    for p in _sorted_pods(pods):
+        for cs in (p.get("status") or {}).get("containerStatuses") or []:
+            t = (cs.get("state") or {}).get("terminated") or {}
+            if t.get("exitCode") and t.get("message"):
+                return (f"node {_index(p)} (pod {p['metadata']['name']}) exited with code {t['exitCode']}; "
+                        f"last lines:\n{t['message'].rstrip()}")
+    return ""
 
 
 def _exit_code(pods: list[dict[str, Any]]) -> Optional[int]:

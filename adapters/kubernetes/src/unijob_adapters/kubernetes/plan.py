@@ -31,11 +31,13 @@ peers down with it (collective timeout), one gang restart costs up to ``nodes`` 
 from __future__ import annotations
 
 import base64
+import json
 import re
+import shlex
 from pathlib import Path
 from typing import Any, Optional
 
-from unijob.contract import NativeRequest, Plan, PlanResources
+from unijob.contract import NativeRequest, Plan, PlanResources, Upload
 from unijob.errors import SpecError
 
 from . import pods
@@ -47,7 +49,18 @@ JOBSET_NAME_LABEL = "jobset.sigs.k8s.io/jobset-name"
 KUEUE_QUEUE_LABEL = "kueue.x-k8s.io/queue-name"
 VOLCANO_GROUP_ANNOTATION = "scheduling.k8s.io/group-name"
 REPLICATED_JOB = "node"
-CONFIGMAP_LIMIT = 1024 * 1024  # bytes; etcd's object limit as the ConfigMap docs state
+#: Size limit of a ConfigMap, in bytes: "The data stored in a ConfigMap cannot exceed 1 MiB"
+#: (kubernetes.io/docs/concepts/configuration/configmap/, read 2026-11-29; etcd's request limit).
+CONFIGMAP_LIMIT = 1024 * 1024
+#: Bytes kept free in the ConfigMap for its metadata, keys and items.
+CONFIGMAP_OVERHEAD = 32 * 1024
+CONFIGMAP_WHY = ("a script job's code ships to the pods in a ConfigMap, and a ConfigMap holds at most 1 MiB "
+                 "(kubernetes.io/docs/concepts/configuration/configmap/); build an image with the code and set "
+                 "image + command, or move data to inputs")
+#: ConfigMap key of the runtime wheel (keys allow only [-._a-zA-Z0-9]; the wheel's file name has a '+').
+RUNTIME_WHEEL_KEY = "unijob-runtime.whl"
+#: Where the runtime wheel appears below the source mount (its PEP 427 file name kept: pip needs it).
+RUNTIME_WHEEL_DIR = ".unijob-runtime"
 
 
 def build(spec: Any, submission_id: str, opts: KubernetesOptions, target: str = "kubernetes") -> Plan:
@@ -130,6 +143,20 @@ def build(spec: Any, submission_id: str, opts: KubernetesOptions, target: str = 
         body = _job(spec, name, ns, top_labels, template, opts)
         requests.append(NativeRequest(api="batch/v1 Job", body=body, note=f"{nodes} node(s) x {nproc} process(es)"))
 
+    uploads: list[Upload] = []
+    if configmap:
+        wheel_item = next(i for i in volumes_of(template) if i["key"] == RUNTIME_WHEEL_KEY)
+        data = base64.b64decode(configmap["binaryData"][RUNTIME_WHEEL_KEY])
+        from unijob.bundle import sha256
+
+        uploads.append(Upload(source=Path(wheel_item["path"]).name, kind="runtime-wheel", sha256=sha256(data),
+                              destination=f"configmap://{ns or '<namespace>'}/{configmap['metadata']['name']}/"
+                                          f"{RUNTIME_WHEEL_KEY}"))
+    image = container.get("image", "")
+    if nproc > 1 and not _has_torchrun(image, opts):
+        warnings.append(f"processes_per_node={nproc}: the ranks start under torchrun, which image {image} may not "
+                        "have (it is not a PyTorch image); use a PyTorch image or run one process per node")
+
     family, instance_type, cost_note = _instance(spec, opts)
     if cost_note:
         notes.append(cost_note)
@@ -141,7 +168,7 @@ def build(spec: Any, submission_id: str, opts: KubernetesOptions, target: str = 
              "gang": opts.gang, "nodes": nodes, "processes_per_node": nproc, "instance_family": family,
              "pod_selector": f"{JOBSET_NAME_LABEL if jobset else JOB_NAME_LABEL}={name}"}
     return Plan(target=target, kind="job", name=name, submission_id=submission_id, requests=requests,
-                resources=resources, notes=notes, warnings=warnings, extra=extra)
+                uploads=uploads, resources=resources, notes=notes, warnings=warnings, extra=extra)
 
 
 # ---- pieces ---------------------------------------------------------------------------------
@@ -233,17 +260,21 @@ def _container(spec: Any, opts: KubernetesOptions, name: str, master: str,
             raise SpecError.at(("targets", "kubernetes", "image"),
                                f"no default PyTorch image for framework.version {spec.framework.version} (known: "
                                f"{', '.join(sorted(PYTORCH_IMAGES))}); set targets.kubernetes.image")
-        configmap, items = _source_configmap(spec, name, opts.namespace, pods.labels(spec, name))
+        from unijob.bundle import runtime_wheel
+
+        wheel = runtime_wheel(["kubernetes"])
+        configmap, items = _source_configmap(spec, name, opts.namespace, pods.labels(spec, name), wheel)
         volumes.append({"name": "src", "configMap": {"name": configmap["metadata"]["name"], "items": items}})
         mounts.append({"name": "src", "mountPath": pods.SRC_DIR, "readOnly": True})
         env.append(_env("PYTHONDONTWRITEBYTECODE", "1"))
         argv = _launch(["python", spec.script_relpath, *spec.args], nodes, nproc)
+        req = None
         if spec.requirements:
             req = Path(spec.resolve_path(spec.requirements)).relative_to(spec.source_path).as_posix()
-            argv = ["sh", "-c", f'python -m pip install --user --no-cache-dir -r {req} && exec "$0" "$@"', *argv]
-        container.update({"image": image, "command": argv, "workingDir": pods.SRC_DIR})
-        notes.append(f"script job: {spec.source_path.name}/ ships as ConfigMap {configmap['metadata']['name']} "
-                     f"mounted at {pods.SRC_DIR}; image {image}")
+        container.update({"image": image, "command": start_command(wheel.filename, req, argv),
+                          "workingDir": pods.SRC_DIR})
+        notes.append(f"script job: {spec.source_path.name}/ and the runtime wheel ship as ConfigMap "
+                     f"{configmap['metadata']['name']} mounted at {pods.SRC_DIR}; image {image}")
     else:
         container["image"] = spec.image
         if spec.command:
@@ -263,7 +294,51 @@ def _container(spec: Any, opts: KubernetesOptions, name: str, master: str,
     container["ports"] = [{"name": "rendezvous", "containerPort": opts.master_port, "protocol": "TCP"}]
     container["volumeMounts"] = mounts
     container["securityContext"] = pods.container_security()
+    # A failed container's last log lines become its termination message (kubelet: the last 80 lines,
+    # at most 2048 bytes; kubernetes.io/docs/tasks/debug/debug-application/determine-reason-pod-failure/),
+    # which `unijob status` shows, as on the local target.
+    container["terminationMessagePolicy"] = "FallbackToLogsOnError"
     return container, volumes, configmap
+
+
+def start_command(wheel_filename: str, requirements: Optional[str], argv: list[str]) -> list[str]:
+    """A script job's container command: install the runtime wheel from the ConfigMap (``pip install
+    --no-deps --no-index``: no package index), then the spec's requirements, then ``exec argv``
+    (``python SCRIPT``, or torchrun for several processes per node).
+
+    Both installs go to the user site (``--user``, under ``HOME=/tmp``, an emptyDir) when the image's
+    Python has one (the PyTorch images' conda Python does): the pod runs as a non-root UID that
+    cannot write the image's site-packages. A virtualenv Python has no user site; pip installs into
+    the environment itself then.
+
+    The kubelet expands ``$(VAR)`` in command and args; this script holds no ``$(``, and ``$U``,
+    ``"$0"``, ``"$@"`` are left alone by that expansion (only ``$(`` and ``$$`` are special).
+    """
+    from unijob.bundle import install_argv
+
+    pip = install_argv(f"{pods.SRC_DIR}/{RUNTIME_WHEEL_DIR}/{wheel_filename}")
+    steps = [shlex.join(pip[:-1]) + " $U " + shlex.quote(pip[-1])]
+    if requirements:
+        steps.append(f"python -m pip install $U --no-cache-dir --disable-pip-version-check -r "
+                     f"{shlex.quote(requirements)}")
+    user = ("if python -c 'import site, sys; sys.exit(not site.ENABLE_USER_SITE)'; then U=--user; else U=; fi; ")
+    return ["sh", "-c", user + " && ".join(steps) + ' && exec "$0" "$@"', *argv]
+
+
+def volumes_of(template: dict[str, Any]) -> list[dict[str, str]]:
+    """The items of the pod template's source ConfigMap volume."""
+    for v in template["spec"].get("volumes", []):
+        if v["name"] == "src" and "configMap" in v:
+            return list(v["configMap"].get("items", []))
+    return []
+
+
+def _has_torchrun(image: str, opts: KubernetesOptions) -> bool:
+    """Whether ``image`` is known to carry torchrun: the default PyTorch images (:data:`PYTORCH_IMAGES`)
+    and images named like PyTorch's (``pytorch``/``torch`` in the repository name: the official
+    ``pytorch/pytorch``, NVIDIA's ``nvcr.io/nvidia/pytorch``, AWS' and GCP's ``pytorch-training``)."""
+    repo = image.rsplit(":", 1)[0].lower() if "@" not in image else image.split("@")[0].lower()
+    return image in PYTORCH_IMAGES.values() or "torch" in repo
 
 
 def _launch(argv: list[str], nodes: int, nproc: int) -> list[str]:
@@ -277,32 +352,42 @@ def _launch(argv: list[str], nodes: int, nproc: int) -> list[str]:
     return head + ["--no-python"] + argv
 
 
-def _source_configmap(spec: Any, name: str, ns: Optional[str],
-                      lbls: dict[str, str]) -> tuple[dict[str, Any], list[dict[str, str]]]:
+def _source_configmap(spec: Any, name: str, ns: Optional[str], lbls: dict[str, str],
+                      wheel: Any) -> tuple[dict[str, Any], list[dict[str, str]]]:
+    """The ConfigMap carrying ``source_dir`` (text files in ``data``, others base64 in ``binaryData``)
+    and the runtime wheel (``binaryData[RUNTIME_WHEEL_KEY]``, mounted at ``RUNTIME_WHEEL_DIR/<file>``).
+
+    Raises:
+        SpecError: at ``source_dir`` when it cannot fit: checked first on the files' sizes
+            (:func:`unijob.bundle.check_source_size`, with the largest files), then on the object as
+            stored (base64 grows binary files by 4/3).
+    """
+    from unijob.bundle import check_source_size, iter_source_files
+
     root = spec.source_path
+    wheel_b64 = base64.b64encode(wheel.data).decode()
+    check_source_size(root, limit=CONFIGMAP_LIMIT - len(wheel_b64) - CONFIGMAP_OVERHEAD, why=CONFIGMAP_WHY)
     data: dict[str, str] = {}
-    binary: dict[str, str] = {}
+    binary: dict[str, str] = {RUNTIME_WHEEL_KEY: wheel_b64}
     items: list[dict[str, str]] = []
-    total = 0
-    files = sorted(p for p in root.rglob("*") if p.is_file()
-                   and not any(part.startswith(".") or part == "__pycache__" for part in p.relative_to(root).parts))
-    for i, p in enumerate(files):
-        rel = p.relative_to(root).as_posix()
+    for i, (rel, p) in enumerate(iter_source_files(root)):
         key = f"f{i:04d}-" + re.sub(r"[^-._a-zA-Z0-9]", "_", rel)[-200:]
         raw = p.read_bytes()
-        total += len(raw)
         try:
             data[key] = raw.decode("utf-8")
         except UnicodeDecodeError:
             binary[key] = base64.b64encode(raw).decode()
         items.append({"key": key, "path": rel})
-    if total > CONFIGMAP_LIMIT * 0.95:
-        raise SpecError.at(("source_dir",), f"source_dir holds {total} bytes; a ConfigMap takes at most 1 MiB. Build an "
-                                            "image with the code and set image (+ command) instead")
+    items.append({"key": RUNTIME_WHEEL_KEY, "path": f"{RUNTIME_WHEEL_DIR}/{wheel.filename}"})
     body: dict[str, Any] = {"apiVersion": "v1", "kind": "ConfigMap",
-                            "metadata": pods.metadata(f"{name}-src", ns, lbls), "data": data}
-    if binary:
-        body["binaryData"] = binary
+                            "metadata": pods.metadata(f"{name}-src", ns, lbls), "data": data, "binaryData": binary}
+    size = len(json.dumps(body, separators=(",", ":")))
+    if size > CONFIGMAP_LIMIT:
+        from unijob.bundle import source_size
+
+        raise SpecError.at(("source_dir",), f"the source directory {root} ({source_size(root).describe()}) makes a "
+                                            f"ConfigMap of {size / 1048576:.2f} MiB with the runtime wheel and base64 "
+                                            f"encoding; the limit is 1.0 MiB ({CONFIGMAP_WHY})")
     return body, items
 
 
