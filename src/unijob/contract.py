@@ -38,6 +38,7 @@ from typing import Any, ClassVar, Iterator, Mapping, Optional
 from pydantic import BaseModel, ConfigDict
 
 from unijob.errors import Readiness
+from unijob.models.types import ModelRegistry
 from unijob.runtime_env import RuntimeEnv  # noqa: F401  (part of the contract; stdlib-only module)
 
 
@@ -291,7 +292,7 @@ def encode_payload(payload: Any) -> bytes:
         raise UsageError(f"the payload is not JSON: it is not a JSON value ({e})") from None
 
 
-class Adapter(abc.ABC):
+class Adapter(ModelRegistry, abc.ABC):
     """One backend. Subclasses set the class attributes and implement the methods.
 
     Class attributes:
@@ -301,6 +302,11 @@ class Adapter(abc.ABC):
             ``{"endpoint.min_replicas=0": "SageMaker real-time endpoints cannot scale to zero ..."}``.
         install_hint: the exact command that installs the adapter and its SDK.
         runtime_env: the :class:`RuntimeEnv` for jobs on this platform, or ``None``.
+
+    The optional model-registry methods (``register_model``, ``list_model_versions``,
+    ``set_model_approval``, ``set_model_alias``...) come from
+    :class:`unijob.models.types.ModelRegistry`; a target without a registry says why in
+    ``unsupported["registry"]``.
     """
 
     name: ClassVar[str]

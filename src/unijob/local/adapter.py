@@ -22,12 +22,13 @@ from unijob.errors import NotFound, Readiness, TargetError, UsageError
 from unijob.local import jobdir as jd
 from unijob.local.options import LocalOptions
 from unijob.local.plan import build_body, native_name
+from unijob.local.registry import LocalRegistry
 from unijob.paths import local_jobs_dir
 
 API = "local:launch"
 
 
-class LocalAdapter(Adapter):
+class LocalAdapter(LocalRegistry, Adapter):
     """Runs a job's gang as processes on this machine. See the module docstring.
 
     Unsupported features are listed in :attr:`unsupported` with the reason; accelerators are a

@@ -39,6 +39,9 @@ class LocalOptions(BaseModel):
             ``/ping`` (model loading included) before it gives up and stops them all.
         request_timeout: seconds the router waits for a replica's answer (SageMaker's real-time
             invocation limit is 60 s) before it answers 504.
+        registry_uri: the MLflow tracking server that holds the local model registry
+            (``http://host:port``); default ``$MLFLOW_TRACKING_URI`` when it is an http(s) URL, else
+            a server unijob starts on 127.0.0.1 (:mod:`unijob.local.registry`).
     """
 
     model_config = ConfigDict(extra="forbid")
@@ -55,3 +58,4 @@ class LocalOptions(BaseModel):
     autoscaling_window: Duration = 10
     deploy_timeout: Duration = 120
     request_timeout: Duration = 60
+    registry_uri: Optional[str] = Field(default=None, pattern=r"^https?://")
