@@ -13,10 +13,11 @@ from unijob.contract import (Adapter, EndpointHandle, EndpointStatus, InvokeResu
 from unijob.errors import Readiness, SpecError
 
 from .options import ROLE_ENV, SageMakerOptions, resolve_role
+from .registry import SageMakerRegistry
 from .runtime_env import SageMakerRuntimeEnv
 
 
-class SageMakerAdapter(Adapter):
+class SageMakerAdapter(SageMakerRegistry, Adapter):
     """``--target sagemaker``. See :mod:`unijob_adapters.sagemaker.plan` for the request it builds."""
 
     name: ClassVar[str] = "sagemaker"
