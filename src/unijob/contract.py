@@ -274,6 +274,13 @@ class InvokeResult:
     variant: Optional[str] = None
     latency_seconds: float = 0.0
 
+    @property
+    def predictions(self) -> Any:
+        """``body["predictions"]`` for the envelope (Vertex's ``{"predictions": [...]}``), else the body."""
+        if isinstance(self.body, dict) and "predictions" in self.body:
+            return self.body["predictions"]
+        return self.body
+
 
 def encode_payload(payload: Any) -> bytes:
     """``payload`` as compact UTF-8 JSON, the body every target's ``invoke`` sends.
@@ -361,6 +368,22 @@ class Adapter(ModelRegistry, abc.ABC):
     @abc.abstractmethod
     def cancel(self, handle: JobHandle) -> None:
         """Stop the job (the whole gang). Cancelling a finished job is not an error."""
+
+    def model_artifact(self, handle: JobHandle) -> str:
+        """Where the finished job ``handle`` wrote its model, as the endpoints of this target take it
+        (a URI, or a local directory), for endpoint models that name a job (``job:<name-or-id>``).
+
+        Called only for a job whose state is SUCCEEDED. Optional: the default says this target
+        cannot locate models.
+
+        Raises:
+            UsageError: the job wrote no model (say where it was looked for), or this target cannot
+                say where a job's model is.
+        """
+        from unijob.errors import UsageError
+
+        raise UsageError(f"target '{self.name}' cannot say where a job's model is; give the endpoint's "
+                         "model as a URI instead of job:<name-or-id>")
 
     # ---- endpoints (optional) ---------------------------------------------------------------
 

@@ -7,8 +7,8 @@ from typing import Optional
 
 import click
 
-from unijob.cli.common import OUTPUT_FORMATS, load, make_plan, render_plan, resolve_target, warn
-from unijob.errors import SpecError, UsageError
+from unijob.cli.common import OUTPUT_FORMATS, notes, render_plan, warn
+from unijob.errors import UsageError
 
 
 @click.command()
@@ -16,25 +16,21 @@ from unijob.errors import SpecError, UsageError
 @click.option("-t", "--target", default="local", show_default=True, help="Target to deploy on.")
 @click.option("-o", "--output", "fmt", type=OUTPUT_FORMATS, default=None, help="Print the plan in this format first.")
 def deploy(spec: str, target: str, fmt: Optional[str]) -> None:
-    """Deploy SPEC's endpoint section on TARGET (replicas, autoscaling, traffic split)."""
-    from unijob import registry
-    from unijob.records import Records
+    """Deploy SPEC's endpoint section on TARGET (replicas, autoscaling, traffic split).
 
-    loaded = load(spec)
-    if loaded.spec.endpoint is None:
-        raise SpecError.at(("endpoint",), "this spec has no endpoint section").locate(loaded.locate)
-    target, reasons = resolve_target(loaded, target)
-    for r in reasons:
-        click.echo(r, err=True)
-    adapter = registry.get(target)
-    plan = make_plan(adapter, loaded, "", endpoint=True)
-    warn(plan.warnings)
+    An endpoint model given as job:<name-or-id> serves the model that job wrote.
+    """
+    from unijob.api import endpoints as api
+    from unijob.api.specs import plan
+
+    p = plan(spec, target, endpoint=True)
+    warn(p.warnings)
     if fmt:
-        click.echo(render_plan(plan, fmt))
-    handle = adapter.deploy(plan)
-    with Records() as records:
-        records.put_endpoint(handle.name, target, "DEPLOYED", handle.to_dict())
-    click.echo(f"deployed endpoint {handle.name} on {target}")
+        click.echo(render_plan(p, fmt))
+    else:
+        notes([f"note: {n}" for n in p.notes])
+    ep = api.deploy(p)
+    click.echo(f"deployed endpoint {ep.name} on {ep.target}")
 
 
 @click.command()
@@ -42,17 +38,13 @@ def deploy(spec: str, target: str, fmt: Optional[str]) -> None:
 @click.option("-o", "--output", "fmt", type=click.Choice(["text", "json"]), default="text", show_default=True)
 def endpoints(refresh: bool, fmt: str) -> None:
     """List endpoints deployed from here."""
-    from unijob import registry
-    from unijob.contract import EndpointHandle
-    from unijob.records import Records
+    from unijob.api import endpoints as api
 
-    with Records() as records:
-        rows = records.endpoints()
     out = []
-    for e in rows:
-        row = {"name": e["name"], "target": e["target"], "state": e["state"]}
-        if refresh and e["handle"]:
-            st = registry.get(e["target"]).endpoint_status(EndpointHandle.from_dict(e["handle"]))
+    for ep in api.endpoints():
+        row = ep.to_dict()
+        if refresh:
+            st = ep.status()
             row.update(state=st.state, traffic=st.traffic, replicas=st.replicas, url=st.url)
         out.append(row)
     if fmt == "json":
@@ -81,16 +73,9 @@ def _parse_split(pairs: tuple[str, ...]) -> dict[str, int]:
 @click.option("-t", "--target", default=None, help="The endpoint's target, when the name is on several.")
 def traffic(name: str, split: tuple[str, ...], target: Optional[str]) -> None:
     """Set endpoint NAME's traffic SPLIT, e.g. `unijob traffic ranker blue=90 green=10` (sums to 100)."""
-    from unijob import registry
-    from unijob.contract import EndpointHandle
-    from unijob.records import Records
+    from unijob.api import endpoints as api
 
-    weights = _parse_split(split)
-    if sum(weights.values()) != 100:
-        raise UsageError(f"traffic weights must sum to 100, got {sum(weights.values())}")
-    with Records() as records:
-        e = records.endpoint(name, target)
-    registry.get(e["target"]).set_traffic(EndpointHandle.from_dict(e["handle"]), weights)
+    weights = api.endpoint(name, target).set_traffic(_parse_split(split))
     click.echo(f"{name}: " + ", ".join(f"{k}={v}%" for k, v in weights.items()))
 
 
@@ -99,15 +84,11 @@ def traffic(name: str, split: tuple[str, ...], target: Optional[str]) -> None:
 @click.option("-t", "--target", default=None, help="The endpoint's target, when the name is on several.")
 def undeploy(name: str, target: Optional[str]) -> None:
     """Delete endpoint NAME and everything deploy created."""
-    from unijob import registry
-    from unijob.contract import EndpointHandle
-    from unijob.records import Records
+    from unijob.api import endpoints as api
 
-    with Records() as records:
-        e = records.endpoint(name, target)
-        registry.get(e["target"]).undeploy(EndpointHandle.from_dict(e["handle"]))
-        records.delete_endpoint(e["name"], e["target"])
-    click.echo(f"undeployed {name} from {e['target']}")
+    ep = api.endpoint(name, target)
+    ep.undeploy()
+    click.echo(f"undeployed {name} from {ep.target}")
 
 
 def _read_data(data: str) -> object:
@@ -148,24 +129,20 @@ def invoke(name: str, data: str, variant: Optional[str], target: Optional[str], 
     `unijob invoke digits --data '{"instances": [[0, 1, ...]]}'` (or `--data @request.json`)."""
     from collections import Counter
 
-    from unijob import registry
-    from unijob.contract import EndpointHandle
-    from unijob.records import Records
+    from unijob.api import endpoints as api
 
     payload = _read_data(data)
-    with Records() as records:
-        e = records.endpoint(name, target)
-    adapter, handle = registry.get(e["target"]), EndpointHandle.from_dict(e["handle"])
+    ep = api.endpoint(name, target)
     seen: Counter = Counter()
     latencies = []
     for _ in range(repeat):
-        result = adapter.invoke(handle, payload, variant=variant, timeout=timeout)
+        result = ep.invoke(variant=variant, body=payload, timeout=timeout)
         seen[result.variant or "?"] += 1
         latencies.append(result.latency_seconds)
     if fmt == "text" or repeat > 1:
         latencies.sort()
         p50, p99 = latencies[len(latencies) // 2], latencies[min(len(latencies) - 1, int(len(latencies) * 0.99))]
         shares = ", ".join(f"{v} {n} ({100 * n / repeat:.1f}%)" for v, n in seen.most_common())
-        click.echo(f"# {name} on {e['target']}: {repeat} request(s); variant {shares}; "
+        click.echo(f"# {name} on {ep.target}: {repeat} request(s); variant {shares}; "
                    f"latency p50 {p50 * 1000:.1f} ms, p99 {p99 * 1000:.1f} ms", err=True)
     click.echo(json.dumps(result.body))

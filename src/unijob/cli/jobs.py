@@ -5,12 +5,11 @@ from __future__ import annotations
 import json
 import sys
 import time
-from typing import Any, Optional
+from typing import Optional
 
 import click
 
-from unijob.cli.common import OUTPUT_FORMATS, default_submission_id, load, make_plan, poll, render_plan, resolve_target, warn
-from unijob.errors import TargetError, UnijobError
+from unijob.cli.common import OUTPUT_FORMATS, notes, render_plan, wait_job, warn
 
 TARGET_HELP = "Target name (local, sagemaker, vertex, databricks, kubernetes, or auto: the cheapest ready one)."
 
@@ -24,17 +23,17 @@ def validate(specs: tuple[str, ...], quiet: bool) -> None:
     Validates the spec and each targets.<name> block with that adapter's options model. Imports no
     cloud SDK; submits and records nothing.
     """
+    from unijob.api.specs import load
     from unijob.errors import SpecError
 
     failed: list[SpecError] = []
     for path in specs:
         try:
-            loaded = load(path)
+            s = load(path)
         except SpecError as e:
             failed.append(e)
             continue
         if not quiet:
-            s = loaded.spec
             res = s.resources
             if not (s.script or s.image):
                 variants = s.endpoint.resolved_variants()
@@ -64,14 +63,9 @@ def plan(spec: str, target: str, fmt: str, endpoint: bool, idempotency_key: Opti
 
     With --target local (the default) no cloud SDK is imported.
     """
-    from unijob import registry
+    from unijob.api import specs as api
 
-    loaded = load(spec)
-    target, reasons = resolve_target(loaded, target)
-    for r in reasons:
-        click.echo(r, err=True)
-    adapter = registry.get(target)
-    p = make_plan(adapter, loaded, idempotency_key or default_submission_id(loaded), endpoint=endpoint)
+    p = api.plan(spec, target, endpoint=endpoint, idempotency_key=idempotency_key)
     warn(p.warnings)
     click.echo(render_plan(p, fmt))
 
@@ -93,9 +87,9 @@ def submit(spec: str, target: str, wait: bool, follow: bool, idempotency_key: Op
     The record is written before anything is sent; if this command dies or loses the answer,
     running it again resumes the same submission instead of starting a second job.
     """
-    from unijob import registry
-    from unijob.errors import NotReady, UsageError
-    from unijob.records import Records
+    from unijob.api import jobs as api
+    from unijob.api.specs import load
+    from unijob.errors import UsageError
 
     overrides = {}
     if simulate_preemption is not None:
@@ -103,94 +97,20 @@ def submit(spec: str, target: str, wait: bool, follow: bool, idempotency_key: Op
             raise UsageError("--simulate-preemption works with the local target only")
         overrides["local"] = {"simulate_preemption": simulate_preemption}
     loaded = load(spec, overrides=overrides)
-    target, reasons = resolve_target(loaded, target)
-    for r in reasons:
-        click.echo(r, err=True)
-    adapter = registry.get(target)
-    # Validate first (pure): a bad spec leaves no record and sends nothing.
-    probe = make_plan(adapter, loaded, idempotency_key or "validate")
-    readiness = adapter.check(loaded.spec)
-    if not readiness.ready:
-        raise NotReady(f"target '{target}' is not ready:\n  " + "\n  ".join(readiness.problems))
     if dry_run:
-        probe.extra["dry_run"] = True
-        adapter.submit(probe)
-        click.echo(f"dry run: {target} accepted {probe.name}; nothing was created")
+        p = api.submit(loaded, target, idempotency_key=idempotency_key, dry_run=True)
+        click.echo(f"dry run: {p.target} accepted {p.name}; nothing was created")
         return
-    with Records() as records:
-        rec, resumed = records.begin_submission(
-            name=loaded.spec.name, target=target, spec_hash=loaded.spec.spec_hash(),
-            spec_path=str(loaded.path.resolve()), submission_id=idempotency_key)
-        if resumed and rec.state != "SUBMITTING":
-            click.echo(f"already submitted as {rec.id} ({rec.native_id}); state {rec.state}", err=True)
-            job_id = rec.id
-        else:
-            if resumed:
-                click.echo(f"resuming unfinished submission {rec.id}", err=True)
-            p = make_plan(adapter, loaded, rec.submission_id)
-            warn(p.warnings)
-            try:
-                handle = adapter.submit(p)
-            except TargetError as e:
-                records.update(rec.id, state="FAILED", message=f"submit failed: {e.message}")
-                raise
-            except UnijobError:
-                records.delete(rec.id)  # nothing was sent
-                raise
-            records.set_submitted(rec.id, handle.native_id, handle.to_dict())
-            job_id = rec.id
-            click.echo(f"submitted {job_id} to {target} as {handle.native_id}")
+    job = api.submit(loaded, target, idempotency_key=idempotency_key)
+    notes(job.notes)
+    warn(job.warnings)
+    if not job.already_submitted:
+        click.echo(f"submitted {job.id} to {job.target} as {job.native_id}")
     if follow or wait:
-        final = _wait(job_id, follow=follow)
-        sys.exit(0 if final == "SUCCEEDED" else 1)
-
-
-def _refresh(job_id: str) -> Any:
-    """Ask the target for the job's state and store it; returns (record, status)."""
-    from unijob import registry
-    from unijob.contract import JobHandle, JobState
-    from unijob.records import Records
-
-    with Records() as records:
-        rec = records.get(job_id)
-        if not rec.handle:
-            return rec, None
-        adapter = registry.get(rec.target)
-        handle = JobHandle.from_dict(rec.handle)
-        st = adapter.status(handle)
-        new_handle = None
-        if st.handle_update:
-            handle.extra.update(st.handle_update)
-            new_handle = handle.to_dict()
-        rec = records.update(rec.id, state=st.state.value, message=st.message, restarts=st.restarts,
-                             handle=new_handle, started_at=st.started_at,
-                             ended_at=st.ended_at if st.state in (JobState.SUCCEEDED, JobState.FAILED, JobState.CANCELLED) else None)
-        return rec, st
-
-
-def _wait(job_id: str, *, follow: bool) -> str:
-    from unijob import registry
-    from unijob.contract import JobHandle
-    from unijob.records import Records
-
-    if follow:
-        with Records() as records:
-            rec = records.get(job_id)
-        adapter = registry.get(rec.target)
-        for line in adapter.logs(JobHandle.from_dict(rec.handle), follow=True):
-            click.echo(line)
-    rec, st = poll(lambda: _refresh(job_id),
-                   lambda v: v[0].state in ("SUCCEEDED", "FAILED", "CANCELLED"),
-                   lambda v: f"{v[0].id}: {v[0].state}" + (f" (restarts {v[0].restarts})" if v[0].restarts else "")
-                   + (f" - {v[0].message}" if v[0].message else ""), interval=1.0)
-    _print_final(rec)
-    return rec.state
-
-
-def _print_final(rec: Any) -> None:
-    click.echo(f"{rec.id} {rec.state}" + (f" after {rec.restarts} restart(s)" if rec.restarts else ""))
-    if rec.message and rec.state != "SUCCEEDED":
-        click.echo(rec.message, err=True)
+        if follow:
+            for line in job.logs(follow=True):
+                click.echo(line)
+        sys.exit(0 if wait_job(job) == "SUCCEEDED" else 1)
 
 
 @click.command()
@@ -198,19 +118,20 @@ def _print_final(rec: Any) -> None:
 @click.option("-o", "--output", "fmt", type=click.Choice(["text", "json"]), default="text", show_default=True)
 def status(job: str, fmt: str) -> None:
     """Show JOB's state (JOB: the unijob id, a prefix of it, or the native id)."""
-    rec, st = _refresh(job)
+    from unijob.api import jobs as api
+
+    j = api.job(job)
+    j.status()
     if fmt == "json":
-        d = rec.to_dict()
-        d["native_state"] = st.native_state if st else None
-        click.echo(json.dumps(d, indent=2))
+        click.echo(json.dumps(j.to_dict(), indent=2))
         return
-    click.echo(f"job:      {rec.id}  ({rec.name})")
-    click.echo(f"target:   {rec.target}  native id {rec.native_id}")
-    click.echo(f"state:    {rec.state}" + (f"  [{st.native_state}]" if st and st.native_state else ""))
-    click.echo(f"restarts: {rec.restarts}")
-    if rec.message:
-        click.echo(f"message:  {rec.message}")
-    for at, state, message in rec.history:
+    click.echo(f"job:      {j.id}  ({j.name})")
+    click.echo(f"target:   {j.target}  native id {j.native_id}")
+    click.echo(f"state:    {j.state.value}" + (f"  [{j.native_state}]" if j.native_state else ""))
+    click.echo(f"restarts: {j.restarts}")
+    if j.message:
+        click.echo(f"message:  {j.message}")
+    for at, state, message in j.history:
         click.echo(f"  {time.strftime('%Y-%m-%d %H:%M:%S', time.localtime(at))}  {state}" + (f"  {message.splitlines()[0]}" if message else ""))
 
 
@@ -219,15 +140,9 @@ def status(job: str, fmt: str) -> None:
 @click.option("-f", "--follow", is_flag=True, help="Keep printing until the job ends.")
 def logs(job: str, follow: bool) -> None:
     """Print JOB's logs, every rank or host prefixed."""
-    from unijob import registry
-    from unijob.contract import JobHandle
-    from unijob.records import Records
+    from unijob.api import jobs as api
 
-    with Records() as records:
-        rec = records.get(job)
-    if not rec.handle:
-        raise TargetError(f"job {rec.id} was never sent (state {rec.state})")
-    for line in registry.get(rec.target).logs(JobHandle.from_dict(rec.handle), follow=follow):
+    for line in api.job(job).logs(follow=follow):
         click.echo(line)
 
 
@@ -235,22 +150,15 @@ def logs(job: str, follow: bool) -> None:
 @click.argument("job")
 def cancel(job: str) -> None:
     """Cancel JOB (the whole gang). Cancelling a finished job does nothing."""
-    from unijob import registry
-    from unijob.contract import JobHandle
-    from unijob.records import Records
+    from unijob.api import jobs as api
 
-    with Records() as records:
-        rec = records.get(job)
-        if rec.state in ("SUCCEEDED", "FAILED", "CANCELLED"):
-            click.echo(f"{rec.id} already {rec.state}")
-            return
-        if not rec.handle:
-            records.update(rec.id, state="CANCELLED", message="cancelled before it was sent")
-            click.echo(f"{rec.id} CANCELLED (never sent)")
-            return
-        registry.get(rec.target).cancel(JobHandle.from_dict(rec.handle))
-    rec, _ = _refresh(rec.id)
-    click.echo(f"{rec.id} {rec.state}")
+    j = api.job(job)
+    if j.state.is_final:
+        click.echo(f"{j.id} already {j.state.value}")
+        return
+    sent = j.native_id is not None
+    j.cancel()
+    click.echo(f"{j.id} {j.state.value}" + ("" if sent else " (never sent)"))
 
 
 @click.command("list")
@@ -260,22 +168,13 @@ def cancel(job: str) -> None:
 @click.option("-o", "--output", "fmt", type=click.Choice(["text", "json"]), default="text", show_default=True)
 def list_jobs(target: Optional[str], limit: int, refresh: bool, fmt: str) -> None:
     """List submitted jobs, newest first."""
-    from unijob.records import Records
+    from unijob.api import jobs as api
 
-    with Records() as records:
-        recs = records.list(limit=limit, target=target)
-    if refresh:
-        out = []
-        for r in recs:
-            if r.state not in ("SUCCEEDED", "FAILED", "CANCELLED") and r.handle:
-                try:
-                    r = _refresh(r.id)[0]
-                except UnijobError as e:
-                    warn([f"{r.id}: {e.message}"])
-            out.append(r)
-        recs = out
+    found = api.jobs(target, limit, refresh=refresh)
+    for j in found:
+        warn(j.warnings)
     if fmt == "json":
-        click.echo(json.dumps([r.to_dict() for r in recs], indent=2))
+        click.echo(json.dumps([j.to_dict() for j in found], indent=2))
         return
     from rich.console import Console
     from rich.table import Table
@@ -283,9 +182,9 @@ def list_jobs(target: Optional[str], limit: int, refresh: bool, fmt: str) -> Non
     table = Table(box=None, header_style="bold")
     for col in ("ID", "NAME", "TARGET", "STATE", "RESTARTS", "SUBMITTED", "NATIVE ID"):
         table.add_column(col)
-    for r in recs:
-        table.add_row(r.id, r.name, r.target, r.state, str(r.restarts),
-                      time.strftime("%Y-%m-%d %H:%M", time.localtime(r.created_at)), r.native_id or "-")
+    for j in found:
+        table.add_row(j.id, j.name, j.target, j.state.value, str(j.restarts),
+                      time.strftime("%Y-%m-%d %H:%M", time.localtime(j.created_at)), j.native_id or "-")
     Console().print(table)
 
 
@@ -294,21 +193,9 @@ def list_jobs(target: Optional[str], limit: int, refresh: bool, fmt: str) -> Non
 @click.option("--no-check", is_flag=True, help="List without asking each adapter whether it is ready.")
 def targets(fmt: str, no_check: bool) -> None:
     """List installed targets, whether each is ready, and how to install the others."""
-    from unijob import registry
+    from unijob.api import specs as api
 
-    rows = []
-    for name, where in registry.describe().items():
-        row: dict[str, Any] = {"name": name, "installed": True, "adapter": where, "ready": None, "problems": []}
-        if not no_check:
-            try:
-                r = registry.get(name).check()
-                row.update(ready=r.ready, problems=r.problems, details=r.details)
-            except UnijobError as e:
-                row.update(ready=False, problems=[e.message])
-        rows.append(row)
-    for name, hint in registry.KNOWN_TARGETS.items():
-        if name not in registry.describe():
-            rows.append({"name": name, "installed": False, "ready": False, "problems": [f"pip install {hint}"]})
+    rows = [t.to_dict() for t in api.targets(check=not no_check)]
     if fmt == "json":
         click.echo(json.dumps(rows, indent=2))
         return

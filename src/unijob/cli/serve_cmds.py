@@ -10,7 +10,7 @@ from typing import Optional
 
 import click
 
-from unijob.errors import SpecError, UsageError
+from unijob.errors import UsageError
 
 LOG_LEVELS = ("critical", "error", "warning", "info", "debug")
 
@@ -62,31 +62,6 @@ def serve(handler: Optional[str], model_dir: Optional[str], host: Optional[str],
     sys.exit(code)
 
 
-def _handler_from_spec(path: str, given: Optional[str]) -> str:
-    """The handler of SPEC's endpoint: its only one, or ``given`` when it is one of several."""
-    from unijob.loading import load_spec
-
-    loaded = load_spec(path)
-    endpoint = loaded.spec.endpoint
-    if endpoint is None:
-        raise SpecError.at(("endpoint",), "this spec has no endpoint section; give HANDLER instead").locate(loaded.locate)
-    variants = endpoint.resolved_variants()
-    handlers = sorted({v.handler for v in variants if v.handler})
-    if not handlers:
-        raise SpecError.at(("endpoint", "handler"), "the endpoint serves an image, not a handler; "
-                           "serve-image builds the image for a handler (module:attr)").locate(loaded.locate)
-    if given:
-        if given not in handlers:
-            raise UsageError(f"HANDLER {given!r} is not the spec's endpoint handler (" + ", ".join(handlers) + "); give one of "
-                             "them, or leave HANDLER out")
-        return given
-    if len(handlers) > 1:
-        which = ", ".join(f"{v.name}: {v.handler or 'image ' + str(v.image)}" for v in variants)
-        raise SpecError.at(("endpoint", "variants"), f"the variants serve different handlers ({which}); one image "
-                           "serves one handler: give HANDLER to build the image of one of them").locate(loaded.locate)
-    return handlers[0]
-
-
 @click.command("serve-image")
 @click.argument("handler", required=False)
 @click.option("--spec", "spec_path", type=click.Path(dir_okay=False), help="Take HANDLER from this spec's endpoint.handler.")
@@ -109,7 +84,9 @@ def serve_image(handler: Optional[str], spec_path: Optional[str], base: Optional
     from unijob.serve.image import DEFAULT_BASE, DOCKERIGNORE, dockerfile
 
     if spec_path:
-        handler = _handler_from_spec(spec_path, handler)
+        from unijob.api.endpoints import serving_handler
+
+        handler = serving_handler(spec_path, handler)
     if not handler:
         raise UsageError("no handler: give HANDLER (module:attr) or --spec with an endpoint.handler")
     to_stdout = output == "-"
