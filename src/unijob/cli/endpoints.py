@@ -21,9 +21,12 @@ def deploy(spec: str, target: str, fmt: Optional[str]) -> None:
     An endpoint model given as job:<name-or-id> serves the model that job wrote.
     """
     from unijob.api import endpoints as api
-    from unijob.api.specs import plan
+    from unijob.api.specs import load, plan, resolve_target
 
-    p = plan(spec, target, endpoint=True)
+    loaded = load(spec)
+    target, reasons = resolve_target(loaded, target)
+    notes(reasons)
+    p = plan(loaded, target, endpoint=True)
     warn(p.warnings)
     if fmt:
         click.echo(render_plan(p, fmt))

@@ -65,7 +65,10 @@ def plan(spec: str, target: str, fmt: str, endpoint: bool, idempotency_key: Opti
     """
     from unijob.api import specs as api
 
-    p = api.plan(spec, target, endpoint=endpoint, idempotency_key=idempotency_key)
+    loaded = api.load(spec)
+    target, reasons = api.resolve_target(loaded, target)
+    notes(reasons)
+    p = api.plan(loaded, target, endpoint=endpoint, idempotency_key=idempotency_key)
     warn(p.warnings)
     click.echo(render_plan(p, fmt))
 
