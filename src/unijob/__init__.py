@@ -50,10 +50,12 @@ __all__ = ["__version__", "cost", *_LAZY]
 
 def __getattr__(name: str):
     import importlib
+    import importlib.util
 
-    if name == "cost":  # the subpackage; it is callable as unijob.cost(spec)
-        return importlib.import_module("unijob.cost")
     if name not in _LAZY:
+        # a subpackage not imported yet: unijob.cost (callable: unijob.cost(spec)), unijob.models...
+        if not name.startswith("_") and importlib.util.find_spec(f"unijob.{name}") is not None:
+            return importlib.import_module(f"unijob.{name}")
         raise AttributeError(f"module 'unijob' has no attribute {name!r}")
     module, _, attr = _LAZY[name].partition(":")
     value = getattr(importlib.import_module(module), attr)
