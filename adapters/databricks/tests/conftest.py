@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import inspect
 import itertools
+from urllib.parse import unquote
 import random
 import textwrap
 from email.parser import BytesParser
@@ -88,6 +89,9 @@ class FakeDatabricks(FakeServer):
             nc = t["new_cluster"]
             assert nc["spark_version"] and nc["node_type_id"]
             assert ("num_workers" in nc) != ("autoscale" in nc), "exactly one of num_workers / autoscale"
+            for lib in t.get("libraries") or []:
+                if "whl" in lib:  # a wheel library must be in the workspace before the run
+                    assert self._exists(lib["whl"]), f"library {lib['whl']} was not uploaded"
             spt = t.get("spark_python_task")
             if spt:  # what the task runs must have been uploaded before the run was submitted
                 assert self._exists(spt["python_file"]), f"python_file {spt['python_file']} was not uploaded"
@@ -196,13 +200,13 @@ class FakeDatabricks(FakeServer):
         return Response(200, {})
 
     def fs_put(self, req: Request) -> Response:
-        p = req.params["path"]
+        p = unquote(req.params["path"])  # the SDK percent-encodes the path ('+' in wheel names)
         assert p.startswith("/Volumes/"), p
         self.files[p] = req.body
         return Response(204, b"")
 
     def fs_get(self, req: Request) -> Response:
-        p = req.params["path"]
+        p = unquote(req.params["path"])
         if p not in self.files:
             return _err(404, "NOT_FOUND", f"{p} not found")
         return Response(200, self.files[p])

@@ -198,3 +198,46 @@ def test_cli_plan_prints_the_body_and_bad_input_exits_2(tmp_path):
     out = subprocess.run([UNIJOB, "plan", str(bad), "--target", "databricks"],
                          capture_output=True, text=True)
     assert out.returncode == 2 and "resources.accelerator" in out.stderr
+
+
+def test_the_runtime_travels_as_a_wheel_library_not_from_an_index(spec_factory):
+    from unijob.bundle import runtime_wheel
+
+    spec = spec_factory("""
+    name: j
+    script: src/train.py
+    targets: {databricks: {cloud: aws}}
+    """)
+    plan = A.plan(spec, "s")
+    _, task = _cluster(plan)
+    wheel = runtime_wheel(["databricks"])
+    path = f"/Workspace/Shared/unijob/_runtime/{wheel.filename}"
+    assert task["libraries"] == [{"whl": path}]  # no pypi 'unijob'
+    [up] = [u for u in plan.uploads if u.kind == "runtime-wheel"]
+    assert (up.source, up.destination, up.sha256) == (wheel.filename, path, wheel.sha256)
+    # a team that publishes its own build opts in to an index instead
+    spec = spec_factory("""
+    name: j
+    script: src/train.py
+    targets: {databricks: {cloud: aws, runtime_package: "acme-unijob==1.2"}}
+    """)
+    _, task = _cluster(A.plan(spec, "s"))
+    assert task["libraries"] == [{"pypi": {"package": "acme-unijob==1.2"}}]
+
+
+def test_a_gang_on_a_runtime_without_pytorch_is_warned(spec_factory):
+    spec = spec_factory("""
+    name: j
+    script: src/train.py
+    resources: {nodes: 1, processes_per_node: 2}
+    targets: {databricks: {cloud: aws, spark_version: 15.4.x-scala2.12}}
+    """)
+    [w] = [w for w in A.plan(spec, "s").warnings if "TorchDistributor" in w]
+    assert "15.4.x-scala2.12" in w and "PyTorch" in w
+    spec = spec_factory("""
+    name: j
+    script: src/train.py
+    resources: {nodes: 1, processes_per_node: 2}
+    targets: {databricks: {cloud: aws}}
+    """)
+    assert not [w for w in A.plan(spec, "s").warnings if "TorchDistributor" in w]

@@ -149,6 +149,15 @@ def upload(w, up: Upload) -> list[str]:
     """Upload one plan :class:`Upload` (a directory file by file, or one file); returns the paths written."""
     src = Path(up.source)
     written = []
+    if up.kind == "runtime-wheel":  # built again from the installed unijob: the same bytes as planned
+        from unijob.bundle import runtime_wheel
+
+        wheel = runtime_wheel(["databricks"])
+        if (wheel.filename, wheel.sha256) != (up.source, up.sha256):
+            raise TargetError(f"the runtime wheel changed since the plan ({up.source} -> {wheel.filename}); plan again")
+        _mkdirs(w, up.destination.rsplit("/", 1)[0])
+        _put(w, up.destination, wheel.data)
+        return [up.destination]
     if up.kind == "directory":
         dirs = {up.destination}
         files = _source_files(src)

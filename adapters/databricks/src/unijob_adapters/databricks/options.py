@@ -74,8 +74,9 @@ class DatabricksOptions(BaseModel):
             is a ``databricks-secret://scope/key`` reference, sent as ``{{secrets/scope/key}}``.
         container_services: whether the workspace has Databricks Container Services enabled (an
             admin setting); container jobs are rejected at plan time when it is ``false``.
-        runtime_package: a PyPI requirement installed on the cluster so the job can import
-            ``unijob.runtime``; ``null`` to skip (e.g. when the image or requirements carry it).
+        runtime_package: a PyPI requirement installed on the cluster *instead of* the runtime
+            wheel unijob uploads with every script job (default: none; the wheel needs no package
+            index, and the name ``unijob`` on a public index is not one to trust).
         serving: Model Serving settings.
     """
 
@@ -96,7 +97,7 @@ class DatabricksOptions(BaseModel):
     docker_username: Optional[str] = None
     docker_password: Optional[str] = Field(default=None, pattern=r"^databricks-secret://[^/]+/.+$")
     container_services: bool = True
-    runtime_package: Optional[str] = "unijob"
+    runtime_package: Optional[str] = None
     serving: ServingOptions = Field(default_factory=ServingOptions)
 
     @field_validator("upload_dir")

@@ -20,6 +20,14 @@ One task (``task_key`` ``main``) on a ``new_cluster`` that exists for the run on
   by ``unijob.runtime`` (with the cluster's instance profile / service account); ``env://`` and
   ``k8s-secret://`` refs are rejected: the cluster cannot reach them.
 
+Script jobs carry unijob's runtime as a wheel (:func:`unijob.bundle.runtime_wheel`), uploaded to
+``<upload_dir>/_runtime/<wheel file>`` and declared as a task library (``libraries: [{whl: ...}]``):
+Databricks installs wheel libraries from workspace files or volumes with pip on the driver and every
+worker before the task runs ("Install libraries", https://docs.databricks.com/aws/en/libraries/ and
+the Asset Bundles "library dependencies" page, read 2026-11-29); the wheel declares no dependencies,
+so no package index is asked. ``targets.databricks.runtime_package`` (a PyPI requirement) replaces
+it for teams that publish their own build.
+
 Script jobs run unijob's launcher (:mod:`.launcher`, uploaded beside the source dir) as a
 ``spark_python_task``. It runs the script directly for one process, or through PyTorch's
 ``TorchDistributor`` (``pyspark.ml.torch.distributor``; Databricks' documented way to run
@@ -39,6 +47,7 @@ import os
 from pathlib import Path
 from typing import Any
 
+from unijob.bundle import runtime_wheel
 from unijob.contract import NativeRequest, Plan, PlanResources, Upload
 from unijob.errors import NotReady, SpecError
 
@@ -46,6 +55,9 @@ from .options import CONTAINER_RUNTIME, CPU_ML_RUNTIME, GPU_ML_RUNTIME, Databric
 from .runtime_env import local_path
 
 SUBMIT_API = "POST /api/2.2/jobs/runs/submit"
+TARGET = "databricks"
+#: Folder under ``upload_dir`` holding runtime wheels (content-addressed by their file names).
+RUNTIME_DIR = "_runtime"
 LAUNCHER_NAME = "_unijob_launcher.py"
 TASK_KEY = "main"
 #: Workspace API import limit per file (Databricks "Workspace files" docs: 10 MB via import; 2026-11).
@@ -316,7 +328,7 @@ def build_job_plan(spec, submission_id: str, opts: DatabricksOptions) -> Plan:
 
     uploads: list[Upload] = []
     libraries = [compute.Library(pypi=compute.PythonPyPiLibrary(package=p)) for p in _requirements(spec)]
-    if opts.runtime_package:
+    if opts.runtime_package:  # opt-in only: the runtime wheel below needs no package index
         libraries.append(compute.Library(pypi=compute.PythonPyPiLibrary(package=opts.runtime_package)))
     if spec.image:
         auth = None
@@ -340,11 +352,24 @@ def build_job_plan(spec, submission_id: str, opts: DatabricksOptions) -> Plan:
                             "set targets.databricks.upload_dir to a /Volumes/... path")
         uploads.append(Upload(source=str(launcher_path()), destination=f"{dest}/{LAUNCHER_NAME}",
                               sha256=hashlib.sha256(launcher_path().read_bytes()).hexdigest()))
+        if not opts.runtime_package:
+            wheel = runtime_wheel([TARGET])
+            wheel_path = f"{opts.upload_dir}/{RUNTIME_DIR}/{wheel.filename}"
+            uploads.append(Upload(source=wheel.filename, destination=wheel_path, sha256=wheel.sha256,
+                                  kind="runtime-wheel"))
+            libraries.append(compute.Library(whl=wheel_path))
+            notes.append(f"the runtime wheel {wheel.filename} is a task library: the cluster installs it on the "
+                         "driver and every worker before the task starts; it has no dependencies, so no package "
+                         "index is asked")
         world = res.nodes * int(res.processes_per_node or 1)
         mode = "direct" if world == 1 else ("local" if single_node else "distributed")
         params = ["--mode", mode, "--num-processes", str(world),
                   "--use-gpu", "true" if res.accelerator else "false",
                   "--", f"{dest}/{spec.script_relpath}", *spec.args, *_hyper_args(spec.hyperparameters)]
+        if mode != "direct" and "-ml-" not in spark_version:
+            warnings.append(f"a gang of {world} processes runs through TorchDistributor, which needs PyTorch; "
+                            f"'{spark_version}' is not a Databricks Runtime for Machine Learning (the ML runtimes "
+                            "carry PyTorch); use one, e.g. the default, or run one process")
         if mode != "direct":
             notes.append(f"gang of {world} processes through TorchDistributor(num_processes={world}, "
                          f"local_mode={mode == 'local'}, use_gpu={bool(res.accelerator)})")
