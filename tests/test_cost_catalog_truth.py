@@ -122,3 +122,16 @@ def test_cost_table_marks_estimates_in_the_table(tmp_path):
     assert "~33.80" in lines["vertex"]  # Vertex = GCE x 1.15: derived
     assert " 21.96 " in lines["kubernetes"] and "~21.96" not in lines["kubernetes"]  # EC2 p4d: published
     assert "~ = estimate" in res.output
+
+
+def test_databricks_node_without_a_dbu_row_is_an_estimate_said_why():
+    from unijob.cost import report
+    from unijob.spec import JobSpec
+
+    spec = JobSpec.model_validate({"name": "j", "image": "python:3.11", "resources": {"accelerator": "L4:1"}})
+    row = report.cost(spec, targets=["databricks"]).rows[0]
+    assert row.instance_type == "g6.xlarge"
+    assert "on_demand_usd_hour" in row.estimated and "total_usd" in row.estimated
+    assert any("0.17 x vCPUs" in n and "unsourced" in n for n in row.estimate_notes)
+    ec2 = prices.price("ec2", "us-east-1", "g6.xlarge").on_demand
+    assert row.on_demand_usd_hour == pytest.approx(ec2 + round(4 * 0.17, 2) * 0.15)
