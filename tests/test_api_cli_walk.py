@@ -8,7 +8,6 @@ replaced by a spy that raises, so the row passes only if the command really reac
 
 import ast
 import importlib
-import importlib.util
 from pathlib import Path
 
 import click
@@ -19,14 +18,6 @@ from unijob.cli.main import COMMANDS
 from unijob.records import Records
 
 CLI_DIR = Path(__file__).parents[1] / "src" / "unijob" / "cli"
-
-COST_REPORT = importlib.util.find_spec("unijob.cost.report") is not None
-COST_SKIP = pytest.mark.skipif(not COST_REPORT, reason="unijob.cost.report (the cost library calls, issue 17) "
-                                                       "does not exist yet; cost_cmds.py still holds that logic")
-GPUS_SKIP = pytest.mark.skipif(
-    not (COST_REPORT and hasattr(importlib.import_module("unijob.cost.report"), "gpu_offers")),
-    reason="`catalog gpus` still builds its rows in cli/cost_cmds.py (gpu_offers); issue 17 moves them to "
-           "unijob.cost.report")
 
 #: command path -> (argv after `unijob`, the library call "module:attr" or "module:Class.method")
 ROWS = {
@@ -60,7 +51,7 @@ ROWS = {
     ("models", "alias"): (["models", "alias", "digits", "1", "champion"], "unijob.models:alias"),
     ("models", "server"): (["models", "server"], "unijob.local.registry:ensure_server"),
 }
-SKIPS = {("cost",): COST_SKIP, ("breakeven",): COST_SKIP, ("catalog", "gpus"): GPUS_SKIP}
+SKIPS: dict = {}
 
 
 class Called(Exception):
@@ -133,8 +124,6 @@ def _imports(path: Path) -> set[str]:
 
 @pytest.mark.parametrize("module", sorted(p.name for p in CLI_DIR.glob("*.py")))
 def test_cli_keeps_no_record_or_adapter_logic(module):
-    if module == "cost_cmds.py" and not COST_REPORT:
-        pytest.skip("cost_cmds.py is thinned out with unijob.cost.report (issue 17)")
     forbidden = {"unijob.records", "unijob.registry", "unijob.contract.JobHandle", "unijob.contract.EndpointHandle"}
     found = {m for m in _imports(CLI_DIR / module) if m in forbidden or m.startswith(("unijob.records.",
                                                                                       "unijob.registry."))}
