@@ -192,3 +192,16 @@ def test_unijob_cost_is_callable_and_its_submodules_import(tmp_path):
     assert isinstance(rep, report.CostReport) and [r.target for r in rep.rows] == ["sagemaker", "kubernetes"]
     assert rep.cheapest is not None and json.loads(json.dumps(rep.as_dict(), default=str))["name"] == "j"
     assert unijob.cost(_job(), targets=["vertex"]).rows[0].instance_type == "a2-highgpu-8g"
+
+
+def test_auto_names_the_breakeven_command_that_prints_its_u_star():
+    import re
+    import shlex
+
+    org = OrgParams(useful_hours=100_000)
+    choice = choose_target(_job(), ["sagemaker", "kubernetes"], org)
+    cmd = re.search(r"\((unijob breakeven [^)]*)\)", choice.reasons[1]).group(1)
+    res = CliRunner().invoke(breakeven_cmd, shlex.split(cmd)[2:] + ["-o", "json"])
+    assert res.exit_code == 0, res.output
+    u_be = json.loads(res.output)["u_star"]
+    assert f"u* = {u_be:,.0f}" in choice.reasons[1]

@@ -148,6 +148,11 @@ def choose_target(spec, candidates_: Optional[list[str]] = None, org: Optional[O
             else:
                 line += (f"; it beats {mgd.target} above u* = {us:,.0f} useful acc-h/yr, you are "
                          + ("above" if org.useful_hours > us else "below"))
+                res = spec.resources
+                if (res.accelerator_type and own.region == mgd.region
+                        and (mgd.target != "databricks" or res.nodes == 1)):  # the same figures, one node
+                    line += (f" (unijob breakeven --accelerator {res.accelerator_type}:{res.accelerator_count} "
+                             f"--managed {mgd.target} --self {own.target} --region {mgd.region})")
         reasons.append(line)
     if skip_line:
         reasons.append(skip_line)
