@@ -34,6 +34,7 @@ KNOWN_TARGETS: dict[str, str] = {
     "vertex": "'unijob[vertex]'",
     "databricks": "'unijob[databricks]'",
     "kubernetes": "'unijob[kubernetes]'",
+    "slurm": "'unijob[slurm]'",
 }
 
 # The local target ships with the core; it is found even without installed metadata.

@@ -36,7 +36,7 @@ def render_plan(plan: "Plan", fmt: str) -> str:
     lines = [
         f"target:     {plan.target}",
         f"name:       {plan.name}",
-        f"resources:  {res.instance_count} x {res.instance_type or '(this machine)'}"
+        f"resources:  {res.instance_count} x {res.instance_type or ('(this machine)' if plan.target == 'local' else 'node')}"
         + (f" ({res.accelerators_per_node} x {res.accelerator} each)" if res.accelerator else "")
         + (f", {res.spot}" if res.spot != "on_demand" else "")
         + (f", region {res.region}" if res.region else ""),
@@ -48,7 +48,11 @@ def render_plan(plan: "Plan", fmt: str) -> str:
     for r in plan.requests:
         lines.append("")
         lines.append(f"{r.api}" + (f"   [sent {r.when}]" if r.when != "submit" else "") + (f"   # {r.note}" if r.note else ""))
-        lines.append(json.dumps(r.body, indent=2))
+        # Multi-line strings (a batch script) print as they are, after the rest of the body.
+        blocks = {k: v for k, v in r.body.items() if isinstance(v, str) and "\n" in v}
+        lines.append(json.dumps({k: v for k, v in r.body.items() if k not in blocks}, indent=2))
+        for k, v in blocks.items():
+            lines += [f"--- {k} ---", v.rstrip("\n")]
     return "\n".join(lines)
 
 

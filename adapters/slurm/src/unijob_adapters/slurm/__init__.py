@@ -1,0 +1,1 @@
+"""unijob adapter for Slurm (entry point ``slurm``): sbatch + srun, locally or over SSH."""
