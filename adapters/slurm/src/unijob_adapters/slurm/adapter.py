@@ -200,20 +200,25 @@ class SlurmAdapter(Adapter):
             raise TargetError(f"{what} failed: {p.stderr.decode('utf-8', 'replace').strip()}")
 
     def _refused(self, runner: Runner, x: dict[str, Any], message: str) -> None:
-        """Turn sbatch's refusal into an error: a SpecError naming the partition/QoS/account/GRES
-        and the ones the cluster has, else a TargetError with sbatch's words."""
+        """Turn sbatch's refusal into an error: a SpecError naming the partition, QoS, account or
+        GRES type the cluster does not have and the ones it has (``sinfo``; ``sacctmgr`` where
+        accounting runs), with sbatch's words; else a TargetError with sbatch's words."""
         for field, pattern in _REFUSALS:
-            if not pattern.search(message):
-                continue
             value = x.get(field)
+            if not value or (field in ("qos", "account") and not pattern.search(message)):
+                continue
             have = self._cluster_names(runner, field)
-            if field == "partition" and value and have:
-                value = ",".join(p for p in str(value).split(",") if p not in have) or value
-            loc = ("targets", self.name, field if field != "partition" or "," not in str(x.get("partition"))
-                   else "spot_partition")
+            wanted = str(value).split(",") if field == "partition" else [str(value)]
+            unknown = [v for v in wanted if v not in have]
+            if have and not unknown:
+                continue
+            if field == "partition" and unknown and unknown[0] == x.get("spot_partition_name"):
+                loc: tuple = ("targets", self.name, "spot_partition")
+            else:
+                loc = ("targets", self.name, field)
             listing = f"; the cluster has: {', '.join(have)}" if have else ""
             what = {"gres": "GRES type", "qos": "QoS"}.get(field, field)
-            raise SpecError([SpecIssue(loc, f"{what} '{value}' is not on the cluster{listing} "
+            raise SpecError([SpecIssue(loc, f"{what} '{','.join(unknown) or value}' is not on the cluster{listing} "
                                             f"(sbatch: {message})")])
         raise TargetError(message)
 

@@ -175,7 +175,7 @@ def build(spec: Any, submission_id: str, opts: SlurmOptions, target: str = "slur
     plan_extra = {"login": opts.login, "ssh_port": opts.ssh_port, "ssh_identity": opts.ssh_identity,
                   "ssh_options": list(opts.ssh_options), "staging_dir": staging, "job_dir": job_dir,
                   "nodes": nodes, "processes_per_node": nproc, "wheel_sha256": wheel.sha256,
-                  "secret_env": secret_env, "requirements_path": extra.get(REQUIREMENTS_NAME) and str(extra[REQUIREMENTS_NAME]), "partition": partition, "qos": qos, "account": opts.account,
+                  "secret_env": secret_env, "spot_partition_name": opts.spot_partition if spec.spot.is_spot else None, "requirements_path": extra.get(REQUIREMENTS_NAME) and str(extra[REQUIREMENTS_NAME]), "partition": partition, "qos": qos, "account": opts.account,
                   "gres": (opts.gres_name(res.accelerator_type) if res.accelerator else None)}
     if spec.secrets:
         notes.append("secret values never enter the script: env:// ones are exported by sbatch from the "

@@ -209,8 +209,21 @@ class SlurmTestCluster:
         return "\n".join(out)
 
     def stop(self, timeout: float = 10.0) -> None:
-        """Stop every daemon this object started, by PID: slurmd, slurmctld, munged (SIGTERM, then
-        SIGKILL). Jobs still running are killed with their slurmd's process tree."""
+        """Cancel every job, then stop every daemon this object started, by PID: slurmd,
+        slurmctld, munged (SIGTERM, then SIGKILL). ``slurmstepd`` detaches from slurmd, so job
+        processes still alive after the cancel (their batch script lives under this cluster's
+        spool directory) are killed by PID too."""
+        if any(p.poll() is None for p in self.procs):
+            try:
+                ids = self.run(["squeue", "-h", "-o", "%i"], check=False, timeout=10).stdout.split()
+                if ids:
+                    self.run(["scancel", *ids], check=False, timeout=10)
+                    deadline = time.monotonic() + 20
+                    while time.monotonic() < deadline and self.run(
+                            ["squeue", "-h", "-t", "CF,R,CG,S", "-o", "%i"], check=False, timeout=10).stdout.strip():
+                        time.sleep(0.2)
+            except (OSError, subprocess.SubprocessError):
+                pass
         for p in reversed(self.procs):
             if p.poll() is None:
                 p.terminate()
@@ -222,9 +235,55 @@ class SlurmTestCluster:
                 p.kill()
                 p.wait(5)
         self.procs.clear()
+        for pid in self._job_processes():
+            try:
+                os.kill(pid, 9)
+            except OSError:
+                pass
+
+    def _job_processes(self) -> list[int]:
+        """PIDs of batch scripts running from this cluster's spool directory, and their slurmstepd."""
+        spool = str(self.root / "spool")
+        found: set[int] = set()
+        for d in Path("/proc").iterdir():
+            if not d.name.isdigit():
+                continue
+            try:
+                cmd = (d / "cmdline").read_bytes().replace(b"\0", b" ").decode("utf-8", "replace")
+                if spool in cmd:
+                    found.add(int(d.name))
+                    ppid = int((d / "stat").read_text().rsplit(")", 1)[1].split()[1])
+                    if (Path("/proc") / str(ppid) / "comm").read_text().strip() == "slurmstepd":
+                        found.add(ppid)
+            except (OSError, ValueError, IndexError):
+                continue
+        return sorted(found)
 
     def __enter__(self) -> "SlurmTestCluster":
         return self.start()
 
     def __exit__(self, *exc) -> None:
         self.stop()
+
+
+def spec_with(path: os.PathLike, slurm_options: dict, **updates):
+    """Load the spec file at ``path`` and give it ``targets.slurm`` (plus field ``updates``)."""
+    from unijob.loading import load_spec
+
+    spec = load_spec(path).spec
+    return spec.model_copy(update={"targets": {**spec.targets, "slurm": slurm_options}, **updates})
+
+
+def wait_final(adapter, handle, timeout: float = 120.0):
+    """Poll ``adapter.status(handle)`` every 0.5 s until final; returns the final status.
+
+    Raises:
+        AssertionError: not final within ``timeout`` seconds.
+    """
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        st = adapter.status(handle)
+        if st.state.is_final:
+            return st
+        time.sleep(0.5)
+    raise AssertionError(f"job {handle.native_id} not final after {timeout} s: {adapter.status(handle)}")
