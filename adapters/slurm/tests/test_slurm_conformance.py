@@ -33,3 +33,21 @@ class TestSlurmConformance(AdapterConformance):
     @pytest.fixture(autouse=True)
     def _secret_set(self, monkeypatch):
         monkeypatch.setenv(SECRET_ENV, "s3cr3t-value-that-must-never-leak-7f1c")
+
+    def test_dry_run_sends_and_starts_nothing(self, adapter, job_spec, created_jobs, slurm_opts):
+        """Overrides the suite's version, which forbids starting any process: on Slurm every question
+        to the cluster is a command (``sbatch --test-only`` here), so the dry run runs that one command
+        and must create no job and stage nothing."""
+        from pathlib import Path
+
+        plan = adapter.plan(job_spec, "sub-dry")
+        plan.extra["dry_run"] = True
+        before = created_jobs()
+        handle = adapter.submit(plan)
+        assert handle.extra.get("dry_run") is True and "to start at" in handle.extra["answer"]
+        assert created_jobs() == before
+        assert not Path(plan.requests[0].body["cwd"]).exists()
+        assert adapter.status(handle).state.value == "CANCELLED"
+        real = adapter.submit(adapter.plan(job_spec, "sub-dry"))
+        assert created_jobs() - before == 1
+        adapter.cancel(real)

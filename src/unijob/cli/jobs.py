@@ -11,7 +11,7 @@ import click
 
 from unijob.cli.common import OUTPUT_FORMATS, notes, render_plan, wait_job, warn
 
-TARGET_HELP = "Target name (local, sagemaker, vertex, databricks, kubernetes, or auto: the cheapest ready one)."
+TARGET_HELP = "Target name (local, sagemaker, vertex, databricks, kubernetes, slurm, or auto: the cheapest ready one)."
 
 
 @click.command()

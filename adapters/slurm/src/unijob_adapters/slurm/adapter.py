@@ -135,6 +135,8 @@ class SlurmAdapter(Adapter):
         runner = self._runner(x)
         body = plan.requests[0].body
         job_dir = body["cwd"]
+        if x.get("dry_run"):
+            return self._test_only(runner, plan)
         existing = self._find(runner, plan.name, job_dir)
         if existing is None:
             self._stage(runner, plan)
@@ -151,6 +153,20 @@ class SlurmAdapter(Adapter):
         extra["job_id"] = existing
         return JobHandle(target=self.name, native_id=existing, name=plan.name, submission_id=plan.submission_id,
                          extra=extra)
+
+    def _test_only(self, runner: Runner, plan: Plan) -> JobHandle:
+        """``sbatch --test-only`` (sbatch(1): "validate the batch script and return an estimate of
+        when a job would be scheduled to run ... No job is actually submitted"): nothing is staged,
+        no job is created. Refusals raise as in :meth:`submit`."""
+        x = dict(plan.extra)
+        staging = shpath(x["staging_dir"])
+        p = runner.run(f"cd {staging} 2>/dev/null || cd; sbatch --test-only", input=plan.requests[0].body["script"].encode(),
+                       env=self._secret_env(x))
+        err = p.stderr.decode("utf-8", "replace").strip()
+        if p.returncode != 0:
+            self._refused(runner, x, err or f"sbatch --test-only exited {p.returncode}")
+        return JobHandle(target=self.name, native_id="dry-run", name=plan.name, submission_id=plan.submission_id,
+                         extra={"dry_run": True, "answer": err.splitlines()[-1] if err else ""})
 
     def _secret_env(self, x: dict[str, Any]) -> dict[str, str]:
         import os
@@ -256,6 +272,8 @@ class SlurmAdapter(Adapter):
             NotFound: Slurm has no record of the job.
         """
         x = handle.extra
+        if x.get("dry_run"):
+            return JobStatus(JobState.CANCELLED, "DryRun", f"sbatch --test-only: {x.get('answer', '')}; nothing was submitted")
         runner = self._runner(x)
         jid = handle.native_id
         job_dir = shpath(x["job_dir"])
@@ -318,6 +336,8 @@ class SlurmAdapter(Adapter):
     def logs(self, handle: JobHandle, *, follow: bool = False) -> Iterator[str]:
         """Each rank's lines, prefixed ``[rank i]``, and the batch script's own lines as
         ``[batch]``; ``follow`` keeps reading the output files until the job is final."""
+        if handle.extra.get("dry_run"):
+            return iter(())
         runner = self._runner(handle.extra)
         if not follow:
             return iter(read_logs(runner, handle.extra["job_dir"]))
@@ -331,6 +351,8 @@ class SlurmAdapter(Adapter):
 
     def cancel(self, handle: JobHandle) -> None:
         """``scancel`` the job (every step and the batch script). A finished job is not an error."""
+        if handle.extra.get("dry_run"):
+            return
         runner = self._runner(handle.extra)
         rc, out, err = runner.text(f"scancel {shlex.quote(handle.native_id)}")
         if rc != 0 and not re.search(r"already completed|invalid job id|job has finished", err, re.I):
