@@ -60,7 +60,8 @@ def test_quickstart_preempted_requeued_and_resumed(slurm_cluster, slurm_opts, tm
         pytest.fail(f"the job did not reach epoch 3: {rank0 and rank0.exists() and rank0.read_text()}")
 
     # a job in the high-priority partition takes both nodes: the spot job is preempted and requeued
-    high = slurm_cluster.run(["sbatch", "--parsable", "-p", "main", "-N2", "--exclusive", "--wrap", "sleep 2"])
+    high = slurm_cluster.run(["sbatch", "--parsable", "-p", "main", "-N2", "--exclusive", "--output=/dev/null",
+                                  "--wrap", "sleep 2"])
     assert high.stdout.strip().isdigit()
 
     states = set()
