@@ -12,11 +12,15 @@
 The load generator (httpx, one keep-alive connection per client, TCP_NODELAY) posts the same
 small request for ``--seconds`` per level after a warm-up, first with one client (latency), then
 with ``--concurrency`` clients (throughput). Printed per level and server: requests/s, p50 and
-p99 latency in milliseconds, and the ratio to bare uvicorn (req/s ratio < 1 and latency ratio > 1
-are unijob's overhead). Servers, router and load generator share this machine's cores, so the
-absolute figures say as much about the machine as about the code; the ratios are the point.
+p99 latency in milliseconds, CPU milliseconds per request of the server's processes, and the
+ratio of each to bare uvicorn (req/s ratio < 1 and latency or CPU ratio > 1 are unijob's
+overhead), then the issue-20 goals: the local endpoint's req/s at ``--concurrency`` clients as a
+ratio to bare uvicorn, and its p50 overhead in ms at 1 client. All three servers run at once and
+are measured in turn, ``--rounds`` times; medians are printed. Servers, router and load generator
+share this machine's cores, so the absolute figures say as much about the machine as about the
+code; the ratios (and CPU per request, which depends least on other load) are the point.
 
-    .venv/bin/python benchmarks/bench_serving.py [--seconds 5] [--concurrency 8]
+    .venv/bin/python benchmarks/bench_serving.py [--seconds 5] [--concurrency 8] [--rounds 3]
 """
 
 from __future__ import annotations
@@ -113,11 +117,26 @@ async def load(url: str, clients: int, seconds: float) -> tuple[int, list[float]
     return len(latencies), sorted(latencies) + [time.perf_counter() - t0]
 
 
-def measure(url: str, clients: int, seconds: float) -> dict[str, float]:
+def cpu_seconds(pids: list[int]) -> float:
+    """User + system CPU seconds the processes ``pids`` have used so far (Linux /proc)."""
+    total = 0.0
+    for pid in pids:
+        try:
+            fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        total += (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+    return total
+
+
+def measure(url: str, clients: int, seconds: float, pids: list[int]) -> dict[str, float]:
     asyncio.run(load(url, clients, min(1.0, seconds)))  # warm-up: connections, code paths
+    cpu0 = cpu_seconds(pids)
     n, lat = asyncio.run(load(url, clients, seconds))
+    cpu = cpu_seconds(pids) - cpu0
     elapsed, lat = lat[-1], lat[:-1]
-    return {"rps": n / elapsed, "p50": lat[len(lat) // 2] * 1000, "p99": lat[min(len(lat) - 1, int(len(lat) * 0.99))] * 1000}
+    return {"rps": n / elapsed, "p50": lat[len(lat) // 2] * 1000,
+            "p99": lat[min(len(lat) - 1, int(len(lat) * 0.99))] * 1000, "cpu": cpu / n * 1000}
 
 
 def stop(proc: subprocess.Popen) -> None:
@@ -129,67 +148,88 @@ def stop(proc: subprocess.Popen) -> None:
         proc.wait()
 
 
+def median(values: list[float]) -> float:
+    return sorted(values)[len(values) // 2]
+
+
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    ap.add_argument("--seconds", type=float, default=5.0, help="measured seconds per level and server")
+    ap.add_argument("--seconds", type=float, default=5.0, help="measured seconds per level, server and round")
     ap.add_argument("--concurrency", type=int, default=8, help="clients in the throughput level")
+    ap.add_argument("--rounds", type=int, default=3, help="rounds (servers measured in turn); medians are printed")
     a = ap.parse_args()
 
     work = Path(tempfile.mkdtemp(prefix="bench-serving-"))
     (work / "handler.py").write_text(HANDLER)
     (work / "bare.py").write_text(BARE)
     os.environ["UNIJOB_HOME"] = str(work / "home")
-    results: dict[str, dict[int, dict[str, float]]] = {}
     quiet = {"stdout": subprocess.DEVNULL, "stderr": subprocess.DEVNULL}
-
-    port = free_port()
-    proc = subprocess.Popen([sys.executable, str(work / "bare.py"), str(port), str(work)], **quiet)
+    servers: dict[str, tuple[str, list[int]]] = {}
+    procs: list[subprocess.Popen] = []
+    adapter = handle = None
     try:
-        wait_ready(f"http://127.0.0.1:{port}/")
-        results["bare uvicorn"] = {c: measure(f"http://127.0.0.1:{port}/", c, a.seconds) for c in (1, a.concurrency)}
+        port = free_port()
+        procs.append(subprocess.Popen([sys.executable, str(work / "bare.py"), str(port), str(work)], **quiet))
+        servers["bare uvicorn"] = (f"http://127.0.0.1:{port}/", [procs[-1].pid])
+        port = free_port()
+        procs.append(subprocess.Popen([sys.executable, "-m", "unijob.serve", "--handler", "handler:Handler", "--host",
+                                       "127.0.0.1", "--port", str(port)], cwd=work, **quiet))
+        servers["unijob.serve"] = (f"http://127.0.0.1:{port}/invocations", [procs[-1].pid])
+
+        from unijob.loading import load_spec
+        from unijob.local.adapter import LocalAdapter
+
+        (work / "endpoint.yaml").write_text(textwrap.dedent("""\
+            name: bench
+            endpoint:
+              handler: handler:Handler
+              model: .                # the handler reads no artifact; an endpoint names one anyway
+              min_replicas: 1
+              max_replicas: 1
+        """))
+        adapter = LocalAdapter()
+        handle = adapter.deploy(adapter.plan_endpoint(load_spec(str(work / "endpoint.yaml")).spec))
+        state = json.loads((Path(handle.extra["endpoint_dir"]) / "state.json").read_text())
+        pids = [state["router_pid"]] + [r["pid"] for v in state["variants"].values() for r in v["replicas"]]
+        servers["local endpoint"] = (handle.extra["url"] + "/invocations", pids)
+        for url, _ in servers.values():
+            wait_ready(url)
+
+        levels = (1, a.concurrency)
+        runs: dict[str, dict[int, list[dict[str, float]]]] = {n: {c: [] for c in levels} for n in servers}
+        for _ in range(a.rounds):
+            for c in levels:
+                for name, (url, pids) in servers.items():
+                    runs[name][c].append(measure(url, c, a.seconds, pids))
     finally:
-        stop(proc)
+        if adapter is not None and handle is not None:
+            adapter.undeploy(handle)
+        for p in procs:
+            stop(p)
 
-    port = free_port()
-    proc = subprocess.Popen([sys.executable, "-m", "unijob.serve", "--handler", "handler:Handler", "--host",
-                             "127.0.0.1", "--port", str(port)], cwd=work, **quiet)
-    try:
-        wait_ready(f"http://127.0.0.1:{port}/invocations")
-        results["unijob.serve"] = {c: measure(f"http://127.0.0.1:{port}/invocations", c, a.seconds)
-                                   for c in (1, a.concurrency)}
-    finally:
-        stop(proc)
-
-    from unijob.loading import load_spec
-    from unijob.local.adapter import LocalAdapter
-
-    (work / "endpoint.yaml").write_text(textwrap.dedent("""\
-        name: bench
-        endpoint:
-          handler: handler:Handler
-          model: .                # the handler reads no artifact; an endpoint names one anyway
-          min_replicas: 1
-          max_replicas: 1
-    """))
-    adapter = LocalAdapter()
-    h = adapter.deploy(adapter.plan_endpoint(load_spec(str(work / "endpoint.yaml")).spec))
-    try:
-        url = h.extra["url"] + "/invocations"
-        wait_ready(url)
-        results["local endpoint"] = {c: measure(url, c, a.seconds) for c in (1, a.concurrency)}
-    finally:
-        adapter.undeploy(h)
-
-    base = results["bare uvicorn"]
-    print(f"serving overhead: {a.seconds:g} s per level, payload {len(PAYLOAD)} bytes "
-          f"(4 instances x 64 floats), {os.cpu_count()} cores shared by servers and load generator")
-    for c in (1, a.concurrency):
+    res = {n: {c: {k: median([r[k] for r in rs]) for k in rs[0]} for c, rs in by_level.items()}
+           for n, by_level in runs.items()}
+    base = res["bare uvicorn"]
+    print(f"serving overhead: {a.seconds:g} s per level and server, median of {a.rounds} round(s); payload "
+          f"{len(PAYLOAD)} bytes (4 instances x 64 floats); {os.cpu_count()} cores shared by servers, load "
+          f"generator and anything else running (load average {os.getloadavg()[0]:.1f})")
+    print("cpu ms/req: CPU time of the server's processes (router + replica for the local endpoint) per "
+          "request; it depends least on what else runs on the machine")
+    for c in levels:
         print(f"\n{c} client(s):")
-        print(f"  {'server':<16} {'req/s':>8} {'p50 ms':>8} {'p99 ms':>8}   {'req/s ratio':>11} {'p50 ratio':>9} {'p99 ratio':>9}")
-        for name, r in results.items():
+        print(f"  {'server':<16} {'req/s':>8} {'p50 ms':>8} {'p99 ms':>8} {'cpu ms/req':>10}   "
+              f"{'req/s ratio':>11} {'p50 ratio':>9} {'p99 ratio':>9} {'cpu ratio':>9}")
+        for name, r in res.items():
             m, b = r[c], base[c]
-            print(f"  {name:<16} {m['rps']:8.0f} {m['p50']:8.2f} {m['p99']:8.2f}   "
-                  f"{m['rps'] / b['rps']:11.2f} {m['p50'] / b['p50']:9.2f} {m['p99'] / b['p99']:9.2f}")
+            print(f"  {name:<16} {m['rps']:8.0f} {m['p50']:8.2f} {m['p99']:8.2f} {m['cpu']:10.3f}   "
+                  f"{m['rps'] / b['rps']:11.2f} {m['p50'] / b['p50']:9.2f} {m['p99'] / b['p99']:9.2f} "
+                  f"{m['cpu'] / b['cpu']:9.2f}")
+    ep, serve, hi = res["local endpoint"], res["unijob.serve"], a.concurrency
+    print("\ngoals (issue 20):")
+    print(f"  local endpoint req/s at {hi} clients vs bare uvicorn: {ep[hi]['rps'] / base[hi]['rps']:.2f}x  (goal >= 0.7x)")
+    print(f"  local endpoint p50 overhead at 1 client vs bare uvicorn: {ep[1]['p50'] - base[1]['p50']:+.2f} ms "
+          f"(goal <= 0.3 ms); the router hop alone (vs unijob.serve): {ep[1]['p50'] - serve[1]['p50']:+.2f} ms, "
+          f"{ep[1]['cpu'] - serve[1]['cpu']:.3f} cpu ms/req")
     return 0
 
 

@@ -176,6 +176,30 @@ def undeploy(handle: EndpointHandle) -> None:
 
 
 _CLIENT: Any = None
+_URLS: dict[Path, tuple[int, str]] = {}  # endpoint dir -> (state.json mtime_ns, router URL)
+
+
+def _router_url(handle: EndpointHandle, d: Path) -> str:
+    """The running router's URL. ``state.json`` is read (and the router checked alive) only when
+    it changed since the last call (the router rewrites it about once a second), not per request.
+
+    Raises:
+        NotFound: the endpoint is not running.
+    """
+    try:
+        mtime = (d / "state.json").stat().st_mtime_ns
+    except OSError:
+        mtime = None
+    cached = _URLS.get(d)
+    if cached is not None and mtime is not None and cached[0] == mtime:
+        return cached[1]
+    st = _state(d)
+    if not st or not router_alive(st) or not st.get("url"):
+        _URLS.pop(d, None)
+        raise NotFound(f"local endpoint {handle.name} is not running")
+    if mtime is not None:
+        _URLS[d] = (mtime, st["url"])
+    return st["url"]
 
 
 def _client() -> Any:
@@ -204,16 +228,18 @@ def invoke(handle: EndpointHandle, payload: Any, *, variant: Optional[str] = Non
     """
     import httpx
 
-    st = _state(_dir(handle))
-    if not st or not router_alive(st):
-        raise NotFound(f"local endpoint {handle.name} is not running")
+    d = _dir(handle)
+    url = _router_url(handle, d)
     headers = {"X-Unijob-Target-Variant": variant} if variant else {}
     t0 = time.perf_counter()
     try:
-        resp = _client().post(st["url"] + "/invocations", content=encode_payload(payload),
-                          headers={"Content-Type": "application/json", "Accept": "application/json", **headers},
-                          timeout=timeout)
+        resp = _client().post(url + "/invocations", content=encode_payload(payload),
+                              headers={"Content-Type": "application/json", "Accept": "application/json", **headers},
+                              timeout=timeout)
     except httpx.HTTPError as e:
+        _URLS.pop(d, None)
+        if isinstance(e, httpx.ConnectError):
+            _router_url(handle, d)  # NotFound when the router is gone
         raise TargetError(f"local endpoint {handle.name}: {type(e).__name__}: {e}") from None
     latency = time.perf_counter() - t0
     try:

@@ -47,6 +47,7 @@ from pathlib import Path
 from typing import Any, Optional
 
 from unijob.local import jobdir as jd
+from unijob.local.upstream import Upstream
 
 HOP_BY_HOP = {b"connection", b"keep-alive", b"proxy-authenticate", b"proxy-authorization", b"te", b"trailers",
               b"transfer-encoding", b"upgrade", b"host", b"content-length"}
@@ -69,6 +70,7 @@ class Replica:
     ready: bool = False
     draining: bool = False
     in_flight: int = 0
+    upstream: Optional[Upstream] = None  # keep-alive connections to it
 
     def to_dict(self) -> dict[str, Any]:
         return {"index": self.index, "pid": self.proc.pid, "start_time": self.start_time, "port": self.port,
@@ -139,7 +141,6 @@ class Router:
         self.url = ""
         self.created = time.time()
         self._last_write = 0.0
-        self._client: Any = None
         self._server: Any = None
         self.stopping = False
         self._tasks: set[asyncio.Task] = set()
@@ -195,7 +196,8 @@ class Router:
                                     stderr=subprocess.STDOUT, pass_fds=(sock.fileno(),), start_new_session=True,
                                     preexec_fn=_pdeathsig())
         sock.close()
-        r = Replica(v.name, index, proc, port, log, time.time(), jd.proc_start_time(proc.pid))
+        r = Replica(v.name, index, proc, port, log, time.time(), jd.proc_start_time(proc.pid),
+                    upstream=Upstream("127.0.0.1", port))
         v.replicas.append(r)
         self.event(f"{v.name}: replica {index} starting (pid {proc.pid}, port {port}): {reason}")
         self._spawn(self._watch_ready(v, r))
@@ -203,11 +205,10 @@ class Router:
 
     async def _watch_ready(self, v: Variant, r: Replica) -> None:
         deadline = time.time() + self.ready_timeout
-        url = f"http://127.0.0.1:{r.port}/ping"
         while time.time() < deadline and r.proc.poll() is None and not r.draining:
             try:
-                resp = await self._client.get(url, timeout=2.0)
-                if resp.status_code == 200:
+                status, _, _ = await r.upstream.request("GET", b"/ping", [], b"", 2.0)
+                if status == 200:
                     r.ready = True
                     v.ready_event.set()
                     self.event(f"{v.name}: replica {r.index} ready in {time.time() - r.started_at:.2f} s")
@@ -233,6 +234,8 @@ class Router:
         if r.proc.poll() is None:
             _signal_group(r.proc, signal.SIGKILL)
             r.proc.wait()
+        if r.upstream is not None:
+            r.upstream.close()
         if r in v.replicas:
             v.replicas.remove(r)
         if not v.serving:
@@ -300,26 +303,25 @@ class Router:
                                         variant.name)
             replica.in_flight += 1
             try:
-                target = f"http://127.0.0.1:{replica.port}{scope.get('raw_path', path.encode()).decode()}"
+                target = scope.get("raw_path") or path.encode()
                 if scope.get("query_string"):
-                    target += "?" + scope["query_string"].decode()
-                resp = await self._client.request(scope["method"], target, headers=headers, content=body,
-                                                  timeout=self.request_timeout)
+                    target += b"?" + scope["query_string"]
+                status, resp_headers, content = await replica.upstream.request(
+                    scope["method"], target, headers, body, self.request_timeout)
             except Exception as e:  # noqa: BLE001 - the replica died or timed out
                 variant.errors += 1
-                import httpx
-
-                status = 504 if isinstance(e, httpx.TimeoutException) else 502
-                return await _send_json(send, status, {"error": f"replica {variant.name}/{replica.index} did not "
-                                                                f"answer: {type(e).__name__}: {e}"}, variant.name)
+                timed_out = isinstance(e, asyncio.TimeoutError)
+                why = f"no answer within {self.request_timeout:g} s (request_timeout)" if timed_out else f"{type(e).__name__}: {e}"
+                return await _send_json(send, 504 if timed_out else 502,
+                                        {"error": f"replica {variant.name}/{replica.index} did not answer: {why}"},
+                                        variant.name)
             finally:
                 replica.in_flight -= 1
-            out_headers = [(k.encode(), v.encode()) for k, v in resp.headers.items()
-                           if k.encode() not in HOP_BY_HOP and k.lower() != "content-encoding"]
+            out_headers = [(k, v) for k, v in resp_headers if k not in HOP_BY_HOP]
             out_headers.append((VARIANT_HEADER, variant.name.encode()))
-            out_headers.append((b"content-length", str(len(resp.content)).encode()))
-            await send({"type": "http.response.start", "status": resp.status_code, "headers": out_headers})
-            await send({"type": "http.response.body", "body": resp.content})
+            out_headers.append((b"content-length", str(len(content)).encode()))
+            await send({"type": "http.response.start", "status": status, "headers": out_headers})
+            await send({"type": "http.response.body", "body": content})
         finally:
             variant.in_flight -= 1
             variant.completed.append(time.monotonic())
@@ -423,11 +425,8 @@ class Router:
         Returns 1 when the replicas could not be started (state FAILED), else 0."""
         import contextlib
 
-        import httpx
         import uvicorn
 
-        self._client = httpx.AsyncClient(limits=httpx.Limits(max_connections=None, max_keepalive_connections=256),
-                                         timeout=self.request_timeout)
         host, port = sock.getsockname()[:2]
         self.url = f"http://{host}:{port}"
         try:
@@ -454,7 +453,6 @@ class Router:
                 t.cancel()
             await asyncio.gather(*(self.stop_replica(v, r) for v in self.variants.values() for r in list(v.replicas)),
                                  return_exceptions=True)
-            await self._client.aclose()
             self.state = final
             self.event(f"stopped ({final})")
 
@@ -526,6 +524,16 @@ async def _send_json(send: Any, status: int, obj: Any, variant: Optional[str] = 
     await send({"type": "http.response.body", "body": data})
 
 
+def _new_event_loop() -> asyncio.AbstractEventLoop:
+    """uvloop's event loop when it is installed (``uvicorn[standard]``), as uvicorn itself picks
+    for the replicas; else asyncio's."""
+    try:
+        import uvloop
+    except ImportError:
+        return asyncio.new_event_loop()
+    return uvloop.new_event_loop()
+
+
 def main(argv: Optional[list[str]] = None) -> int:
     """``python -m unijob.local.router [--detach] ENDPOINT_DIR``: serve until SIGTERM; exit 1 if
     the replicas could not be started. ``--detach`` forks first and the parent exits at once, so the
@@ -546,7 +554,7 @@ def main(argv: Optional[list[str]] = None) -> int:
             "message": f"cannot listen on {body['host']}:{body.get('port') or 0}: {e.strerror}"})
         return 1
     router = Router(endpoint_dir, body)
-    loop = asyncio.new_event_loop()
+    loop = _new_event_loop()
     asyncio.set_event_loop(loop)
     for sig in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(sig, router.request_stop)
