@@ -16,7 +16,7 @@ Without an accelerator, r and m are the seed's constants (seed 000, Code 33.9.3)
 from __future__ import annotations
 
 import math
-from dataclasses import asdict, dataclass, field, replace
+from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 from typing import Any, Optional, Sequence, Union
 
