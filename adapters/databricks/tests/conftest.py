@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import inspect
 import itertools
+import os
 from urllib.parse import unquote
 import random
 import textwrap
@@ -52,6 +53,7 @@ class FakeDatabricks(FakeServer):
         self.tokens: dict[str, int] = {}
         self.task_parent: dict[int, int] = {}
         self.outputs: dict[int, str] = {}
+        self.task_errors: dict[int, dict] = {}
         self.files: dict[str, bytes] = {}
         self.dirs: set[str] = {"/", "/Workspace", "/Workspace/Shared"}
         self.endpoints: dict[str, dict] = {}
@@ -140,7 +142,9 @@ class FakeDatabricks(FakeServer):
             return _err(400, "INVALID_PARAMETER_VALUE", f"Run {rid} does not exist.")
         parent = self.runs[self.task_parent[rid]]
         out = {"metadata": {"run_id": rid, "state": parent["state"]}, "logs": self.outputs.get(rid, "")}
-        if parent["state"].get("result_state") == "FAILED":
+        if rid in self.task_errors:  # what a start-contract runner reported
+            out.update({k: v for k, v in self.task_errors[rid].items() if v})
+        elif parent["state"].get("result_state") == "FAILED":
             out["error"] = parent["state"].get("state_message", "failed")
             out["error_trace"] = "Traceback (most recent call last):\n  boom"
         return Response(200, out)
@@ -166,6 +170,21 @@ class FakeDatabricks(FakeServer):
                 t["state"] = dict(st)
             if life == "TERMINATED":
                 self.runs[run_id]["end_time"] = 1763700600000
+
+    def put_run_state(self, task_run_id: int, life_cycle_state: str, result_state: str | None = None,
+                      state_message: str = "", logs: str | None = None, error: str | None = None,
+                      error_trace: str | None = None) -> None:
+        """A start-contract runner (unijob.testing.contracts.databricks) reports its task's state
+        and output, as the cluster reports to the Jobs service."""
+        self.set_state(self.task_parent[task_run_id], life_cycle_state, result_state, state_message)
+        with self.lock:
+            if logs is not None:
+                self.outputs[task_run_id] = logs
+            if error or error_trace:
+                self.task_errors[task_run_id] = {"error": error, "error_trace": error_trace}
+
+    def task_run_ids(self, run_id: int) -> list[int]:
+        return [t["run_id"] for t in self.runs[run_id]["tasks"]]
 
     # ---- uploads ------------------------------------------------------------------------------
 
@@ -368,3 +387,14 @@ def write_spec(tmp_path: Path, yaml_text: str, files: dict[str, str] | None = No
 @pytest.fixture
 def spec_factory(tmp_path):
     return lambda text, files=None: write_spec(tmp_path, text, files)
+
+
+@pytest.fixture(scope="session")
+def image_python(tmp_path_factory):
+    """The Python of a Databricks Runtime ML driver for these tests: pip and scikit-learn, no unijob
+    (one venv for the session, shared with other adapters' contract tests through the base temp dir;
+    ``UNIJOB_TEST_JOB_PYTHONS=DIR`` keeps them across sessions)."""
+    from unijob.testing.contracts import job_python
+
+    root = os.environ.get("UNIJOB_TEST_JOB_PYTHONS") or tmp_path_factory.getbasetemp() / "job-pythons"
+    return job_python(root, ["scikit-learn"])

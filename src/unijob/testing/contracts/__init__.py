@@ -102,3 +102,22 @@ def hosts_entries(names: Sequence[str], address: str = "127.0.0.1",
             f.seek(0)
             f.write(kept)
             f.truncate()
+
+
+def python_layer(image_python: os.PathLike, directory: os.PathLike) -> Path:
+    """A writable layer over an image's Python, as a container's copy-on-write layer over its image:
+    a venv at ``directory`` whose interpreter also sees ``image_python``'s site-packages (a ``.pth``
+    file) and installs into its own, so what a job installs never changes the (shared, cached) image.
+
+    Returns:
+        the layer's ``bin`` folder (its ``python``; put it first on the job's ``PATH``).
+    """
+    d = Path(directory)
+    code = ("import sys, sysconfig, venv; venv.EnvBuilder(with_pip=False, symlinks=True).create(sys.argv[1]); "
+            "print(sysconfig.get_path('purelib')); print(sysconfig.get_path('platlib'))")
+    image = subprocess.run([str(image_python), "-c", code, str(d)], capture_output=True, text=True, check=True,
+                           env=clean_env())
+    mine = subprocess.run([str(d / "bin" / "python"), "-c", "import sysconfig; print(sysconfig.get_path('purelib'))"],
+                          capture_output=True, text=True, check=True, env=clean_env()).stdout.strip()
+    Path(mine, "_image_site_packages.pth").write_text("\n".join(dict.fromkeys(image.stdout.split())) + "\n")
+    return d / "bin"

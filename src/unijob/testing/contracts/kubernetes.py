@@ -79,7 +79,7 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any, Mapping, Optional, Protocol, Sequence
 
-from . import clean_env, hosts_entries
+from . import clean_env, hosts_entries, python_layer
 
 COMPLETION_INDEX = "batch.kubernetes.io/job-completion-index"
 #: Kubelet's FallbackToLogsOnError tail: 80 lines, 2048 bytes.
@@ -568,24 +568,10 @@ class KubernetesContract:
                 defined[e["name"]] = self._value_from(pod, e["name"], e["valueFrom"])
             else:
                 defined[e["name"]] = expand(e.get("value", ""), defined, service)
-        layer = self._container_layer(pod)
+        layer = python_layer(self.python, pod.dir / "rootfs")  # the container's writable layer
         path = os.pathsep.join([str(layer), str(self.python.parent), os.environ.get("PATH", "/usr/bin:/bin")])
         image_env = clean_env({"PATH": path, "HOSTNAME": pod.obj["spec"]["hostname"]})
         return {**image_env, **service, **{k: rewrite(v) for k, v in defined.items()}}
-
-    def _container_layer(self, pod: Pod) -> Path:
-        """The pod's writable layer over the image's Python: a venv in the pod's folder whose
-        interpreter sees the image's site-packages (a ``.pth`` file) and installs into its own, as a
-        container writes into its copy-on-write layer, never into the image. Returns its ``bin``."""
-        d = pod.dir / "rootfs"
-        code = ("import sys, sysconfig, venv; venv.EnvBuilder(with_pip=False, symlinks=True).create(sys.argv[1]); "
-                "print(sysconfig.get_path('purelib')); print(sysconfig.get_path('platlib'))")
-        image = subprocess.run([str(self.python), "-c", code, str(d)], capture_output=True, text=True, check=True,
-                               env=clean_env())
-        mine = subprocess.run([str(d / "bin" / "python"), "-c", "import sysconfig; print(sysconfig.get_path('purelib'))"],
-                              capture_output=True, text=True, check=True, env=clean_env()).stdout.strip()
-        Path(mine, "_image_site_packages.pth").write_text("\n".join(dict.fromkeys(image.stdout.split())) + "\n")
-        return d / "bin"
 
     def _value_from(self, pod: Pod, name: str, vf: Mapping[str, Any]) -> str:
         if "fieldRef" in vf:

@@ -131,7 +131,7 @@ class DatabricksAdapter(Adapter):
             while True:
                 st = client.status(w, run_id)
                 if st.native_state != last:
-                    yield f"[databricks] {st.native_state}" + (f": {st.message}" if st.message else "")
+                    yield f"[databricks] {st.native_state}" + (f": {st.message.splitlines()[0]}" if st.message else "")
                     last = st.native_state
                 if st.state.is_final:
                     break

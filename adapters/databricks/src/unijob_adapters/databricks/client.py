@@ -236,10 +236,33 @@ def status(w, run_id: int) -> JobStatus:
     else:  # TERMINATED with FAILED/TIMEDOUT/..., INTERNAL_ERROR, SKIPPED
         state = JobState.FAILED
     attempts = max((t.attempt_number or 0 for t in (run.tasks or [])), default=0)
+    message = (st.state_message or "") if st else ""
+    if state == JobState.FAILED:
+        message = "\n".join(x for x in (message, _failure_tail(w, run)) if x)
     return JobStatus(state=state, native_state=f"{life}/{result}" if result else life,
-                     message=(st.state_message or "") if st else "", restarts=attempts,
+                     message=message, restarts=attempts,
                      started_at=run.start_time / 1000 if run.start_time else None,
                      ended_at=run.end_time / 1000 if run.end_time else None)
+
+
+def _failure_tail(w, run: Any, lines: int = 20) -> str:
+    """A failed task's ``error`` and the last ``lines`` of its output (``runs/get-output``), so
+    ``unijob status`` shows why it failed, as on the local target; "" when there is none."""
+    from databricks.sdk.errors import DatabricksError
+
+    for t in run.tasks or []:
+        try:
+            out = w.jobs.get_run_output(t.run_id)
+        except DatabricksError:
+            continue
+        tail = (out.logs or "").rstrip().splitlines()[-lines:]
+        parts = [f"task {t.task_key}: {out.error}" if out.error else ""]
+        if tail:
+            parts.append("last lines:\n" + "\n".join(tail))
+        text = "\n".join(p for p in parts if p)
+        if text:
+            return text
+    return ""
 
 
 def output_lines(w, run_id: int, cluster_log_dir: Optional[str]) -> Iterator[str]:
