@@ -1,7 +1,12 @@
 """Shared fixtures: an isolated UNIJOB_HOME per test, and helpers for local endpoint tests."""
 
 import os
+import signal
+import socket
+import subprocess
+import sys
 import textwrap
+import time
 from pathlib import Path
 
 import pytest
@@ -106,3 +111,51 @@ def endpoint_project():
 def live_processes():
     """``pids(home) -> list[int]``: live processes started under that UNIJOB_HOME."""
     return _processes_of
+
+
+#: the mlflow CLI of this environment (the test extra installs mlflow)
+MLFLOW = Path(sys.executable).with_name("mlflow")
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@pytest.fixture(scope="session")
+def mlflow_server(tmp_path_factory):
+    """One real `mlflow server` (SQLite backend) for the test run, stopped by its process group id at the end."""
+    import httpx
+
+    d = tmp_path_factory.mktemp("mlflow")
+    port = _free_port()
+    log = open(d / "server.log", "wb")
+    proc = subprocess.Popen([str(MLFLOW), "server", "--backend-store-uri", f"sqlite:///{d / 'db.sqlite'}",
+                             "--artifacts-destination", str(d / "artifacts"), "--host", "127.0.0.1",
+                             "--port", str(port), "--workers", "1"],
+                            stdout=log, stderr=subprocess.STDOUT, start_new_session=True, cwd=d)
+    url = f"http://127.0.0.1:{port}"
+    try:
+        deadline = time.monotonic() + 180
+        while time.monotonic() < deadline:
+            try:
+                if httpx.get(f"{url}/health", timeout=2).status_code == 200:
+                    break
+            except httpx.HTTPError:
+                pass
+            assert proc.poll() is None, (d / "server.log").read_text()[-2000:]
+            time.sleep(0.5)
+        else:
+            pytest.fail("mlflow server did not start:\n" + (d / "server.log").read_text()[-2000:])
+        yield url
+    finally:
+        os.killpg(proc.pid, signal.SIGTERM)
+        try:
+            proc.wait(timeout=15)
+        except subprocess.TimeoutExpired:
+            os.killpg(proc.pid, signal.SIGKILL)
+            proc.wait(timeout=5)
+        log.close()
+
+

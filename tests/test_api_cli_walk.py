@@ -24,6 +24,7 @@ ROWS = {
     ("validate",): (["validate", "{job_spec}"], "unijob.api.specs:load"),
     ("plan",): (["plan", "{job_spec}"], "unijob.api.specs:plan"),
     ("submit",): (["submit", "{job_spec}"], "unijob.api.jobs:submit"),
+    ("batch",): (["batch", "{job_spec}"], "unijob.api.jobs:batch_predict"),
     ("status",): (["status", "{job}"], "unijob.api.jobs:Job.status"),
     ("logs",): (["logs", "{job}"], "unijob.api.jobs:Job.logs"),
     ("cancel",): (["cancel", "{job}"], "unijob.api.jobs:Job.cancel"),

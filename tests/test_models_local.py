@@ -2,10 +2,6 @@
 
 import json
 import os
-import shutil
-import signal
-import socket
-import subprocess
 import sys
 import time
 from pathlib import Path
@@ -17,49 +13,8 @@ from unijob.cli.main import main
 from unijob.errors import NotFound, UsageError
 
 MLFLOW = Path(sys.executable).with_name("mlflow")
+
 pytestmark = pytest.mark.skipif(not MLFLOW.exists(), reason="mlflow is not installed (pip install 'unijob[registry]')")
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-@pytest.fixture(scope="module")
-def mlflow_server(tmp_path_factory):
-    """One real `mlflow server` for this module, stopped by its process group id at the end."""
-    import httpx
-
-    d = tmp_path_factory.mktemp("mlflow")
-    port = _free_port()
-    log = open(d / "server.log", "wb")
-    proc = subprocess.Popen([str(MLFLOW), "server", "--backend-store-uri", f"sqlite:///{d / 'db.sqlite'}",
-                             "--artifacts-destination", str(d / "artifacts"), "--host", "127.0.0.1",
-                             "--port", str(port), "--workers", "1"],
-                            stdout=log, stderr=subprocess.STDOUT, start_new_session=True, cwd=d)
-    url = f"http://127.0.0.1:{port}"
-    try:
-        deadline = time.monotonic() + 180
-        while time.monotonic() < deadline:
-            try:
-                if httpx.get(f"{url}/health", timeout=2).status_code == 200:
-                    break
-            except httpx.HTTPError:
-                pass
-            assert proc.poll() is None, (d / "server.log").read_text()[-2000:]
-            time.sleep(0.5)
-        else:
-            pytest.fail("mlflow server did not start:\n" + (d / "server.log").read_text()[-2000:])
-        yield url
-    finally:
-        os.killpg(proc.pid, signal.SIGTERM)
-        try:
-            proc.wait(timeout=15)
-        except subprocess.TimeoutExpired:
-            os.killpg(proc.pid, signal.SIGKILL)
-            proc.wait(timeout=5)
-        log.close()
 
 
 @pytest.fixture

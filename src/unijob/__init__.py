@@ -35,6 +35,7 @@ _LAZY = {
     "plan": "unijob.api.specs:plan",
     "targets": "unijob.api.specs:targets",
     "submit": "unijob.api.jobs:submit",
+    "batch_predict": "unijob.api.jobs:batch_predict",
     "job": "unijob.api.jobs:job",
     "jobs": "unijob.api.jobs:jobs",
     "Job": "unijob.api.jobs:Job",

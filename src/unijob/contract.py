@@ -385,6 +385,20 @@ class Adapter(ModelRegistry, abc.ABC):
         raise UsageError(f"target '{self.name}' cannot say where a job's model is; give the endpoint's "
                          "model as a URI instead of job:<name-or-id>")
 
+    # ---- batch prediction (optional) --------------------------------------------------------
+
+    def plan_batch(self, spec: Any, submission_id: str) -> Plan:
+        """The exact native request(s) that run ``spec.batch`` (kind ``"batch"``); pure. ``submit``,
+        ``status``, ``logs`` and ``cancel`` then work on it as on a training job.
+
+        Raises:
+            SpecError: no batch section, or something this target cannot run.
+        """
+        from unijob.errors import SpecError
+
+        raise SpecError.at(("batch",), f"target '{self.name}' does not run batch prediction"
+                           + (f": {self.unsupported['batch']}" if "batch" in self.unsupported else ""))
+
     # ---- endpoints (optional) ---------------------------------------------------------------
 
     def plan_endpoint(self, spec: Any) -> Plan:

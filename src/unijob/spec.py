@@ -363,6 +363,42 @@ def _check_secret_ref(value: Any) -> Any:
 
 SecretRef = Annotated[str, BeforeValidator(_check_secret_ref)]
 
+class Batch(_Model):
+    """Batch prediction: the endpoint's handler (or a serving image) mapped over JSON Lines files
+    (see :mod:`unijob.batch` for the line and output formats).
+
+    Attributes:
+        model: artifact path or URI, ``models:/NAME@ALIAS`` or ``models:/NAME/VERSION``.
+        handler / image: a ``unijob.serve`` handler reference, or a serving container (cloud targets).
+        input / output: JSON Lines file or directory, and the output directory (paths or URIs).
+        accelerator / instance_type: per replica; ``instance_type`` per target.
+        replicas: worker processes (local), instances (SageMaker ``InstanceCount``), replicas (Vertex).
+        instances_per_request: instances per ``predict`` call (SageMaker ``MultiRecord`` batches,
+            Vertex ``batchSize``).
+        max_error_fraction: fraction of lines allowed to fail before the job fails (0 = any error
+            fails it; errors never stop the other lines).
+        parameters: passed to ``predict(instances, parameters)``.
+    """
+
+    model: Optional[str] = None
+    handler: Optional[str] = None
+    image: Optional[str] = None
+    input: Uri
+    output: Uri
+    accelerator: AcceleratorStr = None
+    instance_type: dict[str, str] = Field(default_factory=dict)
+    replicas: int = Field(default=1, ge=1, le=1000)
+    instances_per_request: int = Field(default=64, ge=1, le=100_000)
+    max_error_fraction: float = Field(default=0.0, ge=0.0, le=1.0)
+    parameters: dict[str, Any] = Field(default_factory=dict)
+
+    @model_validator(mode="after")
+    def _rules(self) -> "Batch":
+        if bool(self.image) == bool(self.handler):
+            raise PydanticCustomError("entrypoint", "a batch section needs a handler (module:attr) or an image, not both")
+        return self
+
+
 HyperValue = Union[bool, int, float, str]
 
 
@@ -413,6 +449,7 @@ class JobSpec(_Model):
     secrets: dict[Annotated[str, Field(pattern=ENV_NAME)], SecretRef] = Field(default_factory=dict)
 
     endpoint: Optional[Endpoint] = None
+    batch: Optional[Batch] = None
     targets: dict[str, dict[str, Any]] = Field(
         default_factory=dict, description="per-target options, validated by each adapter's options model")
 
@@ -442,10 +479,10 @@ class JobSpec(_Model):
     def _rules(self, info: ValidationInfo) -> "JobSpec":
         if self.image and self.script:
             raise PydanticCustomError("entrypoint", "give either image (+ command/args) or script, not both")
-        if not self.image and not self.script and self.endpoint is None:
+        if not self.image and not self.script and self.endpoint is None and self.batch is None:
             raise PydanticCustomError(
                 "entrypoint", "no entrypoint: give image (+ command/args) or script (a Python file), "
-                              "or an endpoint section to serve")
+                              "an endpoint section to serve, or a batch section")
         if self.script and self.command:
             raise PydanticCustomError("entrypoint", "command goes with image; a script job uses args")
         if self.spot.is_spot and self.spot.max_wait is not None and self.spot.max_wait < self.max_run:

@@ -191,7 +191,7 @@ def registry_get(name: str) -> "Adapter":
 
 
 def submit(spec: SpecLike, target: str = "local", *, wait: bool = False, idempotency_key: Optional[str] = None,
-           dry_run: bool = False) -> Union[Job, "Plan"]:
+           dry_run: bool = False, batch: bool = False) -> Union[Job, "Plan"]:
     """Submit ``spec`` to ``target`` and return its :class:`Job`.
 
     The record is written before anything is sent. Submitting again with the same
@@ -206,6 +206,8 @@ def submit(spec: SpecLike, target: str = "local", *, wait: bool = False, idempot
         idempotency_key: the submission key (default: a fresh one per call).
         dry_run: ask the platform to validate without creating, where it can (the plan is sent
             with ``plan.extra["dry_run"] = True``); records nothing and returns that Plan.
+        batch: run the spec's ``batch:`` section (batch prediction) instead of its training job;
+            see :func:`batch_predict`.
 
     Raises:
         SpecError: the spec or the target's options are invalid (nothing recorded or sent).
@@ -218,8 +220,13 @@ def submit(spec: SpecLike, target: str = "local", *, wait: bool = False, idempot
     spec = as_spec(spec)
     target, reasons = resolve_target(spec, target)
     adapter = registry_get(target)
+    model_notes: list[str] = []
+    if batch:
+        from unijob.api.specs import resolve_models
+
+        spec, model_notes = resolve_models(spec, target, batch=True)
     # Validate first (pure): a bad spec leaves no record and sends nothing.
-    probe = make_plan(adapter, spec, idempotency_key or "validate")
+    probe = make_plan(adapter, spec, idempotency_key or "validate", batch=batch)
     readiness = adapter.check(spec)
     if not readiness.ready:
         raise NotReady(f"target '{target}' is not ready:\n  " + "\n  ".join(readiness.problems))
@@ -227,7 +234,7 @@ def submit(spec: SpecLike, target: str = "local", *, wait: bool = False, idempot
         probe.extra["dry_run"] = True
         adapter.submit(probe)
         return probe
-    notes = list(reasons)
+    notes = list(reasons) + model_notes
     warnings: list[str] = []
     already = False
     source = spec.source_file
@@ -241,7 +248,7 @@ def submit(spec: SpecLike, target: str = "local", *, wait: bool = False, idempot
         else:
             if resumed:
                 notes.append(f"resuming unfinished submission {rec.id}")
-            p = make_plan(adapter, spec, rec.submission_id)
+            p = make_plan(adapter, spec, rec.submission_id, batch=batch)
             warnings = list(p.warnings)
             try:
                 handle = adapter.submit(p)
@@ -258,6 +265,18 @@ def submit(spec: SpecLike, target: str = "local", *, wait: bool = False, idempot
     if wait:
         out.wait()
     return out
+
+
+def batch_predict(spec: SpecLike, target: str = "local", *, wait: bool = False,
+                  idempotency_key: Optional[str] = None, dry_run: bool = False) -> Union[Job, "Plan"]:
+    """Run ``spec``'s ``batch:`` section (the endpoint's handler mapped over JSON Lines files, see
+    :mod:`unijob.batch`) on ``target``; returns its :class:`Job`, which answers ``status()``,
+    ``logs()``, ``wait()`` and ``cancel()`` as a training job does. ``batch.model`` may name a job
+    (``job:<id>``) or a registered version (``models:/NAME@ALIAS``), resolved first.
+
+    Raises: as :func:`submit`.
+    """
+    return submit(spec, target, wait=wait, idempotency_key=idempotency_key, dry_run=dry_run, batch=True)
 
 
 def job(ref: str) -> Job:

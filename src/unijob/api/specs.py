@@ -106,14 +106,20 @@ def default_submission_id(spec: "JobSpec") -> str:
     return "plan-" + spec.spec_hash()[:12]
 
 
-def make_plan(adapter: "Adapter", spec: "JobSpec", submission_id: str, *, endpoint: bool = False) -> "Plan":
-    """``adapter.plan`` (or ``plan_endpoint``) with SpecErrors pointed at the spec's file and line.
+def make_plan(adapter: "Adapter", spec: "JobSpec", submission_id: str, *, endpoint: bool = False,
+              batch: bool = False) -> "Plan":
+    """``adapter.plan`` (or ``plan_endpoint``, or ``plan_batch``) with SpecErrors pointed at the
+    spec's file and line.
 
     Raises:
         SpecError: the target cannot take the spec; a job plan of an endpoint-only spec;
             an accelerator the target does not offer (at ``resources.accelerator``).
     """
     try:
+        if batch:
+            if spec.batch is None:
+                raise SpecError.at(("batch",), "this spec has no batch section")
+            return adapter.plan_batch(spec, submission_id)
         if endpoint:
             if spec.endpoint is None:
                 raise SpecError.at(("endpoint",), "this spec has no endpoint section")
@@ -132,7 +138,7 @@ def make_plan(adapter: "Adapter", spec: "JobSpec", submission_id: str, *, endpoi
         raise
 
 
-def plan(spec: SpecLike, target: str = "local", *, endpoint: bool = False,
+def plan(spec: SpecLike, target: str = "local", *, endpoint: bool = False, batch: bool = False,
          idempotency_key: Optional[str] = None) -> "Plan":
     """The exact native request(s) ``spec`` becomes on ``target``; sends nothing.
 
@@ -143,7 +149,11 @@ def plan(spec: SpecLike, target: str = "local", *, endpoint: bool = False,
         endpoint: plan the endpoint deployment instead of the training job. An endpoint ``model``
             that names a job (``job:<name-or-id>``) is resolved to that job's model artifact first
             (:func:`unijob.api.models.resolve_job_models`: this reads the job records and may ask
-            the job's target where its model is).
+            the job's target where its model is); a registered model (``models:/NAME@ALIAS``,
+            ``models:/NAME/VERSION``) is resolved on the target's registry
+            (:func:`unijob.models.resolve_endpoint_models`).
+        batch: plan the batch prediction (``batch:`` section) instead; its ``model`` is resolved
+            the same way.
         idempotency_key: the submission key to plan for (default derived from the spec hash).
 
     Returns:
@@ -159,14 +169,59 @@ def plan(spec: SpecLike, target: str = "local", *, endpoint: bool = False,
     target, reasons = resolve_target(spec, target)
     adapter = registry.get(target)
     notes: list[str] = []
-    if endpoint:
-        from unijob.api.models import resolve_job_models
-
-        spec, notes = resolve_job_models(spec, target)
-    p = make_plan(adapter, spec, idempotency_key or default_submission_id(spec), endpoint=endpoint)
+    if endpoint or batch:
+        spec, notes = resolve_models(spec, target, batch=batch)
+    p = make_plan(adapter, spec, idempotency_key or default_submission_id(spec), endpoint=endpoint, batch=batch)
     if reasons or notes:
         p.notes = [*reasons, *notes, *p.notes]
     return p
+
+
+def resolve_models(spec: "JobSpec", target: str, *, batch: bool = False) -> tuple["JobSpec", list[str]]:
+    """``spec`` with the models of its endpoint (or, with ``batch``, of its batch section) that
+    name a job (``job:``) or a registered version (``models:/``) replaced by their artifacts on
+    ``target``, and one note per replacement.
+
+    Raises:
+        SpecError: at the model field (file:line for a loaded spec): no such job or version.
+    """
+    from unijob.api.models import resolve_job_models
+    from unijob.models import resolve_endpoint_models
+
+    if batch:
+        return _resolve_batch_model(spec, target)
+    spec, notes = resolve_job_models(spec, target)
+    try:
+        spec, used = resolve_endpoint_models(spec, target)
+    except SpecError as e:
+        raise located(e, spec) from None
+    notes += [f"model {uri}: version {v.version} ({v.status}) of {v.name}: {v.source}" for uri, v in used.items()]
+    return spec, notes
+
+
+def _resolve_batch_model(spec: "JobSpec", target: str) -> tuple["JobSpec", list[str]]:
+    b = spec.batch
+    if b is None or not b.model or not b.model.startswith(("job:", "models:/")):
+        return spec, []
+    from unijob import registry
+    from unijob.errors import UnijobError
+
+    ref = b.model
+    try:
+        if ref.startswith("job:"):
+            from unijob.api.models import artifact_of, find_job
+
+            j = find_job(ref[4:].strip(), prefer_target=target)
+            src, note = artifact_of(j), f"batch model from job {j.id} ({j.name} on {j.target})"
+        else:
+            from unijob import models
+
+            v = models.resolve(ref, target=target, spec=spec)
+            src = registry.get(target).model_location(v, options=registry.get(target).options(spec))
+            note = f"batch model {ref}: version {v.version} ({v.status}) of {v.name}"
+    except UnijobError as e:
+        raise located(SpecError.at(("batch", "model"), f"{ref}: {e.message}"), spec) from None
+    return spec.model_copy(update={"batch": b.model_copy(update={"model": src})}), [f"{note}: {src}"]
 
 
 @dataclass

@@ -57,8 +57,9 @@ def validate(specs: tuple[str, ...], quiet: bool) -> None:
 @click.option("-o", "--output", "fmt", type=OUTPUT_FORMATS, default="text", show_default=True,
               help="text: summary and requests; json: the whole plan; yaml: request bodies as a YAML stream.")
 @click.option("--endpoint", is_flag=True, help="Plan the spec's endpoint deployment instead of the training job.")
+@click.option("--batch", is_flag=True, help="Plan the spec's batch prediction instead of the training job.")
 @click.option("--idempotency-key", default=None, help="Plan for this submission key (default: derived from the spec hash).")
-def plan(spec: str, target: str, fmt: str, endpoint: bool, idempotency_key: Optional[str]) -> None:
+def plan(spec: str, target: str, fmt: str, endpoint: bool, batch: bool, idempotency_key: Optional[str]) -> None:
     """Print the exact native request(s) SPEC becomes on TARGET; sends nothing.
 
     With --target local (the default) no cloud SDK is imported.
@@ -68,7 +69,11 @@ def plan(spec: str, target: str, fmt: str, endpoint: bool, idempotency_key: Opti
     loaded = api.load(spec)
     target, reasons = api.resolve_target(loaded, target)
     notes(reasons)
-    p = api.plan(loaded, target, endpoint=endpoint, idempotency_key=idempotency_key)
+    if endpoint and batch:
+        from unijob.errors import UsageError
+
+        raise UsageError("give --endpoint or --batch, not both")
+    p = api.plan(loaded, target, endpoint=endpoint, batch=batch, idempotency_key=idempotency_key)
     warn(p.warnings)
     click.echo(render_plan(p, fmt))
 
@@ -109,6 +114,39 @@ def submit(spec: str, target: str, wait: bool, follow: bool, idempotency_key: Op
     warn(job.warnings)
     if not job.already_submitted:
         click.echo(f"submitted {job.id} to {job.target} as {job.native_id}")
+    if follow or wait:
+        if follow:
+            for line in job.logs(follow=True):
+                click.echo(line)
+        sys.exit(0 if wait_job(job) == "SUCCEEDED" else 1)
+
+
+@click.command("batch")
+@click.argument("spec", type=click.Path(dir_okay=False))
+@click.option("-t", "--target", default="local", show_default=True, help=TARGET_HELP)
+@click.option("--wait", is_flag=True, help="Wait until the batch ends; exit 1 if it failed or was cancelled.")
+@click.option("-f", "--follow", is_flag=True, help="Stream the logs until the batch ends (implies --wait).")
+@click.option("--idempotency-key", default=None, help="Key of this submission (a retry never starts a second batch).")
+@click.option("--dry-run", is_flag=True, help="Validate without creating (where the platform can).")
+def batch(spec: str, target: str, wait: bool, follow: bool, idempotency_key: Optional[str], dry_run: bool) -> None:
+    """Run SPEC's batch prediction (its batch: section) on TARGET.
+
+    The handler's predict() is mapped over JSON Lines input; one output line per input line, in
+    order; bad lines go to errors.jsonl. status, logs, cancel and list work on it as on a job.
+    """
+    from unijob.api import jobs as api
+    from unijob.api.specs import load
+
+    loaded = load(spec)
+    if dry_run:
+        p = api.batch_predict(loaded, target, idempotency_key=idempotency_key, dry_run=True)
+        click.echo(f"dry run: {p.target} accepted {p.name}; nothing was created")
+        return
+    job = api.batch_predict(loaded, target, idempotency_key=idempotency_key)
+    notes(job.notes)
+    warn(job.warnings)
+    if not job.already_submitted:
+        click.echo(f"submitted batch {job.id} to {job.target} as {job.native_id}")
     if follow or wait:
         if follow:
             for line in job.logs(follow=True):

@@ -21,6 +21,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "validate": ("unijob.cli.jobs:validate", "Check spec files; exit 2 with file:line on errors."),
     "plan": ("unijob.cli.jobs:plan", "Print the exact native request(s) for a target; sends nothing."),
     "submit": ("unijob.cli.jobs:submit", "Submit a job to a target (default: local)."),
+    "batch": ("unijob.cli.jobs:batch", "Run a spec's batch prediction (handler over JSON Lines) on a target."),
     "status": ("unijob.cli.jobs:status", "Show a job's state."),
     "logs": ("unijob.cli.jobs:logs", "Print a job's logs from every rank (-f follows)."),
     "cancel": ("unijob.cli.jobs:cancel", "Cancel a job (the whole gang)."),

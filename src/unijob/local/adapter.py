@@ -90,6 +90,13 @@ class LocalAdapter(LocalRegistry, Adapter):
             notes=notes, warnings=warnings, extra={"job_dir": body["job_dir"]},
         )
 
+    def plan_batch(self, spec: Any, submission_id: str) -> Plan:
+        """Batch prediction here: :mod:`unijob.batch.runner` under the job supervisor
+        (:func:`unijob.local.batch.plan_batch`)."""
+        from unijob.local.batch import plan_batch
+
+        return plan_batch(spec, submission_id, self.options(spec))
+
     # ---- jobs -------------------------------------------------------------------------------
 
     def submit(self, plan: Plan) -> JobHandle:

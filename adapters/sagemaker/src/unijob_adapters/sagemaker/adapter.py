@@ -94,15 +94,36 @@ class SageMakerAdapter(SageMakerRegistry, Adapter):
     def submit(self, plan: Plan) -> JobHandle:
         from . import jobs
 
+        if plan.kind == "batch":
+            from . import batch
+
+            return batch.submit(plan)
         return jobs.submit(plan)
 
     def status(self, handle: JobHandle) -> JobStatus:
         from . import jobs
 
+        if handle.extra.get("kind") == "batch":
+            from . import batch
+
+            return batch.status(handle)
         return jobs.status(handle)
+
+    def plan_batch(self, spec: Any, submission_id: str) -> Plan:
+        """Batch Transform: CreateModel + CreateTransformJob (:mod:`.batch`)."""
+        from .batch import plan_batch
+
+        return plan_batch(spec, submission_id, self.options(spec))
 
     def logs(self, handle: JobHandle, *, follow: bool = False) -> Iterator[str]:
         from . import jobs, logs
+
+        if handle.extra.get("kind") == "batch":
+            from . import batch
+
+            yield from logs.read(handle, handle.native_id, follow=follow, group=logs.TRANSFORM_LOG_GROUP,
+                                 is_final=lambda: batch.status(handle).state.is_final)
+            return
 
         state: dict[str, Any] = {"handle": handle}
 
@@ -120,6 +141,10 @@ class SageMakerAdapter(SageMakerRegistry, Adapter):
     def cancel(self, handle: JobHandle) -> None:
         from . import jobs
 
+        if handle.extra.get("kind") == "batch":
+            from . import batch
+
+            return batch.cancel(handle)
         jobs.cancel(handle)
 
     # ---- endpoints --------------------------------------------------------------------------

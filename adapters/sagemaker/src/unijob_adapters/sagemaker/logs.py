@@ -18,6 +18,8 @@ from unijob.contract import JobHandle
 from .client import client, error_code, wrap
 
 LOG_GROUP = "/aws/sagemaker/TrainingJobs"
+#: Batch Transform jobs log to this group, one stream per instance (``<job>/<instance id>``).
+TRANSFORM_LOG_GROUP = "/aws/sagemaker/TransformJobs"
 _HOST_RE = re.compile(r"^(?P<host>algo-\d+)(?:-\d+)?$")
 
 
@@ -29,14 +31,15 @@ def host_of(stream: str) -> str:
 
 
 class _Reader:
-    def __init__(self, logs_client: Any, job: str) -> None:
+    def __init__(self, logs_client: Any, job: str, group: str = LOG_GROUP) -> None:
         self.c = logs_client
         self.job = job
+        self.group = group
         self.tokens: dict[str, str] = {}
 
     def streams(self) -> list[str]:
         out: list[str] = []
-        kwargs: dict[str, Any] = {"logGroupName": LOG_GROUP, "logStreamNamePrefix": self.job + "/"}
+        kwargs: dict[str, Any] = {"logGroupName": self.group, "logStreamNamePrefix": self.job + "/"}
         while True:
             try:
                 resp = self.c.describe_log_streams(**kwargs)
@@ -54,7 +57,7 @@ class _Reader:
         events: list[tuple[int, str, str]] = []
         for stream in self.streams():
             while True:
-                kwargs: dict[str, Any] = {"logGroupName": LOG_GROUP, "logStreamName": stream, "startFromHead": True}
+                kwargs: dict[str, Any] = {"logGroupName": self.group, "logStreamName": stream, "startFromHead": True}
                 if stream in self.tokens:
                     kwargs["nextToken"] = self.tokens[stream]
                 try:
@@ -74,7 +77,7 @@ class _Reader:
 
 
 def read(handle: JobHandle, job: str, *, follow: bool, is_final: Callable[[], bool],
-         sleep: Callable[[float], None] = time.sleep) -> Iterator[str]:
+         sleep: Callable[[float], None] = time.sleep, group: str = LOG_GROUP) -> Iterator[str]:
     """Lines ``[algo-N] message`` of ``job``; see the module docstring.
 
     Raises:
@@ -82,7 +85,7 @@ def read(handle: JobHandle, job: str, *, follow: bool, is_final: Callable[[], bo
     """
     c = client("logs", handle.extra["region"], retry_mode=handle.extra.get("retry_mode", "standard"),
                max_attempts=int(handle.extra.get("max_attempts", 8)))
-    reader = _Reader(c, job)
+    reader = _Reader(c, job, group)
     interval = float(handle.extra.get("poll_interval", 10.0))
     while True:
         final = is_final() if follow else True

@@ -27,7 +27,7 @@ from typing import Any, Mapping, Optional
 from unijob.errors import NotReady
 
 #: The ``google.cloud.aiplatform.v1`` messages the plans build.
-ROOTS = ("CustomJob", "Endpoint", "UploadModelRequest", "DeployModelRequest")
+ROOTS = ("CustomJob", "Endpoint", "UploadModelRequest", "DeployModelRequest", "BatchPredictionJob")
 PACKAGE = "google.cloud.aiplatform.v1"
 INSTALL_HINT = "pip install 'unijob[vertex]'"
 

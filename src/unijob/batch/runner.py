@@ -1,0 +1,225 @@
+"""The local batch-prediction engine: ``python -m unijob.batch.runner CONFIG_JSON``.
+
+A pool of ``replicas`` worker processes (``multiprocessing``, fork where the platform has it), each
+loading the handler and the model once; the input lines are cut into chunks of
+``instances_per_request`` and handed out in order; the parent writes each file's results in input
+order as chunks come back (``Pool.imap`` keeps order). Standard library + :mod:`unijob.serve.handler`.
+
+Config (JSON object): ``handler`` (reference), ``base_dir`` (where the handler is imported from),
+``model`` (local path, archive or URI; optional), ``input`` (file, directory or URI), ``output``
+(directory or URI), ``replicas``, ``instances_per_request``, ``max_error_fraction``,
+``parameters`` (passed to ``predict`` when it takes them).
+
+Exit status: 0 when the errors are within the budget, 1 otherwise (or when nothing could run).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import multiprocessing
+import os
+import sys
+import time
+from pathlib import Path
+from typing import Any, Iterator, Optional
+
+SUFFIXES = (".jsonl", ".json", ".txt")
+_handler: Any = None
+_params: dict[str, Any] = {}
+
+
+def list_inputs(uri: str) -> list[tuple[str, str]]:
+    """``[(relative name, full path or URI)]`` of the input files, sorted.
+
+    Raises:
+        FileNotFoundError: nothing at ``uri``, or a directory with no input files.
+    """
+    import fsspec
+
+    fs, root = fsspec.core.url_to_fs(uri)
+    if not fs.exists(root):
+        raise FileNotFoundError(f"batch input {uri} does not exist")
+    if not fs.isdir(root):
+        return [(Path(root).name, uri)]
+    proto = uri.split("://", 1)[0] + "://" if "://" in uri else ""
+    out = []
+    for f in sorted(fs.find(root)):
+        if f.endswith(SUFFIXES):
+            rel = f[len(root.rstrip("/")) + 1:]
+            out.append((rel, proto + f if proto and not f.startswith(proto) else f))
+    if not out:
+        raise FileNotFoundError(f"batch input {uri} holds no {', '.join(SUFFIXES)} files")
+    return out
+
+
+def _init(handler_ref: str, base_dir: Optional[str], model: Optional[str], params: dict[str, Any]) -> None:
+    global _handler, _params
+    from unijob.serve.handler import load_handler
+    from unijob.serve.model import materialize
+
+    if base_dir and base_dir not in sys.path:
+        sys.path.insert(0, base_dir)
+    _handler = load_handler(handler_ref, Path(base_dir) if base_dir else None)
+    if _handler.load is not None:
+        out = _handler.load(materialize(model))
+        if asyncio.iscoroutine(out):
+            asyncio.run(out)
+    _params = params
+
+
+def _predict(instances: list[Any]) -> list[Any]:
+    h = _handler
+    out = h.predict(instances, _params) if h.wants_parameters else h.predict(instances)
+    if asyncio.iscoroutine(out):
+        out = asyncio.run(out)
+    if hasattr(out, "tolist"):
+        out = out.tolist()
+    out = list(out)
+    if len(out) != len(instances):
+        raise ValueError(f"predict returned {len(out)} predictions for {len(instances)} instances")
+    return out
+
+
+def _run_chunk(chunk: tuple[int, list[str]]) -> list[tuple[str, Optional[str]]]:
+    """One chunk of lines -> ``[(output line, error or None)]`` in the same order."""
+    first, lines = chunk
+    parsed: list[Any] = []
+    results: list[Optional[tuple[str, Optional[str]]]] = [None] * len(lines)
+    for i, raw in enumerate(lines):
+        n = first + i
+        try:
+            value = json.loads(raw)
+        except ValueError as e:
+            msg = f"not JSON: {e}"
+            results[i] = (json.dumps({"error": msg, "line": n}), msg)
+            continue
+        if isinstance(value, dict) and "instance" in value and set(value) <= {"instance", "key"}:
+            parsed.append((i, value.get("key"), value["instance"], "key" in value))
+        else:
+            parsed.append((i, None, value, False))
+
+    def emit(item: tuple[int, Any, Any, bool], prediction: Any = None, error: Optional[str] = None) -> None:
+        i, key, _, has_key = item
+        row: dict[str, Any] = {"key": key} if has_key else {}
+        if error is None:
+            row["prediction"] = prediction
+        else:
+            row.update(error=error, line=first + i)
+        results[i] = (json.dumps(row, separators=(",", ":")), error)
+
+    if parsed:
+        try:
+            preds = _predict([p[2] for p in parsed])
+            for item, pred in zip(parsed, preds):
+                emit(item, pred)
+        except Exception:  # noqa: BLE001 - isolate the failing instances one by one
+            for item in parsed:
+                try:
+                    emit(item, _predict([item[2]])[0])
+                except Exception as e:  # noqa: BLE001 - the user's predict failed on this instance
+                    emit(item, error=f"{type(e).__name__}: {e}")
+    return [r for r in results if r is not None]
+
+
+def _chunks_numbered(path: str, size: int) -> Iterator[tuple[int, list[str]]]:
+    """Chunks whose lines are consecutive in the file (blank lines end a chunk), so that
+    ``first + index`` is each line's number."""
+    import fsspec
+
+    with fsspec.open(path, "rt", encoding="utf-8", errors="replace") as f:
+        buf: list[str] = []
+        first = 1
+        for n, line in enumerate(f, start=1):
+            if not line.strip():
+                if buf:
+                    yield first, buf
+                    buf = []
+                continue
+            if not buf:
+                first = n
+            buf.append(line)
+            if len(buf) >= size:
+                yield first, buf
+                buf = []
+        if buf:
+            yield first, buf
+
+
+def run(config: dict[str, Any]) -> dict[str, Any]:
+    """Run one batch; returns the summary written to ``_SUMMARY.json``.
+
+    Raises:
+        FileNotFoundError: no input. HandlerError: the handler reference is bad.
+    """
+    import fsspec
+
+    t0 = time.monotonic()
+    inputs = list_inputs(config["input"])
+    out_root = config["output"].rstrip("/")
+    fs_out, out_path = fsspec.core.url_to_fs(out_root)
+    fs_out.makedirs(out_path, exist_ok=True)
+    replicas = max(1, int(config.get("replicas", 1)))
+    size = max(1, int(config.get("instances_per_request", 64)))
+    init = (config["handler"], config.get("base_dir"), config.get("model"), dict(config.get("parameters") or {}))
+    counts = {"lines": 0, "predictions": 0, "errors": 0}
+    errors_path = f"{out_root}/errors.jsonl"
+    if replicas == 1:
+        _init(*init)
+        pool = None
+        mapper = map
+    else:
+        ctx = multiprocessing.get_context("fork" if "fork" in multiprocessing.get_all_start_methods() else "spawn")
+        pool = ctx.Pool(replicas, initializer=_init, initargs=init)
+        mapper = lambda fn, it: pool.imap(fn, it, chunksize=1)  # noqa: E731
+    try:
+        with fsspec.open(errors_path, "wt", encoding="utf-8") as errors:
+            for rel, path in inputs:
+                with fsspec.open(f"{out_root}/{rel}.out", "wt", encoding="utf-8") as out:
+                    for results in mapper(_run_chunk, _chunks_numbered(path, size)):
+                        for line, err in results:
+                            out.write(line + "\n")
+                            counts["lines"] += 1
+                            if err is None:
+                                counts["predictions"] += 1
+                            else:
+                                counts["errors"] += 1
+                                errors.write(json.dumps({"file": rel, "line": json.loads(line)["line"], "error": err}) + "\n")
+                print(f"unijob batch: {rel}: {counts['lines']} lines so far", flush=True)
+    finally:
+        if pool is not None:
+            pool.close()
+            pool.join()
+    budget = float(config.get("max_error_fraction", 0.0))
+    fraction = counts["errors"] / counts["lines"] if counts["lines"] else 0.0
+    summary = {**counts, "files": len(inputs), "error_fraction": round(fraction, 6), "max_error_fraction": budget,
+               "within_budget": fraction <= budget, "seconds": round(time.monotonic() - t0, 3),
+               "replicas": replicas, "instances_per_request": size}
+    with fsspec.open(f"{out_root}/_SUMMARY.json", "wt", encoding="utf-8") as f:
+        f.write(json.dumps(summary, indent=2) + "\n")
+    return summary
+
+
+def main(argv: Optional[list[str]] = None) -> int:
+    args = sys.argv[1:] if argv is None else argv
+    if len(args) != 1:
+        print("usage: python -m unijob.batch.runner CONFIG_JSON", file=sys.stderr)
+        return 2
+    config = json.loads(args[0])
+    try:
+        summary = run(config)
+    except FileNotFoundError as e:
+        print(f"unijob batch: {e}", file=sys.stderr)
+        return 1
+    print(f"unijob batch: {summary['predictions']} predictions, {summary['errors']} errors in {summary['lines']} lines "
+          f"({summary['seconds']} s, {summary['replicas']} replica(s))", flush=True)
+    if not summary["within_budget"]:
+        print(f"unijob batch: FAILED: {summary['errors']} of {summary['lines']} lines failed "
+              f"({summary['error_fraction']:.2%} > the error budget {summary['max_error_fraction']:.2%}); "
+              f"see {config['output'].rstrip('/')}/errors.jsonl", file=sys.stderr, flush=True)
+        return 1
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
