@@ -20,11 +20,13 @@ from unijob.contract import (Adapter, EndpointHandle, EndpointStatus, InvokeResu
 from unijob.errors import NotFound, NotReady, Readiness, TargetError
 
 from unijob_adapters.vertex.client import INSTALL_HINT, RetryPolicy
-from unijob_adapters.vertex.endpoints import SCALE_TO_ZERO_REASON
 from unijob_adapters.vertex.options import LOCATION_ENV, PROJECT_ENV, VertexOptions
-from unijob_adapters.vertex.plan import SUBMISSION_LABEL, TARGET
 from unijob_adapters.vertex.runtime_env import VertexRuntimeEnv
-from unijob_adapters.vertex.tables import CAPACITY_WORDS, JOB_STATES, UNSUPPORTED_METRIC_REASON
+from unijob_adapters.vertex.tables import CAPACITY_WORDS, JOB_STATES, SCALE_TO_ZERO_REASON, UNSUPPORTED_METRIC_REASON
+
+# plan.py and endpoints.py (tarfile, gzip, the machine catalog) load when a plan is made, not
+# when `validate` only needs this class's options model; TARGET is plan.TARGET.
+TARGET = "vertex"
 
 _CONN_KEYS = ("project", "location", "api_endpoint", "logging_endpoint", "storage_endpoint")
 
@@ -127,6 +129,8 @@ class VertexAdapter(Adapter):
         """The CustomJob with ``body``'s display name and submission label, created if absent.
         List and create are retried together, so a create whose answer was lost is found next time."""
         from google.cloud import aiplatform_v1 as aip
+
+        from unijob_adapters.vertex.plan import SUBMISSION_LABEL
 
         job = aip.CustomJob.from_json(json.dumps(body), ignore_unknown_fields=False)
         flt = (f'display_name="{job.display_name}" AND '

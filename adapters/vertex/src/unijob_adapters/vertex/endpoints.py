@@ -33,12 +33,8 @@ from unijob.errors import SpecError
 from unijob_adapters.vertex import machines
 from unijob_adapters.vertex.options import VertexOptions
 from unijob_adapters.vertex.plan import TARGET, resolve_where
-from unijob_adapters.vertex.tables import AUTOSCALING_METRICS, UNSUPPORTED_METRIC_REASON
+from unijob_adapters.vertex.tables import AUTOSCALING_METRICS, SCALE_TO_ZERO_REASON, UNSUPPORTED_METRIC_REASON
 from unijob_adapters.vertex.validate import rest_json
-
-SCALE_TO_ZERO_REASON = (
-    "Vertex AI dedicated endpoints need minReplicaCount >= 1 (API v1 DedicatedResources); "
-    "scale-to-zero is a v1beta1 preview only")
 
 
 def _ident(text: str, limit: int = 63) -> str:

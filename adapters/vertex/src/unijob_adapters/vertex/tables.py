@@ -70,6 +70,11 @@ AUTOSCALING_METRICS: dict[str, str] = {
 }
 
 #: Why the other unijob metrics are rejected.
+#: Why Vertex endpoints cannot scale to zero (see :mod:`unijob_adapters.vertex.endpoints`).
+SCALE_TO_ZERO_REASON = (
+    "Vertex AI dedicated endpoints need minReplicaCount >= 1 (API v1 DedicatedResources); "
+    "scale-to-zero is a v1beta1 preview only")
+
 UNSUPPORTED_METRIC_REASON = (
     "Vertex dedicated endpoints autoscale on a utilization percentage (accelerator duty cycle or "
     "CPU utilization); per-replica invocations and concurrency targets have no documented v1 "
