@@ -16,14 +16,16 @@ Choices where the spec is silent (each also appears in ``plan.notes`` when it ap
   training toolkit reads: hyperparameters JSON-encoded (``"train.py"`` with quotes, ``true``),
   ``sagemaker_program``, ``sagemaker_submit_directory``, ``sagemaker_region``,
   ``sagemaker_container_log_level`` (20), ``sagemaker_job_name``, and
-  ``sagemaker_torch_distributed_enabled: "true"`` for several processes per node, as
-  ``PyTorch(distribution={"torch_distributed": {"enabled": True}})`` sets (torchrun, which the
-  PyTorch training containers carry). One process per node needs no launcher: the toolkit's
+  ``sagemaker_torch_distributed_enabled: "true"`` (and ``sagemaker_instance_type``) for several
+  processes per node, as ``PyTorch(distribution={"torch_distributed": {"enabled": True}})`` sets
+  them (torchrun, which the PyTorch training containers carry; sagemaker/pytorch/estimator.py
+  ``_pytorch_distribution_configuration``, SDK 2.257). One process per node needs no launcher: the toolkit's
   script mode runs ``python <script>`` on every host, and the runtime takes the rank from the
   host's place in ``SM_HOSTS``.
 - The runtime wheel travels in ``sourcedir.tar.gz`` (see :mod:`.sourcedir`); the source directory
   is limited to :data:`unijob.bundle.SOURCE_DIR_LIMIT` (100 MiB; SageMaker documents no limit of
   its own, but the bundle is downloaded and unpacked on every host).
+- ``OutputDataConfig.S3OutputPath`` is ``output`` as written (the SDK sends ``output_path`` verbatim).
 - Image jobs: hyperparameters as plain strings (``true``/``false`` for booleans).
 """
 
@@ -227,6 +229,7 @@ def build(spec: Any, submission_id: str, opts: SageMakerOptions) -> Plan:
         ppn = spec.resources.processes_per_node
         if ppn > 1:
             extra_hp["sagemaker_torch_distributed_enabled"] = True
+            extra_hp["sagemaker_instance_type"] = itype
             notes.append(f"torch_distributed: the SageMaker PyTorch toolkit runs torchrun on {nodes} node(s) x "
                          f"{ppn} process(es)")
         elif nodes > 1:
@@ -261,7 +264,7 @@ def build(spec: Any, submission_id: str, opts: SageMakerOptions) -> Plan:
         "AlgorithmSpecification": algo,
         "RoleArn": role,
         "HyperParameters": hps,
-        "OutputDataConfig": {"S3OutputPath": output},
+        "OutputDataConfig": {"S3OutputPath": spec.output or output},
         "ResourceConfig": resource_cfg,
         "StoppingCondition": stopping,
         "EnableManagedSpotTraining": spot,
