@@ -281,3 +281,12 @@ def test_to_model_trainer_sends_what_the_plan_sends(aws):
                  "StoppingCondition.MaxWaitTimeInSeconds", "CheckpointConfig.S3Uri", "RetryStrategy.MaximumRetryAttempts",
                  "Environment.UNIJOB_CHANNELS", "InputDataConfig[1].DataSource.S3DataSource.S3Uri"):
         assert path in compare(vendor, ours).same, path
+
+
+def test_a_missing_sdk_is_not_ready_with_the_pip_line(monkeypatch):
+    monkeypatch.setattr(sdk, "_sdk_version", lambda: None)
+    spec = load_spec(EXAMPLE).spec
+    for fn, pip in ((sdk.to_estimator, sdk.PIP_V2), (sdk.from_estimator, sdk.PIP_V2), (sdk.to_model_trainer, sdk.PIP_V3)):
+        with pytest.raises(NotReady) as e:
+            fn(spec)
+        assert e.value.hint == pip and e.value.exit_code == 3
