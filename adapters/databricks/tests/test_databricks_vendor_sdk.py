@@ -34,8 +34,8 @@ OURS_ONLY = {
     "tasks[0].new_cluster.custom_tags.*": "unijob-job / unijob-run tags, so runs and their costs are found by job",
     "tasks[0].new_cluster.aws_attributes.first_on_demand": "unijob states that the driver stays on-demand (1) "
                                                            "instead of leaving it to the workspace default",
-    "tasks[0].libraries[0].pypi.package": "the unijob package (targets.databricks.runtime_package), which the "
-                                          "launcher and unijob.runtime import on the cluster",
+    "tasks[0].libraries[0].whl": "unijob's runtime wheel, uploaded under upload_dir/_runtime and installed on "
+                                 "every node: the launcher and unijob.runtime import it on the cluster",
     "tasks[0].max_retries": "spot.max_restarts (default 3): the task is retried after a spot loss",
 }
 

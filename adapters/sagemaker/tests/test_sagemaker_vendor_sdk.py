@@ -139,13 +139,22 @@ def test_to_estimator_sends_what_the_plan_sends(session):
     # The SDK drops its Debugger hook when a multi-node job checkpoints to a checkpoint_local_path
     # (sagemaker/estimator.py, "Disable debugger if checkpointing is enabled"), which to_estimator passes.
     no_hook = {k: v for k, v in SDK_DEFAULTS.items() if not k.startswith("DebugHookConfig")}
-    assert_explained(d, differ=NAMING, vendor_only=no_hook, ours_only={
+    same_code = {k: v for k, v in NAMING.items() if "submit_directory" not in k}
+    assert_explained(d, differ=same_code, vendor_only=no_hook, ours_only={
         "Environment.UNIJOB_JOB_NAME": "the SDK names the job at fit(); unijob.runtime then reads TRAINING_JOB_NAME"})
     assert vendor["RetryStrategy"] == {"MaximumRetryAttempts": 3}
     assert vendor["Environment"]["UNIJOB_CHANNELS"] == ours["Environment"]["UNIJOB_CHANNELS"]
-    # the SDK uploaded the example's source dir as sourcedir.tar.gz under unijob's code prefix
-    key = vendor["HyperParameters"]["sagemaker_submit_directory"].strip('"')
-    assert key.startswith("s3://my-bucket/unijob/code/") and key.endswith("/source/sourcedir.tar.gz")
+    # to_estimator uploaded unijob's own bundle (with the runtime wheel) to the plan's key; the SDK ran it as is
+    key = ours["HyperParameters"]["sagemaker_submit_directory"].strip('"')
+    assert "HyperParameters.sagemaker_submit_directory" in d.same
+    bucket, _, name = key[len("s3://"):].partition("/")
+    import gzip
+    import io
+    import tarfile
+
+    blob = boto3_client("s3").get_object(Bucket=bucket, Key=name)["Body"].read()
+    members = tarfile.open(fileobj=io.BytesIO(gzip.decompress(blob))).getnames()
+    assert "train.py" in members and "requirements.txt" in members and any(m.endswith(".whl") for m in members)
 
 
 @needs_v2
@@ -178,7 +187,6 @@ def test_image_job_round_trips_through_an_estimator(session, tmp_path):
 @needs_v2
 @pytest.mark.parametrize("over, loc", [
     (dict(distribution={"mpi": {"enabled": True}}), "PyTorch.distribution"),
-    (dict(distribution=None), "PyTorch.distribution"),
     (dict(metric_definitions=[{"Name": "loss", "Regex": "loss=(.*)"}]), "PyTorch.metric_definitions"),
     (dict(checkpoint_local_path="/tmp/ck"), "PyTorch.checkpoint_local_path"),
 ])
@@ -186,6 +194,18 @@ def test_from_estimator_refuses_what_a_spec_cannot_say(session, over, loc):
     with pytest.raises(SpecError) as e:
         sdk.from_estimator(seed_estimator(session, **over), SEED_INPUTS)
     assert e.value.issues[0].path == loc
+
+
+@needs_v2
+def test_an_estimator_without_distribution_runs_one_process_per_host_as_in_the_sdk(session):
+    spec = sdk.from_estimator(seed_estimator(session, distribution=None), SEED_INPUTS)
+    assert spec.resources.processes_per_node == 1 and spec.resources.nodes == 4
+    ours = SageMakerAdapter().plan(spec, "seed-000").requests[0].body
+    vendor = sdk_sends(seed_estimator(session, distribution=None), SEED_INPUTS)
+    assert "sagemaker_torch_distributed_enabled" not in vendor["HyperParameters"]
+    assert_explained(compare(vendor, ours), differ={
+        **NAMING, "AlgorithmSpecification.TrainingImage": "the pinned DLC tag, as in the seed's comparison"},
+        vendor_only=SDK_DEFAULTS, ours_only=UNIJOB_ONLY)
 
 
 @needs_v2

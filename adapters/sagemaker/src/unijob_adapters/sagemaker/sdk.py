@@ -77,13 +77,16 @@ def _plan_body(spec: Any, submission_id: str) -> tuple[Any, dict[str, Any]]:
     return plan, plan.requests[0].body
 
 
-def _requirements_inside(spec: Any) -> None:
-    if spec.requirements and spec.script:
-        req = spec.resolve_path(spec.requirements)
-        if req != spec.source_path / "requirements.txt":
-            raise SpecError.at(("requirements",), "the SDK ships source_dir as it is and installs its "
-                                                  "requirements.txt; put the file at "
-                                                  f"{spec.source_path / 'requirements.txt'}")
+def _upload_code(plan: Any) -> Optional[str]:
+    """Upload the plan's ``sourcedir.tar.gz`` (source dir, requirements.txt, unijob's runtime wheel) as
+    ``unijob submit`` does, content-addressed (skipped when the key exists); its S3 URI, or ``None``."""
+    from . import jobs
+
+    uploads = [u for u in plan.uploads if u.kind == "sourcedir"]
+    if not uploads:
+        return None
+    jobs.upload(plan)
+    return uploads[0].destination
 
 
 def _common_kwargs(body: dict[str, Any]) -> dict[str, Any]:
@@ -122,8 +125,10 @@ def to_estimator(spec: Any, *, sagemaker_session: Any = None, submission_id: str
     plan pins, ``distribution={"torch_distributed": {"enabled": True}}`` for a gang); an image job
     gives ``sagemaker.estimator.Estimator`` (``container_entry_point``/``container_arguments``).
     Train it with ``estimator.fit(dict(spec.inputs))``: the SDK names the job (``base_job_name`` =
-    ``spec.name``) and uploads the code under ``code_location``; ``unijob.runtime`` then reads the
-    job name from SageMaker's ``TRAINING_JOB_NAME``.
+    ``spec.name``); ``unijob.runtime`` then reads the job name from SageMaker's ``TRAINING_JOB_NAME``.
+    A script job's code bundle (the source dir, its requirements and unijob's runtime wheel, as
+    ``unijob submit`` packs it) is uploaded here, to the plan's content-addressed S3 key, and given to
+    the SDK as ``source_dir="s3://.../sourcedir.tar.gz"``, which the SDK uses as it is.
 
     Args:
         spec: a :class:`unijob.spec.JobSpec` with a ``targets.sagemaker`` block (or the env defaults).
@@ -132,10 +137,9 @@ def to_estimator(spec: Any, *, sagemaker_session: Any = None, submission_id: str
 
     Raises:
         NotReady: SageMaker Python SDK 2.x is not installed. SpecError: what ``unijob plan`` would
-            reject, ``spot_with_fallback``, or a ``requirements`` file outside ``source_dir``.
+            reject, or ``spot_with_fallback``. TargetError: S3 refused the code upload.
     """
     sm = _v2()
-    _requirements_inside(spec)
     plan, body = _plan_body(spec, submission_id)
     kw = _common_kwargs(body)
     kw["base_job_name"] = spec.name
@@ -152,10 +156,8 @@ def to_estimator(spec: Any, *, sagemaker_session: Any = None, submission_id: str
     from . import images
 
     rel = images.release(spec.framework.version, spec.framework.python)
-    upload = next(u for u in plan.uploads if u.kind == "sourcedir")
-    code_root = upload.destination.rsplit("/", 2)[0]  # s3://BUCKET/PREFIX (without <sha256>/sourcedir.tar.gz)
-    kw.update(entry_point=spec.script_relpath, source_dir=str(spec.source_path), framework_version=rel.version,
-              py_version=rel.python, code_location=code_root, hyperparameters=dict(spec.hyperparameters))
+    kw.update(entry_point=spec.script_relpath, source_dir=_upload_code(plan), framework_version=rel.version,
+              py_version=rel.python, hyperparameters=dict(spec.hyperparameters))
     if "sagemaker_torch_distributed_enabled" in body.get("HyperParameters", {}):
         kw["distribution"] = {"torch_distributed": {"enabled": True}}
     return sm.pytorch.PyTorch(**kw)
@@ -172,8 +174,11 @@ def to_model_trainer(spec: Any, *, sagemaker_session: Any = None, submission_id:
     ModelTrainer checks the role with iam:SimulatePrincipalPolicy unless
     ``SAGEMAKER_VALIDATE_ROLE=false`` (SDK 3.x behaviour).
 
+    The code bundle is uploaded as in :func:`to_estimator` and given as ``SourceCode(source_dir=
+    "s3://.../sourcedir.tar.gz", requirements="requirements.txt")``.
+
     Raises:
-        NotReady: SageMaker Python SDK 3.x is not installed. SpecError: as :func:`to_estimator`.
+        NotReady: SageMaker Python SDK 3.x is not installed. SpecError, TargetError: as :func:`to_estimator`.
     """
     version = _sdk_version()
     if version is None or version.startswith("2."):
@@ -184,9 +189,9 @@ def to_model_trainer(spec: Any, *, sagemaker_session: Any = None, submission_id:
                                                  RetryStrategy, SourceCode, StoppingCondition, Tag)
     from sagemaker.train import ModelTrainer
 
-    _requirements_inside(spec)
     plan, body = _plan_body(spec, submission_id)
     kw = _common_kwargs(body)
+    code = _upload_code(plan)
     compute = {"instance_type": kw["instance_type"], "instance_count": kw["instance_count"],
                "volume_size_in_gb": kw["volume_size"], "enable_managed_spot_training": kw["use_spot_instances"]}
     if "keep_alive_period_in_seconds" in kw:
@@ -221,7 +226,8 @@ def to_model_trainer(spec: Any, *, sagemaker_session: Any = None, submission_id:
             args["source_code"] = SourceCode(command=shlex.join([*(spec.command or []), *spec.args]))
         args["hyperparameters"] = dict(spec.hyperparameters)
     else:
-        args["source_code"] = SourceCode(source_dir=str(spec.source_path), entry_script=spec.script_relpath)
+        args["source_code"] = SourceCode(source_dir=code, entry_script=spec.script_relpath,
+                                         requirements="requirements.txt")
         args["hyperparameters"] = dict(spec.hyperparameters)
         if "sagemaker_torch_distributed_enabled" in body.get("HyperParameters", {}):
             from sagemaker.train.distributed import Torchrun
@@ -414,8 +420,4 @@ def _pytorch_fields(est: Any, cls: str, data: dict[str, Any], resources: dict[st
         raise SpecError.at((cls, "distribution"), f"unijob runs gangs with torch_distributed (torchrun) only, "
                                                   f"not {sorted(dist)}", "{'torch_distributed': {'enabled': True}}")
     if not torchrun:
-        if est.instance_count > 1:
-            raise SpecError.at((cls, "distribution"), "unijob runs a multi-node job as one torchrun gang; without "
-                                                      "a distribution each node would run the script alone",
-                               "{'torch_distributed': {'enabled': True}}")
-        resources["processes_per_node"] = 1  # the SDK runs `python entry_point` once
+        resources["processes_per_node"] = 1  # the toolkit runs `python entry_point` once on each host
