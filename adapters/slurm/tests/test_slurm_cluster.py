@@ -181,3 +181,36 @@ def test_cli_exit_codes_for_refusals_and_an_unreachable_login(slurm_cluster, slu
     r = submit({**slurm_opts, "login": "nobody@127.0.0.1", "ssh_port": free_port(),
                 "ssh_options": ["StrictHostKeyChecking=no", "UserKnownHostsFile=/dev/null"]})
     assert r.returncode == 3 and "Traceback" not in r.stderr and "127.0.0.1" in r.stderr, r.stderr
+
+
+@pytest.mark.slow
+def test_time_limit_is_timeout_and_finished_jobs_are_read_from_the_completion_log(adapter, slurm_opts, tmp_path):
+    spec_file = write_job(tmp_path / "slow", """
+        import time
+        print("working", flush=True)
+        time.sleep(120)
+    """, max_run="2")
+    h = adapter.submit(adapter.plan(spec_with(spec_file, slurm_opts), "timeout-1"))
+    st = wait_final(adapter, h, timeout=120)   # Slurm enforces time limits on a periodic check (~30 s)
+    assert st.state is JobState.FAILED and st.native_state == "TIMEOUT", st
+    # once scontrol has forgotten a job (MinJobAge), status reads sacct; accounting storage is off
+    # here, so plain sacct fails and the completion log (sacct -c) answers
+    row = adapter._accounting(adapter._runner(h.extra), h.native_id)
+    assert row is not None and row["State"].startswith("TIMEOUT"), row
+
+
+def test_qos_and_account_refusals_list_what_sacctmgr_has():
+    """Without slurmdbd (the test cluster) Slurm does not check QoS or accounts, so sacctmgr's answer
+    is canned here; the refusal's wording is sbatch's (src/common/slurm_errno.c)."""
+    from unijob_adapters.slurm.adapter import SlurmAdapter
+
+    class Canned:
+        def text(self, command, **kw):
+            assert command.startswith("sacctmgr -nP show qos"), command
+            return 0, "normal\nscavenger\n", ""
+
+    with pytest.raises(SpecError) as ei:
+        SlurmAdapter()._refused(Canned(), {"qos": "gold"},
+                                "sbatch: error: Batch job submission failed: Invalid qos specification")
+    assert ei.value.issues[0].loc == ("targets", "slurm", "qos")
+    assert "QoS 'gold' is not on the cluster; the cluster has: normal, scavenger" in str(ei.value)
