@@ -112,3 +112,19 @@ def test_runtime_env_reads_the_task_environment():
     ctx = context(env, runtime_envs=[SlurmEnv()])
     assert (ctx.rank, ctx.world_size, ctx.restart_count, ctx.source) == (3, 4, 1, "slurm")
 
+
+
+def test_endpoints_are_unsupported_with_the_reason():
+    spec = spec_with(REPO / "examples" / "quickstart" / "endpoint.yaml", {})
+    with pytest.raises(SpecError) as ei:
+        SlurmAdapter().plan_endpoint(spec)
+    assert ei.value.issues[0].loc == ("endpoint",) and "time limit" in str(ei.value)
+
+
+def test_unijob_settings_of_the_submitting_process_do_not_reach_the_job(monkeypatch):
+    from unijob_adapters.slurm.client import Runner
+
+    monkeypatch.setenv("UNIJOB_HOME", "/somewhere")
+    monkeypatch.setenv("PYTHONPATH", "/my/checkout/src")
+    out = Runner(env={"SLURM_CONF": "/c/slurm.conf"}).run("env").stdout.decode()
+    assert "UNIJOB_HOME" not in out and "PYTHONPATH" not in out and "SLURM_CONF=/c/slurm.conf" in out

@@ -106,6 +106,10 @@ class SlurmAdapter(Adapter):
             raise SpecError.at(("resources", "max_nodes"), self.unsupported["resources.max_nodes"])
         return _plan.build(spec, submission_id, self.options(spec), self.name)  # type: ignore[arg-type]
 
+    def plan_endpoint(self, spec: Any) -> Plan:
+        """Endpoints are not offered on Slurm; raises SpecError at ``endpoint`` with the reason."""
+        raise SpecError.at(("endpoint",), self.unsupported["endpoint"])
+
     # ---- jobs -------------------------------------------------------------------------------
 
     def _find(self, runner: Runner, name: str, job_dir: str) -> Optional[str]:

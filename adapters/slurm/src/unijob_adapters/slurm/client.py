@@ -77,7 +77,8 @@ class Runner:
         """
         full_env = None
         if not self.login:
-            full_env = {**os.environ, **self.env, **(env or {})}
+            full_env = {k: v for k, v in os.environ.items() if not _private(k)}
+            full_env.update({**self.env, **(env or {})})
         try:
             p = subprocess.run(self.argv(command), input=input if input is not None else b"", capture_output=True,
                                env=full_env, timeout=timeout or self.timeout)
@@ -96,6 +97,12 @@ class Runner:
     def text(self, command: str, **kw: Any) -> tuple[int, str, str]:
         p = self.run(command, **kw)
         return p.returncode, p.stdout.decode("utf-8", "replace"), p.stderr.decode("utf-8", "replace")
+
+
+def _private(name: str) -> bool:
+    """Variables of this unijob process that must not reach a job through sbatch's default
+    ``--export=ALL`` (sbatch(1)): its Python environment and unijob's own settings."""
+    return name in ("PYTHONPATH", "PYTHONHOME", "VIRTUAL_ENV") or name.startswith("UNIJOB_")
 
 
 # ---- parsing Slurm's output ---------------------------------------------------------------------

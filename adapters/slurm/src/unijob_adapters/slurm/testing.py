@@ -120,7 +120,8 @@ class SlurmTestCluster:
             "SelectType=select/cons_tres", "SelectTypeParameters=CR_Core_Memory",
             "DefMemPerCPU=100",
             "ReturnToService=2",
-            "SchedulerType=sched/backfill", "SchedulerParameters=bf_interval=5",
+            "SchedulerType=sched/backfill",
+            "SchedulerParameters=bf_interval=2,sched_interval=2",  # a requeued job starts soon after its begin time
             "PreemptType=preempt/partition_prio", "PreemptMode=REQUEUE",
             "SlurmctldParameters=preempt_send_user_signal",
             "KillWait=5", "MinJobAge=600", "InactiveLimit=0", "Waittime=0",
