@@ -138,3 +138,18 @@ def test_local_server_started_on_first_use_and_stopped_by_pid(monkeypatch, tmp_p
     finally:
         assert local_registry.stop_server()
     assert local_registry.server_state() is None
+
+
+def test_kubernetes_registry_is_the_teams_mlflow_server(mlflow_server, monkeypatch, tmp_path):
+    pytest.importorskip("unijob_adapters.kubernetes")
+    from unijob.spec import JobSpec
+
+    monkeypatch.delenv("MLFLOW_TRACKING_URI", raising=False)
+    with pytest.raises(UsageError, match="registry_uri"):
+        models.list_models(target="kubernetes")
+    spec = JobSpec.model_validate({"name": "d", "endpoint": {"handler": "s:D", "model": "s3://b/m"},
+                                   "targets": {"kubernetes": {"registry_uri": mlflow_server}}})
+    name = f"k8s-{os.getpid()}"
+    v = models.register("s3://bucket/models/digits/3", name, target="kubernetes", spec=spec, alias="champion")
+    assert (v.source, v.aliases, v.target) == ("s3://bucket/models/digits/3", ["champion"], "kubernetes")
+    assert models.approve(name, v.version, target="kubernetes", spec=spec).status == models.APPROVED

@@ -22,12 +22,13 @@ import subprocess
 import sys
 import time
 from pathlib import Path
-from typing import Any, Mapping, Optional
+from typing import Any, Optional
 
 from unijob import paths
 from unijob.errors import NotReady, TargetError
 from unijob.local import jobdir as jd
-from unijob.models.types import ModelRegistry, ModelVersion, RegisteredModel
+from unijob.models.mlflow_rest import MlflowBackedRegistry
+from unijob.models.types import ModelVersion
 
 #: Seconds to wait for a started server's ``/health`` (MLflow 3 takes 10-30 s on 2 busy cores).
 START_TIMEOUT = 180.0
@@ -144,42 +145,11 @@ def registry_url(options: Any = None) -> str:
     return ensure_server()
 
 
-class LocalRegistry(ModelRegistry):
-    """The registry methods of the local target, over :class:`MlflowRegistry`."""
+class LocalRegistry(MlflowBackedRegistry):
+    """The local target's registry: :class:`MlflowBackedRegistry` on :func:`registry_url`."""
 
-    def _client(self, options: Any):
-        from unijob.models.mlflow_rest import MlflowRegistry
-
-        return MlflowRegistry(registry_url(options), target="local")
-
-    def register_model(self, name: str, source: str, *, metadata: Mapping[str, str] = {},
-                       options: Any = None) -> ModelVersion:
-        """A local path is copied into the server's artifact store first (MLflow keeps its own copy,
-        so retraining into the same directory never changes a registered version); a remote URI is
-        registered as it is."""
-        client = self._client(options)
-        if "://" in source:
-            return client.register(name, source, metadata)
-        uri, run_id = client.upload(_local_source(source), name)
-        return client.register(name, uri, {"registered_from": str(_local_source(source)), **metadata}, run_id=run_id)
-
-    def list_models(self, *, options: Any = None) -> list[RegisteredModel]:
-        return self._client(options).models()
-
-    def list_model_versions(self, name: str, *, options: Any = None) -> list[ModelVersion]:
-        return self._client(options).versions(name)
-
-    def get_model_version(self, name: str, version: str, *, options: Any = None) -> ModelVersion:
-        return self._client(options).get(name, version)
-
-    def set_model_approval(self, name: str, version: str, status: str, *, options: Any = None) -> ModelVersion:
-        return self._client(options).set_approval(name, version, status)
-
-    def set_model_alias(self, name: str, version: str, alias: str, *, options: Any = None) -> ModelVersion:
-        return self._client(options).set_alias(name, version, alias)
-
-    def get_model_by_alias(self, name: str, alias: str, *, options: Any = None) -> ModelVersion:
-        return self._client(options).by_alias(name, alias)
+    def mlflow_url(self, options: Any) -> str:
+        return registry_url(options)
 
     def model_location(self, version: ModelVersion, *, options: Any = None) -> str:
         """A local directory holding the version's artifacts, downloaded once into
@@ -190,17 +160,3 @@ class LocalRegistry(ModelRegistry):
         if not dest.is_dir():
             self._client(options).download(version.source, dest)
         return str(dest)
-
-
-def _local_source(source: str) -> Path:
-    """A local path, absolute.
-
-    Raises:
-        UsageError: it does not exist.
-    """
-    p = Path(source).expanduser()
-    if not p.exists():
-        from unijob.errors import UsageError
-
-        raise UsageError(f"model artifact {source} does not exist")
-    return p.resolve()

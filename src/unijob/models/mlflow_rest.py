@@ -17,7 +17,7 @@ from pathlib import Path
 from typing import Any, Mapping, Optional
 
 from unijob.errors import NotFound, TargetError, UsageError
-from unijob.models.types import APPROVAL_STATUSES, PENDING, ModelVersion, RegisteredModel
+from unijob.models.types import APPROVAL_STATUSES, PENDING, ModelRegistry, ModelVersion, RegisteredModel
 
 #: The MLflow experiment whose runs hold the artifacts of models registered from local paths.
 EXPERIMENT = "unijob-registered-models"
@@ -234,6 +234,50 @@ class MlflowRegistry:
                 raise NotFound(missing) from None
             raise
         return self._version(out["model_version"])
+
+
+class MlflowBackedRegistry(ModelRegistry):
+    """The registry methods of a target whose registry is an MLflow server (local, Kubernetes):
+    subclasses say where it is (:meth:`mlflow_url`). A local path is copied into the server's
+    artifact store first (MLflow keeps its own copy, so retraining into the same directory never
+    changes a registered version); a URI (``s3://``, ``gs://``...) is registered as it is."""
+
+    def mlflow_url(self, options: Any) -> str:
+        """The MLflow server's URL for these options. Raises UsageError/NotReady when unknown."""
+        raise NotImplementedError
+
+    def _client(self, options: Any) -> MlflowRegistry:
+        return MlflowRegistry(self.mlflow_url(options), target=getattr(self, "name", "mlflow"))
+
+    def register_model(self, name: str, source: str, *, metadata: Mapping[str, str] = {},
+                       options: Any = None) -> ModelVersion:
+        client = self._client(options)
+        if "://" in source:
+            return client.register(name, source, metadata)
+        local = Path(source).expanduser()
+        if not local.exists():
+            raise UsageError(f"model artifact {source} does not exist")
+        local = local.resolve()
+        uri, run_id = client.upload(local, name)
+        return client.register(name, uri, {"registered_from": str(local), **metadata}, run_id=run_id)
+
+    def list_models(self, *, options: Any = None) -> list[RegisteredModel]:
+        return self._client(options).models()
+
+    def list_model_versions(self, name: str, *, options: Any = None) -> list[ModelVersion]:
+        return self._client(options).versions(name)
+
+    def get_model_version(self, name: str, version: str, *, options: Any = None) -> ModelVersion:
+        return self._client(options).get(name, version)
+
+    def set_model_approval(self, name: str, version: str, status: str, *, options: Any = None) -> ModelVersion:
+        return self._client(options).set_approval(name, version, status)
+
+    def set_model_alias(self, name: str, version: str, alias: str, *, options: Any = None) -> ModelVersion:
+        return self._client(options).set_alias(name, version, alias)
+
+    def get_model_by_alias(self, name: str, alias: str, *, options: Any = None) -> ModelVersion:
+        return self._client(options).by_alias(name, alias)
 
 
 def _quote(name: str) -> str:

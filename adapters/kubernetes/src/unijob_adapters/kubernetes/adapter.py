@@ -16,6 +16,7 @@ from typing import Any, Iterator, Mapping, Optional
 from unijob.contract import (Adapter, EndpointHandle, EndpointStatus, InvokeResult, JobHandle, JobState, JobStatus,
                              Plan)
 from unijob.errors import NotFound, NotReady, Readiness
+from unijob.models.mlflow_rest import MlflowBackedRegistry
 
 from . import endpoints as _ep
 from . import plan as _plan
@@ -23,7 +24,23 @@ from .options import KubernetesOptions
 from .runtime_env import KubernetesEnv
 
 
-class KubernetesAdapter(Adapter):
+class KubernetesRegistry(MlflowBackedRegistry):
+    """A self-managed cluster's model registry: the team's MLflow server (``targets.kubernetes.registry_uri``
+    or ``$MLFLOW_TRACKING_URI``), as on the local target; approval is a tag, aliases are MLflow's."""
+
+    def mlflow_url(self, options: Any) -> str:
+        import os
+
+        from unijob.errors import UsageError
+
+        uri = getattr(options, "registry_uri", None) or os.environ.get("MLFLOW_TRACKING_URI", "")
+        if not uri.startswith(("http://", "https://")):
+            raise UsageError("the kubernetes target's model registry is your MLflow server: set "
+                             "targets.kubernetes.registry_uri (pass --spec) or MLFLOW_TRACKING_URI to its http(s) URL")
+        return uri
+
+
+class KubernetesAdapter(KubernetesRegistry, Adapter):
     """Self-managed Kubernetes.
 
     Args:

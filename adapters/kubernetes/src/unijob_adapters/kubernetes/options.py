@@ -165,6 +165,8 @@ class KubernetesOptions(_M):
             cpu_utilization is measured against).
         metric_names: autoscaling metric -> the custom/Pods metric name a metrics adapter
             (prometheus-adapter, KEDA) serves; see :mod:`unijob_adapters.kubernetes.endpoints`.
+        registry_uri: the cluster's MLflow tracking server (``http(s)://...``) that holds the model
+            registry (``unijob models ... -t kubernetes``); default ``$MLFLOW_TRACKING_URI``.
     """
 
     namespace: Optional[str] = Field(default=None, pattern=DNS_LABEL, max_length=63)
@@ -194,6 +196,7 @@ class KubernetesOptions(_M):
     endpoint_cpu: float = Field(default=1.0, gt=0)
     endpoint_memory_gib: float = Field(default=2.0, gt=0)
     metric_names: dict[str, str] = Field(default_factory=dict)
+    registry_uri: Optional[str] = Field(default=None, pattern=r"^https?://")
 
     def gpu_label_values(self) -> dict[str, str]:
         """The effective accelerator -> node label value map (defaults, then the spec's entries)."""
