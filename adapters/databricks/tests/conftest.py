@@ -113,7 +113,7 @@ class FakeDatabricks(FakeServer):
             self.task_parent[tid] = run_id
             tasks.append({"run_id": tid, "task_key": t["task_key"], "attempt_number": 0,
                           "state": {"life_cycle_state": "PENDING"},
-                          "cluster_instance": {"cluster_id": f"0101-{tid}-fake"}})
+                          "cluster_instance": {"cluster_id": f"0101-{tid}-fake"}, "new_cluster": t["new_cluster"]})
         self.runs[run_id] = {"run_id": run_id, "run_name": body.get("run_name"), "tasks": tasks,
                              "state": {"life_cycle_state": "PENDING", "state_message": "Waiting for cluster"},
                              "start_time": 1763700000000, "submitted": body}

@@ -63,6 +63,7 @@ class FakeVertex(FakeServer):
         r("POST", P + r"/endpoints/(?P<id>[^/:]+):predict", self.predict)
         r("GET", r"/(?:v1|ui)/(?P<name>projects/[^/]+/locations/[^/]+/operations/\d+)", self.get_operation)
         r("POST", r"/v2/entries:list", self.list_entries)
+        r("GET", r"/storage/v1/b/(?P<b>[^/]+)/o", self.list_objects)
         r("GET", r"/storage/v1/b/(?P<b>[^/]+)/o/(?P<o>.+)", self.get_object)
         r("POST", r"/upload/storage/v1/b/(?P<b>[^/]+)/o", self.put_object)
 
@@ -358,6 +359,15 @@ class FakeVertex(FakeServer):
             return _err(404, "NOT_FOUND", uri)
         return Response(200, {"bucket": req.params["b"], "name": unquote(req.params["o"]),
                               "size": str(len(self.objects[uri]))})
+
+    def list_objects(self, req: Request) -> Response:
+        """Cloud Storage JSON API ``objects.list`` (prefix, maxResults): ``{"items": [...]}``, the key
+        left out when nothing matches, as the API does."""
+        prefix, limit = req.arg("prefix") or "", int(req.arg("maxResults") or 1000)
+        base = f"gs://{req.params['b']}/"
+        names = sorted(u[len(base):] for u in self.objects if u.startswith(base + prefix))[:limit]
+        items = [{"bucket": req.params["b"], "name": n, "size": str(len(self.objects[base + n]))} for n in names]
+        return Response(200, {"kind": "storage#objects", **({"items": items} if items else {})})
 
     def put_object(self, req: Request) -> Response:
         if req.arg("uploadType") != "media" or not req.arg("name"):

@@ -118,3 +118,4 @@ def resolve_job_models(spec: "JobSpec", target: str) -> tuple["JobSpec", list[st
             variants.append(v)
         update["variants"] = variants
     return spec.model_copy(update={"endpoint": ep.model_copy(update=update)}), notes
+

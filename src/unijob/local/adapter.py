@@ -264,6 +264,23 @@ class LocalAdapter(LocalRegistry, Adapter):
                 return
             time.sleep(0.05)
 
+    def model_artifact(self, handle: JobHandle) -> str:
+        """The job's output: the directory its ranks got as ``UNIJOB_OUTPUT_DIR`` (the spec's
+        ``output``, else ``<job dir>/output``), or the spec's remote ``output`` URI.
+
+        Raises:
+            NotFound: no such job directory. UsageError: the output directory is missing or empty.
+        """
+        d = self._job_dir(handle)
+        body = (jd.read_json(d / "plan.json") or {})["requests"][0]["body"]
+        out = body.get("output_dir")
+        if not out:
+            return body["output_uri"]
+        if not Path(out).is_dir() or not any(Path(out).iterdir()):
+            raise UsageError(f"local job {handle.native_id} wrote no model: its output directory {out} is "
+                             + ("empty" if Path(out).is_dir() else "missing"))
+        return out
+
     # ---- endpoints (router + replica processes; see unijob.local.router) -------------------------
 
     def plan_endpoint(self, spec: Any) -> Plan:

@@ -13,7 +13,7 @@ import time
 from typing import Any, ClassVar, Iterator, Mapping, Optional
 
 from unijob.contract import Adapter, EndpointHandle, EndpointStatus, InvokeResult, JobHandle, JobStatus, Plan
-from unijob.errors import Readiness
+from unijob.errors import Readiness, UsageError
 
 from .options import DatabricksOptions
 from .runtime_env import DatabricksRuntimeEnv
@@ -113,8 +113,12 @@ class DatabricksAdapter(Adapter):
             return JobHandle(target=self.name, native_id="", name=plan.name, submission_id=plan.submission_id,
                              extra={"dry_run": True})
         run_id = client.submit(w, plan)
+        extra = {k: plan.extra.get(k) for k in ("host", "profile", "cluster_log_dir") if plan.extra.get(k)}
+        output = _output_uri(plan.requests[0].body.get("tasks") or [])
+        if output:
+            extra["output_uri"] = output
         return JobHandle(target=self.name, native_id=str(run_id), name=plan.name, submission_id=plan.submission_id,
-                         extra={k: plan.extra.get(k) for k in ("host", "profile", "cluster_log_dir") if plan.extra.get(k)})
+                         extra=extra)
 
     def status(self, handle: JobHandle) -> JobStatus:
         from . import client
@@ -142,6 +146,26 @@ class DatabricksAdapter(Adapter):
         from . import client
 
         client.cancel(self._client(handle.extra), int(handle.native_id))
+
+    def model_artifact(self, handle: JobHandle) -> str:
+        """The run's output location: the spec's ``output`` (a Unity Catalog volume, DBFS or cloud
+        URI), which the run's tasks got as ``UNIJOB_OUTPUT_URI`` in ``new_cluster.spark_env_vars``
+        (kept in the handle at submit; else read back with ``runs/get``). Whether files are there
+        is not checked: the Files API lists volumes only, not DBFS or cloud URIs.
+
+        Raises:
+            UsageError: the run had no output location. NotFound / TargetError: runs/get failed.
+        """
+        from . import client
+
+        output = handle.extra.get("output_uri")
+        if not output:
+            run = client._get_run(self._client(handle.extra), int(handle.native_id))
+            output = _output_uri([t.as_dict() for t in (run.tasks or [])])
+        if not output:
+            raise UsageError(f"Databricks run {handle.native_id} wrote no model: it had no output location "
+                             "(give the spec an output, e.g. a /Volumes/... path or dbfs:/ URI)")
+        return output
 
     # ---- endpoints --------------------------------------------------------------------------
 
@@ -180,3 +204,12 @@ class DatabricksAdapter(Adapter):
         from . import endpoints
 
         return endpoints.invoke(self._client(handle.extra, timeout=timeout), handle, payload, variant=variant)
+
+
+def _output_uri(tasks: list) -> Optional[str]:
+    """``UNIJOB_OUTPUT_URI`` of the first task whose ``new_cluster.spark_env_vars`` has one."""
+    for t in tasks:
+        env = (t.get("new_cluster") or {}).get("spark_env_vars") or {}
+        if env.get("UNIJOB_OUTPUT_URI"):
+            return env["UNIJOB_OUTPUT_URI"]
+    return None

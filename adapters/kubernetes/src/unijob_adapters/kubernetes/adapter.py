@@ -15,7 +15,7 @@ from typing import Any, Iterator, Mapping, Optional
 
 from unijob.contract import (Adapter, EndpointHandle, EndpointStatus, InvokeResult, JobHandle, JobState, JobStatus,
                              Plan)
-from unijob.errors import NotFound, NotReady, Readiness
+from unijob.errors import NotFound, NotReady, Readiness, UsageError
 from unijob.models.mlflow_rest import MlflowBackedRegistry
 
 from . import endpoints as _ep
@@ -150,6 +150,9 @@ class KubernetesAdapter(KubernetesRegistry, Adapter):
                  "processes_per_node": plan.extra.get("processes_per_node", 1)}
         if dry:
             extra["dry_run"] = True
+        output = _env_value(plan.requests[-1].body if plan.requests else {}, "UNIJOB_OUTPUT_URI")
+        if output:
+            extra["output_uri"] = output
         return JobHandle(target=self.name, native_id=f"{ns}/{plan.name}", name=plan.name,
                          submission_id=plan.submission_id, extra=extra)
 
@@ -263,6 +266,25 @@ class KubernetesAdapter(KubernetesRegistry, Adapter):
                     yield q.get()
                 return
 
+    def model_artifact(self, handle: JobHandle) -> str:
+        """The job's output URI (the spec's ``output``, the pods' ``UNIJOB_OUTPUT_URI``), which the
+        serving pods fetch as ``UNIJOB_MODEL_URI``. Whether files are there is not checked (the
+        object store is not the cluster's API).
+
+        Raises:
+            UsageError: the job had no output, or its output is a PersistentVolumeClaim path, which
+                serving pods do not mount.
+        """
+        output = handle.extra.get("output_uri")
+        if not output:
+            raise UsageError(f"Kubernetes job {handle.native_id} wrote no model: it had no output "
+                             "(give the spec an output: s3:// or gs:// URI)")
+        if "://" not in output:
+            raise UsageError(f"Kubernetes job {handle.native_id} wrote its model to {output} on a "
+                             "PersistentVolumeClaim, which serving pods do not mount; give the spec an "
+                             "object-store output (s3://, gs://) to serve it")
+        return output
+
     def cancel(self, handle: JobHandle) -> None:
         """Delete the Job/JobSet, then its Service, PodGroup and ConfigMap, with foreground
         propagation (pods go before their Job). Already gone is not an error."""
@@ -343,4 +365,18 @@ def _exit_code(pods: list[dict[str, Any]]) -> Optional[int]:
             code = ((cs.get("state") or {}).get("terminated") or {}).get("exitCode")
             if code:
                 return int(code)
+    return None
+
+
+def _env_value(obj: Any, name: str) -> Optional[str]:
+    """The value of the first container env entry ``name`` anywhere in a manifest, or None."""
+    if isinstance(obj, dict):
+        if obj.get("name") == name and isinstance(obj.get("value"), str):
+            return obj["value"]
+        obj = list(obj.values())
+    if isinstance(obj, list):
+        for item in obj:
+            found = _env_value(item, name)
+            if found:
+                return found
     return None

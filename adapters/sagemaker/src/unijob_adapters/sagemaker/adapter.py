@@ -147,6 +147,11 @@ class SageMakerAdapter(SageMakerRegistry, Adapter):
             return batch.cancel(handle)
         jobs.cancel(handle)
 
+    def model_artifact(self, handle: JobHandle) -> str:
+        from . import jobs
+
+        return jobs.model_artifact(handle)
+
     # ---- endpoints --------------------------------------------------------------------------
 
     def plan_endpoint(self, spec: Any) -> Plan:

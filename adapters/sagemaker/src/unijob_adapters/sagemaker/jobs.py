@@ -30,7 +30,7 @@ from unijob.contract import JobHandle, JobState, JobStatus, Plan
 from unijob.errors import NotFound, UsageError
 
 from . import sourcedir
-from .client import already_exists, client, not_found, wrap
+from .client import already_exists, client, error_code, not_found, wrap
 
 _SECONDARY: dict[str, JobState] = {
     "Pending": JobState.QUEUED,
@@ -288,3 +288,27 @@ def cancel(handle: JobHandle) -> None:
         if code == "ValidationException":  # raced with completion or an earlier stop
             return
         raise wrap(e, f"stopping {name}") from None
+
+
+def model_artifact(handle: JobHandle) -> str:
+    """``ModelArtifacts.S3ModelArtifacts`` of the job (of its on-demand fallback once that ran):
+    the ``model.tar.gz`` SageMaker uploads from ``/opt/ml/model`` ("DescribeTrainingJob", SageMaker
+    API Reference, https://docs.aws.amazon.com/sagemaker/latest/APIReference/API_DescribeTrainingJob.html).
+
+    Raises:
+        UsageError: the job reports no model artifacts, or the object is not in S3.
+        NotFound / TargetError: describing the job or reading S3 failed.
+    """
+    desc = describe(handle)
+    uri = (desc.get("ModelArtifacts") or {}).get("S3ModelArtifacts")
+    name = desc.get("TrainingJobName", active_name(handle))
+    if not uri:
+        raise UsageError(f"SageMaker training job {name} wrote no model (no ModelArtifacts.S3ModelArtifacts)")
+    bucket, key = _s3_split(uri)
+    try:
+        client("s3", handle.extra["region"]).head_object(Bucket=bucket, Key=key)
+    except Exception as e:
+        if not_found(e) or error_code(e) in ("404", "NoSuchKey", "NoSuchBucket"):
+            raise UsageError(f"SageMaker training job {name} wrote no model: {uri} does not exist") from None
+        raise wrap(e, f"reading {uri}") from None
+    return uri

@@ -17,7 +17,7 @@ from typing import Any, Iterator, Mapping, Optional
 
 from unijob.contract import (Adapter, EndpointHandle, EndpointStatus, InvokeResult, JobHandle, JobState, JobStatus,
                              Plan)
-from unijob.errors import NotFound, NotReady, Readiness, TargetError
+from unijob.errors import NotFound, NotReady, Readiness, TargetError, UsageError
 
 from unijob_adapters.vertex.client import INSTALL_HINT, RetryPolicy
 from unijob_adapters.vertex.options import LOCATION_ENV, PROJECT_ENV, VertexOptions
@@ -239,6 +239,35 @@ class VertexAdapter(Adapter):
             st.handle_update = {"fallback_job": fb.name}
             return st
         return self._status_of(job)
+
+    def model_artifact(self, handle: JobHandle) -> str:
+        """``<baseOutputDirectory>/model/``: the ``AIP_MODEL_DIR`` Vertex gives the job's code
+        ("Prepare training code", https://cloud.google.com/vertex-ai/docs/training/code-requirements,
+        "Environment variables for special Cloud Storage directories"), of the on-demand fallback
+        once that ran. Checked with one Cloud Storage ``objects.list`` (prefix, maxResults=1).
+
+        Raises:
+            UsageError: the job had no base output directory (no ``output`` in the spec), or wrote
+                nothing under ``model/``. NotFound / TargetError: reading the job or the bucket failed.
+        """
+        import urllib.parse
+
+        conn = self._conn(handle.extra)
+        job = self._get(conn, handle.extra.get("fallback_job") or handle.native_id)
+        prefix = job.job_spec.base_output_directory.output_uri_prefix
+        if not prefix:
+            raise UsageError(f"Vertex custom job {job.display_name} wrote no model: it had no baseOutputDirectory "
+                             "(give the spec an output: gs:// URI; its model/ is the job's AIP_MODEL_DIR)")
+        model_dir = prefix.rstrip("/") + "/model/"
+        bucket, _, path = model_dir[len("gs://"):].partition("/")
+        r = conn.http("GET", f"{conn.storage_endpoint}/storage/v1/b/{urllib.parse.quote(bucket, safe='')}/o",
+                      params={"prefix": path, "maxResults": 1})
+        if r.status_code != 200:
+            raise TargetError(f"Cloud Storage refused listing {model_dir}: {r.status_code} {r.text[:200]}")
+        if not r.json().get("items"):
+            raise UsageError(f"Vertex custom job {job.display_name} wrote no model: nothing under {model_dir} "
+                             "(the job's AIP_MODEL_DIR)")
+        return model_dir
 
     def _job_names(self, handle: JobHandle) -> list[str]:
         return [handle.native_id] + ([handle.extra["fallback_job"]] if handle.extra.get("fallback_job") else [])
