@@ -463,6 +463,14 @@ class JobSpec(_Model):
     def _inside_spec_dir(cls, v: Optional[str], info: ValidationInfo) -> Optional[str]:
         if v is None:
             return v
+        try:
+            return cls._check_path(v, info)
+        except (OSError, RuntimeError) as e:  # a name too long, a symlink loop (RuntimeError before 3.13)...
+            raise PydanticCustomError("path_invalid", "cannot use the path {path}: {error}",
+                                      {"path": v[:200], "error": getattr(e, "strerror", None) or str(e)[:200]}) from None
+
+    @staticmethod
+    def _check_path(v: str, info: ValidationInfo) -> str:
         base = Path((info.context or {}).get("base_dir") or Path.cwd()).resolve()
         p = Path(v)
         resolved = (p if p.is_absolute() else base / p).resolve()
@@ -471,8 +479,14 @@ class JobSpec(_Model):
                 "path_escape", "path '{path}' leaves the spec's directory {base}; keep code beside the spec",
                 {"path": v, "base": str(base)},
             )
-        if (info.context or {}).get("check_paths", True) and not resolved.exists():
-            raise PydanticCustomError("path_missing", "no such file or directory: {path}", {"path": str(resolved)})
+        if (info.context or {}).get("check_paths", True):
+            if not resolved.exists():
+                raise PydanticCustomError("path_missing", "no such file or directory: {path}", {"path": str(resolved)})
+            want_dir = info.field_name == "source_dir"
+            if not (resolved.is_dir() if want_dir else resolved.is_file()):
+                # a named pipe or device would block or never end when the file is read or packed
+                raise PydanticCustomError("path_type", "{path} is not a {kind}",
+                                          {"path": str(resolved), "kind": "directory" if want_dir else "regular file"})
         return v
 
     @model_validator(mode="after")
