@@ -209,9 +209,9 @@ def _source_files(root: Path) -> list[tuple[str, Path]]:
     for dirpath, dirnames, filenames in os.walk(root):
         dirnames[:] = sorted(d for d in dirnames if d not in _SKIP_DIRS)
         for f in sorted(filenames):
-            if f.endswith(".pyc"):
-                continue
             p = Path(dirpath) / f
+            if f.endswith(".pyc") or not p.is_file():  # a named pipe or a symlink loop cannot be read
+                continue
             out.append((p.relative_to(root).as_posix(), p))
     return sorted(out)
 

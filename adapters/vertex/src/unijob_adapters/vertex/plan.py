@@ -68,9 +68,9 @@ def pack_source(src: Path) -> bytes:
         for root, dirs, files in os.walk(src):
             dirs[:] = sorted(d for d in dirs if d not in _EXCLUDE_DIRS)
             for name in sorted(files):
-                if name.endswith((".pyc", ".pyo")):
-                    continue
                 path = Path(root) / name
+                if name.endswith((".pyc", ".pyo")) or not path.is_file():  # a named pipe or a symlink loop
+                    continue
                 info = tar.gettarinfo(str(path), arcname=path.relative_to(src).as_posix())
                 info.mtime, info.uid, info.gid, info.uname, info.gname = 0, 0, 0, "", ""
                 info.mode = 0o755 if os.access(path, os.X_OK) else 0o644
