@@ -105,6 +105,9 @@ class _Model(BaseModel):
 def _check_uri(value: str) -> str:
     if not isinstance(value, str) or not value.strip():
         raise PydanticCustomError("uri", "expected a URI or a path")
+    if any(ord(c) < 32 or ord(c) == 127 for c in value):  # a NUL ends a path in every OS call
+        raise PydanticCustomError("uri", "a URI or path holds no control characters (found {char})",
+                                  {"char": repr(next(c for c in value if ord(c) < 32 or ord(c) == 127))})
     if "://" in value:
         scheme = value.split("://", 1)[0].lower()
         if scheme not in URI_SCHEMES:

@@ -87,8 +87,11 @@ def local_path(spec: Any, uri: str) -> Optional[str]:
         if m.group(1).lower() != "file":
             return None
         uri = uri[len("file://"):] if uri.lower().startswith("file://") else uri[len("file:"):]
-    p = Path(uri).expanduser()
-    return str(p if p.is_absolute() else (spec.base_dir / p).resolve())
+    try:
+        p = Path(uri).expanduser()
+        return str(p if p.is_absolute() else (spec.base_dir / p).resolve())
+    except (OSError, RuntimeError, ValueError):  # a symlink loop, a name too long: the job reports it
+        return os.path.normpath(spec.base_dir / uri)
 
 
 def argv_for(spec: Any, opts: LocalOptions) -> tuple[list[str], str, list[str]]:
