@@ -44,6 +44,10 @@ _LAZY = {
     "endpoints": "unijob.api.endpoints:endpoints",
     "Endpoint": "unijob.api.endpoints:Endpoint",
     "breakeven": "unijob.cost.report:breakeven",
+    "load_pipeline": "unijob.pipeline.loading:load_pipeline",
+    "run_pipeline": "unijob.pipeline.runs:run",
+    "pipeline_run": "unijob.pipeline.runs:run_of",
+    "pipeline_runs": "unijob.pipeline.runs:runs",
 }
 
 __all__ = ["__version__", "cost", *_LAZY]

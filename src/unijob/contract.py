@@ -369,6 +369,15 @@ class Adapter(ModelRegistry, abc.ABC):
     def cancel(self, handle: JobHandle) -> None:
         """Stop the job (the whole gang). Cancelling a finished job is not an error."""
 
+    def job_metrics(self, handle: JobHandle) -> dict[str, Any]:
+        """The metrics a finished job reported with ``unijob.runtime.log_metrics`` (name -> value),
+        for pipeline conditions; ``{}`` where this target cannot read them back."""
+        return {}
+
+    def output_location(self, handle: JobHandle) -> Optional[str]:
+        """Where the job's outputs are (a URI or local directory), or None where unknown."""
+        return None
+
     def model_artifact(self, handle: JobHandle) -> str:
         """Where the finished job ``handle`` wrote its model, as the endpoints of this target take it
         (a URI, or a local directory), for endpoint models that name a job (``job:<name-or-id>``).

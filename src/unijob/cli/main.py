@@ -38,6 +38,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "breakeven": ("unijob.cli.cost_cmds:breakeven", "Build-vs-buy break-even in accelerator-hours per year."),
     "catalog": ("unijob.cli.cost_cmds:catalog", "The price catalog: GPUs offered where, and at what price."),
     "schema": ("unijob.cli.jobs:schema", "Print the JobSpec JSON Schema."),
+    "pipelines": ("unijob.cli.pipelines_cmds:pipelines", "Pipeline runs: run, status, list, cancel, resume."),
     "models": ("unijob.cli.models_cmds:models", "The model registry: register, approve, alias (models:/NAME@ALIAS)."),
     "runtime-wheel": ("unijob.cli.bundle_cmds:runtime_wheel", "Write the runtime wheel that jobs carry (for image jobs)."),
 }

@@ -281,6 +281,18 @@ class LocalAdapter(LocalRegistry, Adapter):
                              + ("empty" if Path(out).is_dir() else "missing"))
         return out
 
+    def output_location(self, handle: JobHandle) -> Optional[str]:
+        """The job's output directory (or remote output URI), whether or not it holds files."""
+        body = (jd.read_json(self._job_dir(handle) / "plan.json") or {})["requests"][0]["body"]
+        return body.get("output_dir") or body.get("output_uri")
+
+    def job_metrics(self, handle: JobHandle) -> dict[str, Any]:
+        """What the job's rank 0 logged with ``unijob.runtime.log_metrics`` (its output dir's metrics.json)."""
+        from unijob.runtime.metrics import read_metrics
+
+        out = self.output_location(handle)
+        return read_metrics(out) if out and "://" not in out else {}
+
     # ---- endpoints (router + replica processes; see unijob.local.router) -------------------------
 
     def plan_endpoint(self, spec: Any) -> Plan:

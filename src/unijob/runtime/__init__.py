@@ -32,6 +32,7 @@ if TYPE_CHECKING:
     from unijob.runtime.checkpoint import CheckpointCorrupt, CheckpointInfo, Checkpointer
     from unijob.runtime.environment import Context, context, parse_hyperparameters
     from unijob.runtime.preemption import on_preemption, preempted, preemption_notice
+    from unijob.runtime.metrics import log_metrics
     from unijob.runtime.secrets import SecretError, secret
 
 _EXPORTS = {
@@ -45,6 +46,7 @@ _EXPORTS = {
     "on_preemption": "preemption",
     "preemption_notice": "preemption",
     "secret": "secrets",
+    "log_metrics": "metrics",
     "SecretError": "secrets",
 }
 

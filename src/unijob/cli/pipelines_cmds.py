@@ -1,0 +1,124 @@
+"""``unijob pipelines ...``: pipeline runs, printed. The logic is :mod:`unijob.pipeline.runs`."""
+
+from __future__ import annotations
+
+import json
+import sys
+import time
+from typing import Any, Optional
+
+import click
+
+FMT = click.option("-o", "--output", "fmt", type=click.Choice(["text", "json"]), default="text", show_default=True)
+
+
+def _print_run(r: Any, fmt: str) -> None:
+    if fmt == "json":
+        click.echo(json.dumps(r.to_dict(), indent=2))
+        return
+    click.echo(f"run:    {r.id}  ({r.name})")
+    click.echo(f"state:  {r.state}")
+    for name, s in r.steps.items():
+        extra = []
+        if s.get("job_id"):
+            extra.append(f"job {s['job_id']}")
+        if s.get("attempts", 0) > 1:
+            extra.append(f"{s['attempts']} attempts")
+        if s.get("metrics"):
+            extra.append(", ".join(f"{k}={v}" for k, v in sorted(s["metrics"].items())))
+        if s.get("outputs", {}).get("uri"):
+            extra.append(s["outputs"]["uri"])
+        if s.get("message"):
+            extra.append(s["message"].splitlines()[0])
+        click.echo(f"  {name:<20} {s['state']:<16} " + "; ".join(extra))
+
+
+@click.group("pipelines")
+def pipelines() -> None:
+    """Pipeline runs: run, status, list, cancel, resume (steps run as local jobs, in DAG order)."""
+
+
+@pipelines.command("run")
+@click.argument("pipeline", type=click.Path(dir_okay=False))
+@click.option("-t", "--target", default=None, help="Where the steps run (default: the pipeline's target, local).")
+@click.option("-p", "--param", "params", multiple=True, metavar="NAME=VALUE", help="Override a parameter (repeatable).")
+@click.option("--wait", is_flag=True, help="Wait for the run to end; exit 1 unless it SUCCEEDED.")
+@FMT
+def run(pipeline: str, target: Optional[str], params: tuple[str, ...], wait: bool, fmt: str) -> None:
+    """Run PIPELINE: start its DAG runner here and print the run id."""
+    from unijob.errors import UsageError
+    from unijob.pipeline import runs
+
+    values = {}
+    for item in params:
+        k, sep, v = item.partition("=")
+        if not sep or not k:
+            raise UsageError(f"--param takes NAME=VALUE, got {item!r}")
+        values[k] = v
+    r = runs.run(pipeline, target=target, params=values)
+    click.echo(f"started pipeline run {r.id}", err=fmt == "json")
+    if wait:
+        last = ""
+        while True:
+            r.status()
+            line = " ".join(f"{n}:{s['state']}" for n, s in r.steps.items())
+            if line != last:
+                click.echo(line, err=True)
+                last = line
+            if r.state in runs.RUN_FINAL or r.state == "STOPPED":
+                break
+            time.sleep(0.5)
+        _print_run(r, fmt)
+        sys.exit(0 if r.state == "SUCCEEDED" else 1)
+
+
+@pipelines.command("status")
+@click.argument("run_id")
+@FMT
+def status(run_id: str, fmt: str) -> None:
+    """Show a run and each step's state, job, metrics and message."""
+    from unijob.pipeline import runs
+
+    _print_run(runs.run_of(run_id), fmt)
+
+
+@pipelines.command("list")
+@click.option("-n", "--limit", default=50, show_default=True)
+@FMT
+def list_(limit: int, fmt: str) -> None:
+    """List pipeline runs started here, newest first."""
+    from unijob.pipeline import runs
+
+    rs = runs.runs(limit=limit)
+    if fmt == "json":
+        click.echo(json.dumps([r.to_dict() for r in rs], indent=2))
+        return
+    for r in rs:
+        done = sum(s["state"] == "SUCCEEDED" for s in r.steps.values())
+        click.echo(f"{r.id:<48} {r.state:<10} {done}/{len(r.steps)} steps succeeded")
+
+
+@pipelines.command("cancel")
+@click.argument("run_id")
+def cancel(run_id: str) -> None:
+    """Cancel a run: its runner cancels the running step jobs."""
+    from unijob.pipeline import runs
+
+    r = runs.run_of(run_id)
+    r.cancel()
+    click.echo(f"{r.id} {r.state}")
+
+
+@pipelines.command("resume")
+@click.argument("run_id")
+@click.option("--wait", is_flag=True, help="Wait for the run to end.")
+def resume(run_id: str, wait: bool) -> None:
+    """Resume a stopped or failed run: only the unfinished steps run."""
+    from unijob.pipeline import runs
+
+    r = runs.run_of(run_id).resume()
+    click.echo(f"resumed pipeline run {r.id}")
+    if wait:
+        r.wait()
+        _print_run(r, "text")
+        sys.exit(0 if r.state == "SUCCEEDED" else 1)
