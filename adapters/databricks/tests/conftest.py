@@ -398,3 +398,21 @@ def image_python(tmp_path_factory):
 
     root = os.environ.get("UNIJOB_TEST_JOB_PYTHONS") or tmp_path_factory.getbasetemp() / "job-pythons"
     return job_python(root, ["scikit-learn"])
+
+
+@pytest.fixture(scope="session")
+def spark_python(tmp_path_factory):
+    """A Databricks Runtime ML driver's Python with pyspark and a CPU torch (for TorchDistributor),
+    or a skip saying why there is none."""
+    import shutil
+
+    from unijob.testing.contracts import job_python, torch_requirement
+
+    torch = torch_requirement()
+    if torch is None:
+        pytest.skip("no CPU-only torch wheel (set UNIJOB_TEST_TORCH_REQUIREMENT); PyPI's default torch is ~2.4 GB")
+    if shutil.which("java") is None:
+        pytest.skip("pyspark needs a Java runtime (java 17+) on PATH")
+    root = os.environ.get("UNIJOB_TEST_JOB_PYTHONS") or tmp_path_factory.getbasetemp() / "job-pythons"
+    # pandas and pyarrow: TorchDistributor runs its barrier tasks through mapInArrow (the ML runtimes have both)
+    return job_python(root, ["scikit-learn", "pyspark", "pandas", "pyarrow", torch])

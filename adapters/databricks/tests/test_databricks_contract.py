@@ -139,3 +139,15 @@ def test_quickstart_reaches_the_local_accuracy(dbx_adapter, fake, image_python, 
     _, result = _submit_and_run(dbx_adapter, fake, image_python, tmp_path / "run", dbx)
     assert result.result_state == "SUCCESS", result.logs[-3000:]
     assert re.search(r"held-out accuracy: ([0-9.]+)", result.logs).group(1) == want
+
+
+@pytest.mark.slow
+def test_portable_two_node_gang_through_torch_distributor(dbx_adapter, fake, spark_python, tmp_path):
+    """The launcher's gang path for real: pyspark's own TorchDistributor (Spark local master, the
+    ranks under torchrun), as on a two-node Databricks ML cluster."""
+    spec = _copy("portable", tmp_path, resources={"nodes": 2, "accelerator": None})
+    handle, result = _submit_and_run(dbx_adapter, fake, spark_python, tmp_path / "run", spec, timeout=600)
+    assert result.result_state == "SUCCESS", result.logs[-4000:]
+    for rank in range(2):
+        assert re.search(rf"rank {rank}/2 on node \d; master \S+:\d+; hyperparameters", result.logs), result.logs[-4000:]
+    assert dbx_adapter.status(handle).state.value == "SUCCEEDED"

@@ -476,3 +476,15 @@ def image_python(tmp_path_factory):
 
     root = os.environ.get("UNIJOB_TEST_JOB_PYTHONS") or tmp_path_factory.getbasetemp() / "job-pythons"
     return job_python(root, ["scikit-learn"])
+
+
+@pytest.fixture(scope="session")
+def torch_python(tmp_path_factory):
+    """The Python of a PyTorch image (a CPU torch, no unijob), or a skip saying why there is none."""
+    from unijob.testing.contracts import job_python, torch_requirement
+
+    torch = torch_requirement()
+    if torch is None:
+        pytest.skip("no CPU-only torch wheel (set UNIJOB_TEST_TORCH_REQUIREMENT); PyPI's default torch is ~2.4 GB")
+    root = os.environ.get("UNIJOB_TEST_JOB_PYTHONS") or tmp_path_factory.getbasetemp() / "job-pythons"
+    return job_python(root, [torch])

@@ -195,3 +195,31 @@ def test_quickstart_matches_local_and_resumes_after_a_spot_reclaim(adapter, fake
     assert _accuracy(second[1]) == local
     st = adapter.status(handle)
     assert (st.state, st.restarts) == (JobState.SUCCEEDED, 1)
+
+
+@pytest.mark.slow
+def test_ddp_gang_of_two_nodes_by_two_processes(adapter, fake, torch_python, tmp_path):
+    """examples/ddp as a 2 x 2 gang: torchrun per pod (the plan's command), the ranks meeting at the
+    headless Service's name of pod 0, gloo all-reduces across both pods."""
+    dest = tmp_path / "ddp"
+    shutil.copytree(EXAMPLES / "ddp", dest, ignore=shutil.ignore_patterns("checkpoints", "__pycache__"))
+    doc = yaml.safe_load((dest / "job.yaml").read_text())
+    with socket.socket() as sock:  # every pod is this machine: a free rendezvous port, not 29500
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]
+    doc.update(checkpoint={"uri": "pvc://ckpt/ddp", "keep": 2},
+               targets={"kubernetes": {"namespace": "ml", "master_port": port}})
+    doc["hyperparameters"]["epochs"] = 2
+    (dest / "job.yaml").write_text(yaml.safe_dump(doc))
+    _, plan = _plan(adapter, dest / "job.yaml")
+    assert not plan.warnings
+    handle, run = _run(adapter, fake, plan, torch_python, tmp_path / "run")
+    with run:
+        if not run.names_resolve:
+            pytest.skip("/etc/hosts is not writable: the headless Service's names cannot resolve here")
+        result = run.run(timeout=300)
+    assert result.condition == "Complete", result.logs()[-4000:]
+    logs = result.logs()
+    assert logs.count("all-reduce ok: 10") == 4, logs[-4000:]  # 1+2+3+4 over the four ranks
+    assert "replicas identical" in result.logs(0)
+    assert adapter.status(handle).state == JobState.SUCCEEDED

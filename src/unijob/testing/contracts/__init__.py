@@ -120,4 +120,33 @@ def python_layer(image_python: os.PathLike, directory: os.PathLike) -> Path:
     mine = subprocess.run([str(d / "bin" / "python"), "-c", "import sysconfig; print(sysconfig.get_path('purelib'))"],
                           capture_output=True, text=True, check=True, env=clean_env()).stdout.strip()
     Path(mine, "_image_site_packages.pth").write_text("\n".join(dict.fromkeys(image.stdout.split())) + "\n")
+    # The image's console scripts (torchrun, ...) run with the layer's Python, as an image's scripts
+    # run with the image's Python and see what the job installed (its user site).
+    image_bin = Path(image_python).parent
+    for script in sorted(image_bin.iterdir()):
+        target = d / "bin" / script.name
+        if target.exists() or not script.is_file():
+            continue
+        with open(script, "rb") as f:
+            first = f.readline()
+        if first.startswith(b"#!") and b"python" in first:
+            target.write_bytes(f"#!{d / 'bin' / 'python'}\n".encode() + script.read_bytes()[len(first):])
+            target.chmod(0o755)
     return d / "bin"
+
+
+def torch_requirement() -> Optional[str]:
+    """A pip requirement of a CPU-only PyTorch for contract tests, or None when there is none to be
+    had cheaply: ``UNIJOB_TEST_TORCH_REQUIREMENT``, else a ``torch-*+cpu-<this Python>-*.whl`` in a
+    ``PIP_FIND_LINKS`` folder. (PyPI's default Linux torch wheel pulls about 2.4 GB of CUDA
+    libraries, too much for CI's time; tests needing torch skip without one of these.)"""
+    import glob
+    import sysconfig
+
+    if os.environ.get("UNIJOB_TEST_TORCH_REQUIREMENT"):
+        return os.environ["UNIJOB_TEST_TORCH_REQUIREMENT"]
+    tag = "cp" + sysconfig.get_python_version().replace(".", "")
+    for folder in (os.environ.get("PIP_FIND_LINKS") or "").split():
+        for whl in sorted(glob.glob(os.path.join(folder, f"torch-*+cpu-{tag}-{tag}-*linux*_x86_64.whl"))):
+            return f"torch @ file://{whl}"
+    return None

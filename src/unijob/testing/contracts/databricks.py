@@ -106,6 +106,8 @@ class DatabricksContract:
         self.sink = sink
         self.task_run_id = task_run_id
         self.proc: Optional[subprocess.Popen] = None
+        #: time.time() when the cluster was ready (libraries about to be installed, then the task)
+        self.started: Optional[float] = None
 
     def local(self, path: str) -> Path:
         """The local folder standing for a workspace, volume or DBFS path (a bare ``/Users/...``
@@ -141,6 +143,7 @@ class DatabricksContract:
         layer = python_layer(self.python, self.root / "cluster-python")
         env = self._env(layer)
         self._report("RUNNING", message="Installing libraries")
+        self.started = time.time()
         failed = self._install(layer, env)
         if failed:
             self._report("INTERNAL_ERROR", "FAILED", failed)

@@ -63,10 +63,8 @@ the Job's status as a kubelet and the Job controller would report them, so ``uni
 
 from __future__ import annotations
 
-import base64
 import os
 import random
-import re
 import shutil
 import signal
 import socket
@@ -80,6 +78,9 @@ from pathlib import Path
 from typing import Any, Mapping, Optional, Protocol, Sequence
 
 from . import clean_env, hosts_entries, python_layer
+from .kubelet import Kubelet, expand, path_rewriter
+
+__all__ = ["JobResult", "KubernetesContract", "Pod", "Sink", "expand"]
 
 COMPLETION_INDEX = "batch.kubernetes.io/job-completion-index"
 #: Kubelet's FallbackToLogsOnError tail: 80 lines, 2048 bytes.
@@ -93,39 +94,6 @@ class Sink(Protocol):
     def put_pod(self, namespace: str, pod: dict[str, Any], log: str) -> None: ...
 
     def put_job_status(self, namespace: str, kind: str, name: str, status: dict[str, Any]) -> None: ...
-
-
-def expand(text: str, *mappings: Mapping[str, str]) -> str:
-    """Kubernetes' ``$(VAR)`` expansion (``third_party/forked/golang/expansion``): ``$(NAME)`` is
-    the first mapping's value or stays as written; ``$$`` is ``$``; any other ``$`` is literal."""
-    out: list[str] = []
-    i, n = 0, len(text)
-    while i < n:
-        c = text[i]
-        if c == "$" and i + 1 < n:
-            nxt = text[i + 1]
-            if nxt == "$":
-                out.append("$")
-                i += 2
-                continue
-            if nxt == "(":
-                close = text.find(")", i + 2)
-                if close != -1:
-                    name = text[i + 2:close]
-                    for m in mappings:
-                        if name in m:
-                            out.append(m[name])
-                            break
-                    else:
-                        out.append(f"$({name})")
-                    i = close + 1
-                    continue
-            out.append("$" + nxt)
-            i += 2
-            continue
-        out.append(c)
-        i += 1
-    return "".join(out)
 
 
 def _now() -> str:
@@ -145,6 +113,7 @@ class Pod:
     exit_code: Optional[int] = None
     message: str = ""
     kill_at: Optional[float] = None
+    started: Optional[float] = None  # time.time() when the container process was spawned
 
     @property
     def name(self) -> str:
@@ -213,6 +182,7 @@ class KubernetesContract:
         if self.job_spec.get("completionMode") != "Indexed":
             raise ValueError("only Indexed Jobs are run here (completionMode: Indexed)")
         self.completions = int(self.job_spec["completions"])
+        self.kubelet = Kubelet(self.configmaps, self.secrets, self.root / "claims", api_address)
         self.pods: list[Pod] = []
         self.failed = 0
         self.done: set[int] = set()
@@ -486,15 +456,17 @@ class KubernetesContract:
     def _start_container(self, pod: Pod) -> None:
         spec = pod.obj["spec"]
         c = spec["containers"][0]
-        mounts = self._mounts(pod, spec, c)
-        rewrite = _path_rewriter(mounts)
-        env = self._env(pod, c, rewrite)
+        rewrite = path_rewriter(self.kubelet.mounts(pod.dir, spec, c))
+        layer = python_layer(self.python, pod.dir / "rootfs")  # the container's writable layer
+        path = os.pathsep.join([str(layer), str(self.python.parent), os.environ.get("PATH", "/usr/bin:/bin")])
+        env = {**clean_env({"PATH": path, "HOSTNAME": spec["hostname"]}), **self.kubelet.env(pod.obj, c, rewrite)}
         if not c.get("command"):
             raise ValueError(f"container {c['name']}: no command; the image's ENTRYPOINT is not known here")
         argv = [rewrite(expand(a, env)) for a in [*c["command"], *c.get("args", [])]]
         cwd = rewrite(c["workingDir"]) if c.get("workingDir") else str(pod.dir)
         exe = shutil.which(argv[0], path=env.get("PATH")) or argv[0]
         now = _now()
+        pod.started = time.time()
         with open(pod.log, "wb") as log:
             pod.proc = subprocess.Popen([exe, *argv[1:]], env=env, cwd=cwd, stdout=log, stderr=subprocess.STDOUT,
                                         stdin=subprocess.DEVNULL, start_new_session=True)
@@ -502,113 +474,3 @@ class KubernetesContract:
             "name": c["name"], "image": c.get("image", ""), "imageID": "", "ready": True, "restartCount": 0,
             "started": True, "state": {"running": {"startedAt": now}}}])
         self._report_pod(pod)
-
-    def _mounts(self, pod: Pod, spec: Mapping[str, Any], c: Mapping[str, Any]) -> dict[str, Path]:
-        vols: dict[str, Path] = {}
-        for v in spec.get("volumes", []):
-            name = v["name"]
-            if "configMap" in v:
-                d = pod.dir / "volumes" / name
-                self._write_configmap(v["configMap"], d)
-            elif "emptyDir" in v:
-                d = pod.dir / "volumes" / name
-                d.mkdir(parents=True, exist_ok=True)
-            elif "persistentVolumeClaim" in v:
-                d = self.root / "claims" / v["persistentVolumeClaim"]["claimName"]
-                d.mkdir(parents=True, exist_ok=True)
-            elif "secret" in v:
-                d = pod.dir / "volumes" / name
-                d.mkdir(parents=True, exist_ok=True)
-                sname = v["secret"]["secretName"]
-                for k, val in self.secrets.items():
-                    if k.startswith(sname + "/"):
-                        (d / k.split("/", 1)[1]).write_text(val)
-            else:
-                raise ValueError(f"volume {name}: only configMap, emptyDir, persistentVolumeClaim and secret "
-                                 "volumes are run here")
-            vols[name] = d
-        out: dict[str, Path] = {}
-        for m in c.get("volumeMounts", []):
-            local = vols[m["name"]] / m.get("subPath", "")
-            local.mkdir(parents=True, exist_ok=True)
-            out[m["mountPath"].rstrip("/") or "/"] = local
-        return out
-
-    def _write_configmap(self, ref: Mapping[str, Any], d: Path) -> None:
-        cm = self.configmaps.get(ref["name"])
-        if cm is None:
-            raise ValueError(f"ConfigMap {ref['name']} is not in the plan")
-        files: dict[str, bytes] = {k: v.encode() for k, v in (cm.get("data") or {}).items()}
-        files.update({k: base64.b64decode(v) for k, v in (cm.get("binaryData") or {}).items()})
-        items = ref.get("items") or [{"key": k, "path": k} for k in sorted(files)]
-        for it in items:
-            p = d / it["path"]
-            p.parent.mkdir(parents=True, exist_ok=True)
-            p.write_bytes(files[it["key"]])
-        d.mkdir(parents=True, exist_ok=True)
-
-    def _env(self, pod: Pod, c: Mapping[str, Any], rewrite: Any) -> dict[str, str]:
-        host, port = self.api_address
-        service = {"KUBERNETES_SERVICE_HOST": str(host), "KUBERNETES_SERVICE_PORT": str(port),
-                   "KUBERNETES_SERVICE_PORT_HTTPS": str(port), "KUBERNETES_PORT": f"tcp://{host}:{port}",
-                   f"KUBERNETES_PORT_{port}_TCP": f"tcp://{host}:{port}",
-                   f"KUBERNETES_PORT_{port}_TCP_PROTO": "tcp", f"KUBERNETES_PORT_{port}_TCP_PORT": str(port),
-                   f"KUBERNETES_PORT_{port}_TCP_ADDR": str(host)}
-        defined: dict[str, str] = {}
-        for ef in c.get("envFrom", []):
-            prefix = ef.get("prefix", "")
-            if "configMapRef" in ef:
-                cm = self.configmaps.get(ef["configMapRef"]["name"]) or {}
-                defined.update({prefix + k: v for k, v in (cm.get("data") or {}).items()})
-            elif "secretRef" in ef:
-                sname = ef["secretRef"]["name"] + "/"
-                defined.update({prefix + k[len(sname):]: v for k, v in self.secrets.items() if k.startswith(sname)})
-        for e in c.get("env", []):
-            if "valueFrom" in e:
-                defined[e["name"]] = self._value_from(pod, e["name"], e["valueFrom"])
-            else:
-                defined[e["name"]] = expand(e.get("value", ""), defined, service)
-        layer = python_layer(self.python, pod.dir / "rootfs")  # the container's writable layer
-        path = os.pathsep.join([str(layer), str(self.python.parent), os.environ.get("PATH", "/usr/bin:/bin")])
-        image_env = clean_env({"PATH": path, "HOSTNAME": pod.obj["spec"]["hostname"]})
-        return {**image_env, **service, **{k: rewrite(v) for k, v in defined.items()}}
-
-    def _value_from(self, pod: Pod, name: str, vf: Mapping[str, Any]) -> str:
-        if "fieldRef" in vf:
-            path = vf["fieldRef"]["fieldPath"]
-            md, spec, st = pod.obj["metadata"], pod.obj["spec"], pod.obj["status"]
-            m = re.fullmatch(r"metadata\.(labels|annotations)\['([^']+)'\]", path)
-            if m:
-                return str(md.get(m[1], {}).get(m[2], ""))
-            simple = {"metadata.name": md["name"], "metadata.namespace": md["namespace"], "metadata.uid": md["uid"],
-                      "spec.nodeName": spec["nodeName"],
-                      "spec.serviceAccountName": spec.get("serviceAccountName", "default"),
-                      "status.podIP": st["podIP"], "status.podIPs": st["podIP"], "status.hostIP": st["hostIP"],
-                      "status.hostIPs": st["hostIP"]}
-            if path in simple:
-                return str(simple[path])
-            raise ValueError(f"env {name}: fieldRef {path} is not a downward API field")
-        if "secretKeyRef" in vf:
-            ref = vf["secretKeyRef"]
-            key = f"{ref['name']}/{ref['key']}"
-            if key not in self.secrets and not ref.get("optional"):
-                raise ValueError(f"env {name}: CreateContainerConfigError: secret {ref['name']} key {ref['key']} "
-                                 "not found (pass it in secrets)")
-            return self.secrets.get(key, "")
-        if "configMapKeyRef" in vf:
-            ref = vf["configMapKeyRef"]
-            data = (self.configmaps.get(ref["name"]) or {}).get("data") or {}
-            if ref["key"] not in data and not ref.get("optional"):
-                raise ValueError(f"env {name}: CreateContainerConfigError: configmap {ref['name']} key {ref['key']} "
-                                 "not found")
-            return data.get(ref["key"], "")
-        raise ValueError(f"env {name}: valueFrom {sorted(vf)} is not run here")
-
-
-def _path_rewriter(mounts: Mapping[str, Path]):
-    """``str -> str`` replacing each mountPath, where it stands as a path, with its local folder."""
-    if not mounts:
-        return lambda s: s
-    alts = "|".join(re.escape(m) for m in sorted(mounts, key=len, reverse=True))
-    rx = re.compile(rf"(?<![\w./:-])({alts})(?=/|$|[^\w.-])")
-    return lambda s: rx.sub(lambda m: str(mounts[m.group(1)]), s)

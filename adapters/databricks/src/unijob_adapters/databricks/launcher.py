@@ -66,6 +66,11 @@ def main(argv: list[str] | None = None) -> int:
         runpy.run_path(script, run_name="__main__")
         return 0
     from pyspark.ml.torch.distributor import TorchDistributor  # present on Databricks ML runtimes
+    from pyspark.sql import SparkSession
+
+    # TorchDistributor takes SparkSession.active(), and a Python file task has no session until it
+    # asks for one (pyspark >= 3.5 raises NO_ACTIVE_OR_DEFAULT_SESSION otherwise).
+    SparkSession.builder.getOrCreate()
 
     TorchDistributor(num_processes=opts["num_processes"], local_mode=opts["mode"] == "local",
                      use_gpu=opts["use_gpu"]).run(script, *args)
