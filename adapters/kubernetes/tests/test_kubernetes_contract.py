@@ -223,3 +223,21 @@ def test_ddp_gang_of_two_nodes_by_two_processes(adapter, fake, torch_python, tmp
     assert logs.count("all-reduce ok: 10") == 4, logs[-4000:]  # 1+2+3+4 over the four ranks
     assert "replicas identical" in result.logs(0)
     assert adapter.status(handle).state == JobState.SUCCEEDED
+
+
+def test_a_requirement_that_cannot_be_resolved_fails_with_the_pip_error(adapter, fake, image_python, tmp_path):
+    src = tmp_path / "job"
+    src.mkdir()
+    (src / "train.py").write_text("print('never runs')\n")
+    (src / "requirements.txt").write_text("./vendor/shardlib-1.0-py3-none-any.whl\n")  # not in the source dir
+    (src / "job.yaml").write_text("name: deps\nscript: train.py\nrequirements: requirements.txt\n"
+                                  "spot: {max_restarts: 0}\ntargets: {kubernetes: {namespace: ml}}\n")
+    _, plan = _plan(adapter, src / "job.yaml")
+    handle, run = _run(adapter, fake, plan, image_python, tmp_path / "run")
+    with run:
+        result = run.run(timeout=120)
+    assert (result.condition, result.reason) == ("Failed", "BackoffLimitExceeded")
+    assert "never runs" not in result.logs()
+    st = adapter.status(handle)
+    assert st.state == JobState.FAILED
+    assert "last lines:" in st.message and "shardlib-1.0-py3-none-any.whl" in st.message, st.message
