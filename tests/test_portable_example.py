@@ -9,7 +9,7 @@ from unijob import registry
 from unijob.loading import load_spec
 
 SPEC = Path(__file__).parents[1] / "examples" / "portable" / "job.yaml"
-TARGETS = ["local", "sagemaker", "vertex", "databricks", "kubernetes", "slurm"]
+TARGETS = ["local", "sagemaker", "vertex", "databricks", "kubernetes", "slurm", "ray"]
 
 
 @pytest.mark.parametrize("target", TARGETS)

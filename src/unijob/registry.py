@@ -35,6 +35,7 @@ KNOWN_TARGETS: dict[str, str] = {
     "databricks": "'unijob[databricks]'",
     "kubernetes": "'unijob[kubernetes]'",
     "slurm": "'unijob[slurm]'",
+    "ray": "'unijob[ray]'",
 }
 
 # The local target ships with the core; it is found even without installed metadata.

@@ -36,7 +36,8 @@ from unijob import registry
 from unijob.contract import Adapter, EndpointHandle, EndpointStatus, JobHandle, JobState, JobStatus, Plan
 from unijob.errors import Readiness, SpecError
 
-HEAVY_ROOTS = ("boto3", "botocore", "google", "databricks", "kubernetes", "sagemaker", "torch", "pandas", "grpc")
+HEAVY_ROOTS = ("boto3", "botocore", "google", "databricks", "kubernetes", "sagemaker", "torch", "pandas", "grpc",
+               "ray")
 SECRET_ENV = "UNIJOB_CONFORMANCE_SECRET"
 SECRET_VALUE = "s3cr3t-value-that-must-never-leak-7f1c"
 
