@@ -287,7 +287,13 @@ class FakeVertex(FakeServer):
         if problem:
             return _err(400, "INVALID_ARGUMENT", problem)
         ep["deployedModels"] = remaining
-        ep["trafficSplit"] = split
+        # UndeployModelRequest.traffic_split: "If this field is provided, then the Endpoint's
+        # traffic_split will be overwritten with it. If last DeployedModel is being undeployed ...
+        # [it] will always end up empty" (aiplatform_v1 field docs)
+        if split or not remaining:
+            ep["trafficSplit"] = split
+        else:
+            ep["trafficSplit"] = {k: v for k, v in ep.get("trafficSplit", {}).items() if k != um.deployed_model_id}
         return self._operation(name.rsplit("/endpoints/", 1)[0], "google.cloud.aiplatform.v1.UndeployModelResponse", {})
 
     def predict(self, req: Request) -> Response:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 
 import pytest
 
@@ -36,9 +37,14 @@ def test_plan_holds_upload_create_deploy(adapter, make_spec):
     assert dr["autoscalingMetricSpecs"] == [
         {"metricName": "aiplatform.googleapis.com/prediction/online/accelerator/duty_cycle", "target": 70}]
     assert first["trafficSplit"] == {"0": 100}
-    assert last["trafficSplit"] == {"1": 90, "0": 10}
+    ids = plan.extra["variants"]
+    assert all(len(i) == 10 and i.isdigit() for i in ids.values()) and len(set(ids.values())) == 2
+    assert first["deployedModel"]["id"] == ids["blue"] and last["deployedModel"]["id"] == ids["green"]
+    assert last["trafficSplit"] == {ids["blue"]: 90, "0": 10}
+    assert plan.extra["traffic"] == {ids["blue"]: 90, ids["green"]: 10}
     up = plan.requests[1].body
-    assert up["modelId"] == "train-green" and up["model"]["artifactUri"] == "gs://bucket/m2"
+    assert re.fullmatch(r"train-green-[0-9a-f]{10}", up["modelId"]) and up["model"]["artifactUri"] == "gs://bucket/m2"
+    assert up["model"]["displayName"] == up["modelId"] and last["deployedModel"]["model"].endswith("/" + up["modelId"])
     assert up["model"]["containerSpec"]["imageUri"] == SERVE and "parent" not in up
 
 
@@ -47,7 +53,8 @@ def test_deploy_traffic_undeploy(adapter, make_spec, fake):
     h = adapter.deploy(plan)
     ep = fake.endpoints[h.native_id]
     assert {d["displayName"] for d in ep["deployedModels"]} == {"blue", "green"}
-    assert ep["trafficSplit"] == {"1": 90, "2": 10}
+    ids = h.extra["variants"]
+    assert ep["trafficSplit"] == {ids["blue"]: 90, ids["green"]: 10}
     assert len(fake.models) == 2
     # every LRO was polled until done
     assert all(op["polls"] >= 1 for op in fake.operations.values()) and len(fake.operations) == 5
@@ -75,6 +82,35 @@ def test_deploy_is_idempotent(adapter, make_spec, fake):
     assert len(fake.calls("POST", r".*/models:upload")) == 2
     assert len(fake.calls("POST", r".*/endpoints")) == 1
     assert len(fake.calls("POST", r".*:deployModel")) == 2
+
+
+def test_redeploy_with_a_new_artifact_serves_it(adapter, make_spec, fake):
+    """model: v1 -> v3 and deploy again: a new Model with the v3 artifact is uploaded and deployed
+    for that variant, the spec's split holds, and v1's deployed model and Model are removed (the
+    model id used to be <endpoint>-<variant> whatever the artifact, and the v1 Model was kept)."""
+    variants = lambda blue: [{"name": "blue", "weight": 90, "model": blue},  # noqa: E731
+                             {"name": "green", "weight": 10, "model": "gs://bucket/m2"}]
+    first = adapter.plan_endpoint(_spec(make_spec, variants=variants("gs://bucket/models/v1")))
+    h1 = adapter.deploy(first)
+    again = adapter.plan_endpoint(_spec(make_spec, variants=variants("gs://bucket/models/v3")))
+    assert again.extra["variants"]["green"] == first.extra["variants"]["green"]
+    assert again.extra["variants"]["blue"] != first.extra["variants"]["blue"]
+    h3 = adapter.deploy(again)
+    ep = fake.endpoints[h3.native_id]
+    served = {d["displayName"]: fake.models[d["model"]]["artifactUri"] for d in ep["deployedModels"]}
+    assert served == {"blue": "gs://bucket/models/v3", "green": "gs://bucket/m2"}
+    assert sorted(m["artifactUri"] for m in fake.models.values()) == ["gs://bucket/m2", "gs://bucket/models/v3"]
+    assert adapter.endpoint_status(h3).traffic == {"blue": 90, "green": 10}
+    assert len(fake.calls("POST", r".*/endpoints")) == 1  # the endpoint itself is kept
+    answers = {adapter.invoke(h3, {"instances": [i]}).variant for i in range(30)}
+    assert answers == {"blue", "green"}
+    adapter.deploy(again)  # a retried redeploy changes nothing
+    uploads = [json.loads(r.body)["model"]["artifactUri"] for r in fake.calls("POST", r".*/models:upload")]
+    assert uploads == ["gs://bucket/models/v1", "gs://bucket/m2", "gs://bucket/models/v3"]  # green's Model kept
+    assert len(fake.calls("POST", r".*:deployModel")) == 3 and len(fake.calls("POST", r".*:undeployModel")) == 1
+    adapter.undeploy(h3)
+    assert fake.endpoints == {} and fake.models == {}
+    assert h1.extra["models"] != h3.extra["models"]
 
 
 def test_deploy_survives_transient_errors(adapter, make_spec, fake):

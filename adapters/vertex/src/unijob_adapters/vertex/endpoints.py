@@ -2,9 +2,16 @@
 
 A deployment is, per variant, one uploaded ``Model`` (container spec + ``artifact_uri``), one
 ``Endpoint``, and per variant one ``deployModel`` with ``dedicated_resources`` (machine spec,
-min/max replicas, autoscaling metric, spot). IDs are deterministic (model id
-``<endpoint>-<variant>``, endpoint id ``<endpoint>``, deployed model id = variant index + 1), so a
-retried deploy finds what is already there instead of duplicating it.
+min/max replicas, autoscaling metric, spot). IDs are deterministic and follow the content: the
+model id is ``<endpoint>-<variant>-<10 hex of sha256 of the Model body>`` (artifact URI, container,
+labels), the deployed model id 10 digits of sha256 of ``<variant>/<model id>``, the endpoint id
+``<endpoint>``. So a retried deploy finds what is already there instead of duplicating it, and a
+redeploy with a new artifact (``model:`` v1 -> v3) uploads and deploys a new Model instead of
+finding the old one under the same id, as the SageMaker adapter's model names do. After the deploys,
+the spec's traffic split is set with UpdateEndpoint, and the deployed models of this endpoint's
+earlier Models (``<endpoint>-...`` ids no longer in the plan) are undeployed and their Models deleted.
+Model ids are at most 63 characters of ``[a-z0-9_-]``, starting with a letter; deployed model ids
+1-10 digits (``aiplatform_v1.UploadModelRequest.model_id``, ``DeployedModel.id`` field docs).
 
 Handler variants (``endpoint.handler`` with ``targets.vertex.serving_image``): the model's container
 is the serving image with ``UNIJOB_HANDLER=<handler>`` and ``ports: [{containerPort: 8080}]``
@@ -24,6 +31,7 @@ checked 2026-11-21); scale-to-zero exists only as a preview ``scaleToZeroSpec`` 
 
 from __future__ import annotations
 
+import hashlib
 import json
 from typing import Any, Mapping
 
@@ -40,6 +48,22 @@ from unijob_adapters.vertex.validate import rest_json
 def _ident(text: str, limit: int = 63) -> str:
     out = text.lower()[:limit].rstrip("-_")
     return out if out[:1].isalpha() else ("e-" + out)[:limit].rstrip("-_")
+
+
+def _digest(text: str) -> str:
+    return hashlib.sha256(text.encode()).hexdigest()
+
+
+def model_id_for(endpoint_id: str, variant: str, model: Mapping[str, Any]) -> str:
+    """``<endpoint>-<variant>-<10 hex>``: the hex of sha256 of the Model body, so a new artifact (or
+    container) is a new Model; at most 63 characters."""
+    tag = _digest(json.dumps(model, sort_keys=True))[:10]
+    return _ident(f"{_ident(f'{endpoint_id}-{variant}', 63 - 11)}-{tag}")
+
+
+def deployed_id_for(variant: str, model_id: str) -> str:
+    """10 digits (the first not 0) derived from sha256 of ``<variant>/<model id>``."""
+    return str(1_000_000_000 + int(_digest(f"{variant}/{model_id}")[:15], 16) % 9_000_000_000)
 
 
 def build_endpoint_plan(spec: Any, opts: VertexOptions) -> Plan:
@@ -103,20 +127,21 @@ def build_endpoint_plan(spec: Any, opts: VertexOptions) -> Plan:
             raise SpecError.at(("endpoint", "autoscaling", "metric"),
                                f"gpu_utilization needs an accelerator, and variant '{v.name}' has none; "
                                "use cpu_utilization", "cpu_utilization")
-        model_id = _ident(f"{endpoint_id}-{v.name}")
-        model_name = f"{parent}/models/{model_id}"
-        models.append(model_name)
         container: dict[str, Any] = {"image_uri": image, "env": [{"name": k, "value": val} for k, val in sorted(env.items())]}
         if ports:
             container["ports"] = ports
-        model = {"display_name": model_id, "artifact_uri": v.model, "container_spec": container, "labels": labels}
+        model = {"artifact_uri": v.model, "container_spec": container, "labels": labels}
         if opts.encryption_key:
             model["encryption_spec"] = {"kms_key_name": opts.encryption_key}
+        model_id = model_id_for(endpoint_id, v.name, model)
+        model = {"display_name": model_id, **model}
+        model_name = f"{parent}/models/{model_id}"
+        models.append(model_name)
         up = rest_json("UploadModelRequest", {"parent": parent, "model_id": model_id, "model": model,
                                               "service_account": opts.service_account or ""})
         requests.append(NativeRequest(api=f"POST /v1/{parent}/models:upload", body=_drop(up, "parent"),
                                       when="deploy", note=f"model {model_id} for variant {v.name}"))
-        deployed_id = str(i + 1)
+        deployed_id = deployed_id_for(v.name, model_id)
         deployed_ids[v.name] = deployed_id
         dedicated = {"machine_spec": machine.spec(), "min_replica_count": ep.min_replicas,
                      "max_replica_count": ep.max_replicas,
@@ -156,7 +181,7 @@ def build_endpoint_plan(spec: Any, opts: VertexOptions) -> Plan:
                f"{AUTOSCALING_METRICS[metric]} at {target}%"],
         extra={"project": project, "location": location, "parent": parent, "endpoint": endpoint_name,
                "endpoint_id": endpoint_id, "variants": deployed_ids, "models": models,
-               "api_endpoint": opts.api_endpoint},
+               "traffic": {deployed_ids[v.name]: v.weight for v in variants}, "api_endpoint": opts.api_endpoint},
     )
 
 
@@ -202,8 +227,36 @@ def deploy(conn: Any, plan: Plan) -> EndpointHandle:
             if any(d.id == dm.deployed_model.id for d in current.deployed_models):
                 continue
             conn.call(lambda: conn.endpoints.deploy_model(request=dm, retry=conn.retry).result(polling=polling))
+    _settle(conn, plan)
     return EndpointHandle(target=TARGET, name=plan.name, native_id=ex["endpoint"],
                           extra={k: ex[k] for k in ("project", "location", "variants", "models", "api_endpoint")})
+
+
+def _settle(conn: Any, plan: Plan) -> None:
+    """After a (re)deploy: the spec's traffic split (a variant whose deployModel was skipped kept
+    its old share), then this endpoint's deployed models whose Model is no longer in the plan (the
+    previous artifact of a variant) undeployed, and those Models deleted."""
+    from google.api_core import exceptions as gexc
+    from google.cloud import aiplatform_v1 as aip
+    from google.protobuf import field_mask_pb2
+
+    ex, polling = plan.extra, conn.polling()
+    current = conn.call(lambda: conn.endpoints.get_endpoint(name=ex["endpoint"]))
+    if dict(current.traffic_split) != ex["traffic"]:
+        endpoint = aip.Endpoint(name=ex["endpoint"], traffic_split=ex["traffic"])
+        conn.call(lambda: conn.endpoints.update_endpoint(
+            endpoint=endpoint, update_mask=field_mask_pb2.FieldMask(paths=["traffic_split"]), retry=conn.retry))
+    ours = f"{ex['parent']}/models/{ex['endpoint_id']}-"
+    stale = [d for d in current.deployed_models if d.id not in ex["traffic"] and d.model.startswith(ours)]
+    for d in stale:
+        conn.call(lambda: conn.endpoints.undeploy_model(endpoint=ex["endpoint"], deployed_model_id=d.id,
+                                                        traffic_split=ex["traffic"],
+                                                        retry=conn.retry).result(polling=polling))
+    for model in sorted({d.model for d in stale} - set(ex["models"])):
+        try:
+            conn.call(lambda: conn.models.delete_model(name=model, retry=conn.retry).result(polling=polling))
+        except gexc.NotFound:
+            pass
 
 
 def status(conn: Any, handle: EndpointHandle) -> EndpointStatus:
