@@ -165,6 +165,18 @@ def plan(spec: SpecLike, target: str = "local", *, endpoint: bool = False, batch
     """
     from unijob import registry
 
+    if isinstance(spec, (str, Path)):
+        from unijob.pipeline.loading import is_pipeline_file
+
+        if is_pipeline_file(spec):  # a pipeline file: its compiled pipeline request on the target
+            from unijob.pipeline.compile import plan_pipeline
+            from unijob.pipeline.loading import load_pipeline
+
+            pipe = load_pipeline(spec)
+            try:
+                return plan_pipeline(pipe, "local" if target == "auto" else target)
+            except SpecError as e:
+                raise (e.locate(pipe.locate) if pipe.locate else e) from None
     spec = as_spec(spec)
     target, reasons = resolve_target(spec, target)
     adapter = registry.get(target)

@@ -65,7 +65,11 @@ def plan(spec: str, target: str, fmt: str, endpoint: bool, batch: bool, idempote
     With --target local (the default) no cloud SDK is imported.
     """
     from unijob.api import specs as api
+    from unijob.pipeline.loading import is_pipeline_file
 
+    if is_pipeline_file(spec):  # a pipeline: the DAG (local) or the platform's pipeline request
+        click.echo(render_plan(api.plan(spec, target), fmt))
+        return
     loaded = api.load(spec)
     target, reasons = api.resolve_target(loaded, target)
     notes(reasons)
@@ -249,8 +253,14 @@ def targets(fmt: str, no_check: bool) -> None:
 
 
 @click.command()
-def schema() -> None:
+@click.option("--pipeline", is_flag=True, help="The pipeline spec's schema (specs/pipeline.schema.json) instead.")
+def schema(pipeline: bool) -> None:
     """Print the JobSpec JSON Schema (the file specs/jobspec.schema.json is generated from it)."""
+    if pipeline:
+        from unijob.pipeline.spec import json_schema as pipeline_schema
+
+        click.echo(json.dumps(pipeline_schema(), indent=2))
+        return
     from unijob.spec import json_schema
 
     click.echo(json.dumps(json_schema(), indent=2))

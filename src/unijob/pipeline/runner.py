@@ -78,7 +78,7 @@ def run(run_dir: Path) -> int:
         lookup = S.lookup_in(params, st)
         _log(f"step {name}: {step.kind} on {target} (attempt {s['attempts']})")
         if step.kind in ("job", "batch"):
-            job_spec = S.build_spec(step, pipe.base_dir, lookup, run_id)
+            job_spec = S.build_spec(step, pipe.base_dir, lookup, run_id, spec.targets)
             job = S.start_job(job_spec, target, f"{run_id}-{name}-{s['attempts']}", batch=step.kind == "batch")
             s["job_id"] = job.id
             jobs[name] = job
@@ -86,7 +86,7 @@ def run(run_dir: Path) -> int:
             s["outputs"] = S.register(step, lookup, target)
             finish(name, "SUCCEEDED")
         else:
-            s["outputs"] = S.deploy(S.build_spec(step, pipe.base_dir, lookup, run_id), target)
+            s["outputs"] = S.deploy(S.build_spec(step, pipe.base_dir, lookup, run_id, spec.targets), target)
             finish(name, "SUCCEEDED")
 
     def fail_or_retry(name: str, message: str) -> None:

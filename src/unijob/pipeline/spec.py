@@ -124,13 +124,15 @@ class Step(_M):
 
 
 class PipelineSpec(_M):
-    """A pipeline: parameters, steps, an optional cron schedule."""
+    """A pipeline: parameters, steps, an optional cron schedule, and ``targets`` blocks given to
+    every step's spec (a step spec's own block wins, key by key)."""
 
     name: str = Field(pattern=NAME, max_length=63)
     description: Optional[str] = None
     parameters: dict[str, Union[bool, int, float, str]] = Field(default_factory=dict)
     schedule: Optional[str] = None
     target: str = "local"
+    targets: dict[str, dict[str, Any]] = Field(default_factory=dict)
     steps: list[Step] = Field(min_length=1, max_length=MAX_STEPS)
     kind: Literal["pipeline"] = "pipeline"
 
@@ -147,6 +149,14 @@ class PipelineSpec(_M):
             if s.name == name:
                 return s
         raise KeyError(name)
+
+
+def json_schema() -> dict[str, Any]:
+    """The JSON Schema of :class:`PipelineSpec` (draft 2020-12), as written to ``specs/pipeline.schema.json``."""
+    schema = PipelineSpec.model_json_schema(mode="validation", by_alias=True)
+    schema["$schema"] = "https://json-schema.org/draft/2020-12/schema"
+    schema["$id"] = "https://unijob.dev/schemas/pipeline.schema.json"
+    return schema
 
 
 def templates(value: Any) -> list[str]:

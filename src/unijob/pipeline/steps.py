@@ -46,7 +46,8 @@ def merge(base: dict[str, Any], over: Mapping[str, Any]) -> dict[str, Any]:
     return out
 
 
-def build_spec(step: Step, base_dir: Path, lookup: Lookup, run_id: str) -> Any:
+def build_spec(step: Step, base_dir: Path, lookup: Lookup, run_id: str,
+               targets: Optional[Mapping[str, Any]] = None) -> Any:
     """The JobSpec a job/batch/deploy step runs: its file or inline spec, ``with`` merged in,
     templates rendered, validated (relative paths against the file's directory).
 
@@ -66,6 +67,8 @@ def build_spec(step: Step, base_dir: Path, lookup: Lookup, run_id: str) -> Any:
         spec_dir = path.parent.resolve()
     else:
         data, spec_dir = dict(value), base_dir
+    if targets:
+        data = merge({"targets": dict(targets)}, data)
     data = render(merge(data, step.with_), lookup)
     try:
         spec = JobSpec.model_validate(data, context={"base_dir": spec_dir})

@@ -1,0 +1,250 @@
+"""A pipeline as a Vertex AI ``PipelineJob``: Kubeflow Pipelines' v2 intermediate representation
+(``PipelineSpec``: components, ``deploymentSpec`` executors, a root DAG whose tasks carry
+``dependentTasks`` and ``triggerPolicy`` conditions), sent to
+``POST /v1/projects/P/locations/L/pipelineJobs``.
+
+Steps (the IR's fields: https://github.com/kubeflow/pipelines/blob/master/api/v2alpha1/pipeline_spec.proto;
+the executors are Google Cloud Pipeline Components' launchers, the containers Vertex's own
+prebuilt pipeline steps run, image :data:`GCPC_IMAGE`):
+
+- a **job** step is the CustomJob the Vertex adapter plans for that step's spec, run by GCPC's
+  CustomJob launcher (``--payload`` = the CustomJob body);
+- a **register** step uploads the model as a new version of its Vertex model (GCPC's model
+  upload launcher, ``parentModel`` and ``versionAliases``);
+- metrics a condition reads come from a small reader task that opens the job's
+  ``metrics.json`` through Vertex's Cloud Storage FUSE mount (``/gcs/BUCKET/...``) and writes
+  each one as an output parameter;
+- ``when`` becomes the task's ``triggerPolicy.condition`` (CEL over ``inputs.parameter_values``),
+  and conditions are inherited by the steps that depend on a conditioned step.
+
+Batch and deploy steps are not compiled for Vertex (a SpecError naming the step): run such
+pipelines with ``unijob pipelines run -t vertex``.
+"""
+
+from __future__ import annotations
+
+import json
+from typing import Any, Optional
+
+from unijob.contract import NativeRequest, Plan, PlanResources, Upload
+from unijob.errors import SpecError
+from unijob.pipeline import expr
+from unijob.pipeline.spec import step_refs
+
+#: Google Cloud Pipeline Components image whose launchers run CustomJobs and model uploads
+#: (google-cloud-pipeline-components 2.17, read 2026-11-29).
+GCPC_IMAGE = "gcr.io/ml-pipeline/google-cloud-pipeline-components:2.17.0"
+READER_IMAGE = "python:3.11-slim"
+SCHEMA_VERSION = "2.1.0"
+_TYPES = {bool: "BOOLEAN", int: "NUMBER_INTEGER", float: "NUMBER_DOUBLE", str: "STRING"}
+_READER = ("import json, os, sys\n"
+           "src, out = sys.argv[1], json.loads(sys.argv[2])\n"
+           "p = src.replace('gs://', '/gcs/', 1).rstrip('/')\n"
+           "m = {}\n"
+           "for c in (p + '/metrics.json', p + '/model/metrics.json'):\n"
+           "    if os.path.exists(c):\n"
+           "        m = json.load(open(c)); break\n"
+           "for name, path in out.items():\n"
+           "    os.makedirs(os.path.dirname(path), exist_ok=True)\n"
+           "    open(path, 'w').write(json.dumps(m[name]))\n")
+
+
+def _chan(ref: expr.Ref) -> str:
+    p = ref.parts
+    return f"pipelinechannel--{p[1]}" if p[0] == "params" else f"pipelinechannel--{p[1]}-{p[3]}"
+
+
+def _cel(tree: Any) -> str:
+    """Our condition as the CEL KFP puts in ``triggerPolicy.condition``."""
+    if isinstance(tree, expr.Ref):
+        return f"inputs.parameter_values['{_chan(tree)}']"
+    if isinstance(tree, bool):
+        return "true" if tree else "false"
+    if tree is None:
+        return "null"
+    if isinstance(tree, str):
+        return json.dumps(tree)
+    if isinstance(tree, (int, float)):
+        return repr(tree)
+    op = tree[0]
+    if op == "not":
+        return f"!({_cel(tree[1])})"
+    if op in ("and", "or"):
+        return f"({_cel(tree[1])} {'&&' if op == 'and' else '||'} {_cel(tree[2])})"
+    return f"{_cel(tree[1])} {op} {_cel(tree[2])}"
+
+
+def plan_vertex(pipe: Any) -> Plan:
+    """The PipelineJob of a checked pipeline.
+
+    Raises:
+        SpecError: a batch or deploy step; a reference Vertex cannot pass (a register step's
+            outputs, a ``state``); the Vertex adapter's own SpecErrors for a step's job spec.
+    """
+    from unijob import registry
+    from unijob.pipeline import steps as S
+
+    adapter = registry.get("vertex")
+    spec = pipe.spec
+    tasks: dict[str, Any] = {}
+    components: dict[str, Any] = {}
+    executors: dict[str, Any] = {}
+    uploads: list[Upload] = []
+    job_outputs: dict[str, dict[str, str]] = {}
+    metrics_needed: dict[str, set[str]] = {}
+    conditions: dict[str, list[str]] = {}
+    where: Optional[tuple[str, str]] = None
+    serving_image: Optional[str] = None
+    for i, name in enumerate(pipe.order):
+        s = pipe.step(name)
+        idx = spec.steps.index(s)
+        if s.kind in ("batch", "deploy"):
+            raise SpecError.at(("steps", idx, s.kind), f"step '{name}': {s.kind} steps are not compiled for Vertex "
+                                                        "Pipelines yet; run the pipeline with `unijob pipelines run -t vertex`")
+        refs = [r for _, r in step_refs(s)]
+        for r in refs:
+            if r.parts[0] == "steps" and r.parts[2] == "state":
+                raise SpecError.at(("steps", idx, "when"), f"step '{name}': {r} has no Vertex Pipelines equivalent")
+            if r.parts[0] == "steps" and r.parts[2] == "outputs" and pipe.step(r.parts[1]).kind != "job":
+                raise SpecError.at(("steps", idx, "with"), f"step '{name}': {r} is known only when the pipeline runs; "
+                                                            "Vertex tasks here pass job outputs and metrics only")
+            if r.parts[0] == "steps" and r.parts[2] == "metrics":
+                metrics_needed.setdefault(r.parts[1], set()).add(r.parts[3])
+        inputs: dict[str, Any] = {}
+        comp_inputs: dict[str, Any] = {}
+
+        def channel(ref: expr.Ref) -> str:
+            ch = _chan(ref)
+            if ref.parts[0] == "params":
+                inputs[ch] = {"componentInputParameter": ref.parts[1]}
+                comp_inputs[ch] = {"parameterType": _TYPES[type(spec.parameters[ref.parts[1]])]}
+            else:
+                inputs[ch] = {"taskOutputParameter": {"producerTask": f"{ref.parts[1]}-metrics",
+                                                      "outputParameterKey": ref.parts[3]}}
+                comp_inputs[ch] = {"parameterType": "NUMBER_DOUBLE"}
+            return ch
+
+        def lookup(ref: expr.Ref) -> Any:
+            if ref.parts[0] == "steps" and ref.parts[2] == "outputs":
+                return job_outputs[ref.parts[1]][ref.parts[3]]
+            return "{{$.inputs.parameters['" + channel(ref) + "']}}"
+
+        deps = list(pipe.deps[name])
+        cond = [f"({_cel(expr.parse(s.when))})"] if s.when else []
+        if s.when:
+            for r in expr.refs(expr.parse(s.when)):
+                channel(r)
+        for d in pipe.deps[name]:
+            for c in conditions.get(d, []):
+                if c not in cond:
+                    cond.append(c)
+        if s.kind == "job":
+            try:
+                job_spec = S.build_spec(s, pipe.base_dir, lookup, "kfp", spec.targets)
+                p = adapter.plan(job_spec, f"pipeline-{spec.name}-{name}")
+            except SpecError as e:
+                first = e.issues[0]
+                raise SpecError.at(("steps", idx, "job"), f"step '{name}' on vertex: "
+                                   f"{'.'.join(map(str, first.loc)) or 'spec'}: {first.message}") from None
+            uploads += p.uploads
+            where = where or (p.extra.get("project"), p.extra.get("location"))
+            serving_image = serving_image or adapter.options(job_spec).serving_image
+            body = p.request("customJobs", when="submit").body
+            out = (body.get("jobSpec") or {}).get("baseOutputDirectory", {}).get("outputUriPrefix")
+            job_outputs[name] = {"job_id": "{{$.pipeline_job_uuid}}-" + name}
+            if out:
+                job_outputs[name].update(output=out, model=out.rstrip("/") + "/model")
+            payload = json.dumps(body, sort_keys=True)
+            executors[f"exec-{name}"] = {"container": {
+                "image": GCPC_IMAGE,
+                "command": ["python3", "-u", "-m", "google_cloud_pipeline_components.container.v1.custom_job.launcher"],
+                "args": ["--type", "CustomJob", "--payload", payload, "--project", str(where[0]), "--location",
+                         str(where[1]), "--gcp_resources", "{{$.outputs.parameters['gcp_resources'].output_file}}"]}}
+        else:  # register
+            r = s.register_
+            model = S.render(r.model, lookup)
+            if not str(model).startswith("gs://"):
+                raise SpecError.at(("steps", idx, "register", "model"),
+                                   f"step '{name}': Vertex registers Cloud Storage artifacts (gs://); got {model!r}")
+            proj, loc = where or (None, None)
+            if not proj:
+                raise SpecError.at(("steps", idx), f"step '{name}': a register step needs a job step before it on Vertex "
+                                                   "(its project and location)")
+            image = serving_image
+            model_body: dict[str, Any] = {"displayName": r.name, "artifactUri": model,
+                                          "labels": {"unijob-approval": "approved" if r.approve else "pending"},
+                                          "versionAliases": [r.alias] if r.alias else []}
+            if image:
+                model_body["containerSpec"] = {"imageUri": image}
+            payload = json.dumps({"display_name": r.name, "parent_model": f"projects/{proj}/locations/{loc}/models/{r.name}",
+                                  "model": model_body}, sort_keys=True)
+            executors[f"exec-{name}"] = {"container": {
+                "image": GCPC_IMAGE,
+                "command": ["python3", "-u", "-m", "google_cloud_pipeline_components.container.v1.model.upload_model.launcher"],
+                "args": ["--type", "UploadModel", "--payload", payload, "--project", str(proj), "--location", str(loc),
+                         "--gcp_resources", "{{$.outputs.parameters['gcp_resources'].output_file}}",
+                         "--executor_input", "{{$}}"]}}
+        components[f"comp-{name}"] = {"executorLabel": f"exec-{name}",
+                                      "outputDefinitions": {"parameters": {"gcp_resources": {"parameterType": "STRING"}}}}
+        if comp_inputs:
+            components[f"comp-{name}"]["inputDefinitions"] = {"parameters": comp_inputs}
+        task: dict[str, Any] = {"taskInfo": {"name": name}, "componentRef": {"name": f"comp-{name}"}}
+        metric_deps = [f"{r.parts[1]}-metrics" for r in refs if r.parts[0] == "steps" and r.parts[2] == "metrics"]
+        all_deps = sorted(set(deps) | set(metric_deps))
+        if all_deps:
+            task["dependentTasks"] = all_deps
+        if inputs:
+            task["inputs"] = {"parameters": inputs}
+        if cond:
+            task["triggerPolicy"] = {"condition": " && ".join(cond)}
+            conditions[name] = cond
+        if s.retries:
+            task["retryPolicy"] = {"maxRetryCount": s.retries}
+        tasks[name] = task
+    for producer, names in metrics_needed.items():
+        out_root = job_outputs.get(producer, {}).get("output")
+        if not out_root:
+            i = spec.steps.index(pipe.step(producer))
+            raise SpecError.at(("steps", i, "job"), f"step '{producer}': its metrics are read from its output directory; "
+                                                   "give its job spec an output (gs://...)")
+        outs = {n: "{{$.outputs.parameters['" + n + "'].output_file}}" for n in sorted(names)}
+        executors[f"exec-{producer}-metrics"] = {"container": {
+            "image": READER_IMAGE, "command": ["python3", "-c", _READER], "args": [out_root, json.dumps(outs)]}}
+        components[f"comp-{producer}-metrics"] = {
+            "executorLabel": f"exec-{producer}-metrics",
+            "outputDefinitions": {"parameters": {n: {"parameterType": "NUMBER_DOUBLE"} for n in sorted(names)}}}
+        tasks[f"{producer}-metrics"] = {"taskInfo": {"name": f"{producer}-metrics"},
+                                        "componentRef": {"name": f"comp-{producer}-metrics"}, "dependentTasks": [producer]}
+        if producer in conditions:
+            tasks[f"{producer}-metrics"]["triggerPolicy"] = {"condition": " && ".join(conditions[producer])}
+    root: dict[str, Any] = {"dag": {"tasks": tasks}}
+    if spec.parameters:
+        root["inputDefinitions"] = {"parameters": {k: {"parameterType": _TYPES[type(v)]} for k, v in spec.parameters.items()}}
+    ir = {"pipelineInfo": {"name": spec.name}, "schemaVersion": SCHEMA_VERSION, "sdkVersion": "unijob-0.1.0",
+          "root": root, "components": components, "deploymentSpec": {"executors": executors}}
+    proj, loc = where or ("", "")
+    job = {"displayName": spec.name, "pipelineSpec": ir,
+           "runtimeConfig": {"parameterValues": dict(spec.parameters)}, "labels": {"unijob-pipeline": spec.name}}
+    notes = [f"schedule {spec.schedule}: create a Vertex schedule (POST .../schedules with createPipelineJobRequest)"] \
+        if spec.schedule else []
+    return Plan(target="vertex", kind="pipeline", name=spec.name, submission_id="pipeline",
+                requests=[NativeRequest(api=f"POST /v1/projects/{proj}/locations/{loc}/pipelineJobs", body=job,
+                                        note=f"{len(tasks)} tasks")],
+                uploads=uploads, resources=PlanResources(service="vertex-pipelines", region=loc or None),
+                notes=notes, extra={"project": proj, "location": loc})
+
+
+def check_ir(ir: dict[str, Any]) -> Any:
+    """Parse ``ir`` into ``kfp-pipeline-spec``'s ``PipelineSpec`` proto (unknown fields refused).
+
+    Raises:
+        NotReady: kfp-pipeline-spec is not installed. google.protobuf's ParseError: not a PipelineSpec.
+    """
+    try:
+        from google.protobuf import json_format
+        from kfp.pipeline_spec import pipeline_spec_pb2
+    except ImportError:
+        from unijob.errors import NotReady
+
+        raise NotReady("kfp-pipeline-spec is not installed", hint="pip install kfp-pipeline-spec") from None
+    return json_format.ParseDict(ir, pipeline_spec_pb2.PipelineSpec(), ignore_unknown_fields=False)

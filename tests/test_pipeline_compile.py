@@ -1,0 +1,91 @@
+"""`unijob plan pipeline.yaml -t TARGET`: the local DAG, and the Vertex PipelineJob whose KFP IR
+loads into kfp-pipeline-spec's protos (unknown fields refused) and whose body parses as
+aiplatform_v1.PipelineJob."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+import yaml
+
+import unijob
+from unijob.cli import main
+from unijob.errors import SpecError
+
+ROOT = Path(__file__).resolve().parents[1]
+VERTEX = ROOT / "tests" / "data" / "vertex_pipeline.yaml"
+
+
+def test_local_plan_is_the_dag(capsys):
+    assert main(["plan", str(ROOT / "examples" / "pipeline" / "pipeline.yaml"), "-o", "json"]) == 0
+    plan = json.loads(capsys.readouterr().out)
+    body = plan["requests"][0]["body"]
+    assert plan["kind"] == "pipeline" and body["order"] == ["train", "evaluate", "register", "deploy"]
+    assert body["steps"]["register"]["when"] == "steps.evaluate.metrics.accuracy >= params.min_accuracy"
+    assert body["steps"]["register"]["depends_on"] == ["evaluate", "train"]
+
+
+def test_vertex_pipeline_job_is_kfp_ir():
+    pytest.importorskip("unijob_adapters.vertex")
+    pb = pytest.importorskip("kfp.pipeline_spec.pipeline_spec_pb2")
+    from google.cloud import aiplatform_v1
+
+    from unijob.pipeline.kfp import check_ir
+
+    plan = unijob.plan(str(VERTEX), "vertex")
+    req = plan.requests[0]
+    assert req.api == "POST /v1/projects/demo-project/locations/us-central1/pipelineJobs"
+    ir = check_ir(req.body["pipelineSpec"])
+    assert isinstance(ir, pb.PipelineSpec)
+    tasks = ir.root.dag.tasks
+    assert set(tasks) == {"train", "evaluate", "evaluate-metrics", "register"}
+    assert list(tasks["evaluate"].dependent_tasks) == ["train"]
+    assert set(tasks["register"].dependent_tasks) == {"train", "evaluate", "evaluate-metrics"}
+    assert tasks["register"].trigger_policy.condition == (
+        "(inputs.parameter_values['pipelinechannel--evaluate-accuracy'] >= "
+        "inputs.parameter_values['pipelinechannel--min_accuracy'])")
+    # every task's inputs are declared by its component, every component has its executor
+    for name, task in tasks.items():
+        comp = ir.components[task.component_ref.name]
+        assert set(task.inputs.parameters) <= set(comp.input_definitions.parameters), name
+        assert comp.executor_label in req.body["pipelineSpec"]["deploymentSpec"]["executors"]
+    # the train task runs the very CustomJob the Vertex adapter plans for that step
+    train_args = req.body["pipelineSpec"]["deploymentSpec"]["executors"]["exec-train"]["container"]["args"]
+    payload = json.loads(train_args[train_args.index("--payload") + 1])
+    job = aiplatform_v1.CustomJob.from_json(json.dumps(payload), ignore_unknown_fields=False)
+    assert job.job_spec.base_output_directory.output_uri_prefix == "gs://demo-out/train"
+    assert "{{$.inputs.parameters['pipelinechannel--epochs']}}" in json.dumps(payload), "the runtime parameter"
+    # the evaluate job reads the model the train job writes
+    ev_args = req.body["pipelineSpec"]["deploymentSpec"]["executors"]["exec-evaluate"]["container"]["args"]
+    assert "/gcs/demo-out/train/model" in ev_args[ev_args.index("--payload") + 1]  # its Cloud Storage FUSE path
+    aiplatform_v1.PipelineJob.from_json(json.dumps(req.body), ignore_unknown_fields=False)
+    assert {u.kind for u in plan.uploads} == {"sourcedir"}
+
+
+def test_steps_a_target_cannot_compile_are_spec_errors(tmp_path, capsys):
+    pytest.importorskip("unijob_adapters.vertex")
+    data = yaml.safe_load(VERTEX.read_text())
+    for step in data["steps"]:
+        if isinstance(step.get("job"), str):
+            step["job"] = str((VERTEX.parent / step["job"]).resolve())
+    data["steps"].append({"name": "ship", "deploy": str(ROOT / "examples" / "pipeline" / "endpoint.yaml"),
+                          "depends_on": ["register"]})
+    path = tmp_path / "p.yaml"
+    path.write_text(yaml.safe_dump(data, sort_keys=False))
+    with pytest.raises(SpecError) as e:
+        unijob.plan(str(path), "vertex")
+    assert "step 'ship'" in str(e.value) and e.value.issues[0].loc == ("steps", 3, "deploy")
+    assert main(["plan", str(path), "-t", "sagemaker"]) == 2
+    assert "SageMaker Pipelines definition is not built yet" in capsys.readouterr().err
+
+
+def test_pipeline_schema_file_is_current():
+    from unijob.pipeline.spec import json_schema
+
+    on_disk = json.loads((ROOT / "specs" / "pipeline.schema.json").read_text())
+    assert on_disk == json_schema(), "specs/pipeline.schema.json is stale: run `unijob schema --pipeline > specs/pipeline.schema.json`"
+    import jsonschema
+
+    jsonschema.validate(yaml.safe_load((ROOT / "examples" / "pipeline" / "pipeline.yaml").read_text()), on_disk)
