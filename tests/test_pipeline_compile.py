@@ -89,3 +89,34 @@ def test_pipeline_schema_file_is_current():
     import jsonschema
 
     jsonschema.validate(yaml.safe_load((ROOT / "examples" / "pipeline" / "pipeline.yaml").read_text()), on_disk)
+
+
+def test_databricks_multi_task_job_round_trips_through_the_sdk():
+    pytest.importorskip("unijob_adapters.databricks")
+    from databricks.sdk.service import jobs
+
+    plan = unijob.plan(str(ROOT / "tests" / "data" / "databricks_pipeline.yaml"), "databricks")
+    body = plan.request("jobs/create").body
+    assert jobs.JobSettings.from_dict(body).as_dict() == body
+    by_key = {t["task_key"]: t for t in body["tasks"]}
+    assert list(by_key) == ["train", "evaluate", "retrain-if", "retrain"]
+    assert by_key["retrain-if"]["condition_task"] == {"op": "LESS_THAN", "left": "{{tasks.evaluate.values.accuracy}}",
+                                                      "right": "{{job.parameters.min_accuracy}}"}
+    assert by_key["retrain"]["depends_on"] == [{"task_key": "retrain-if", "outcome": "true"}]
+    assert by_key["retrain"]["max_retries"] == 1 and "spark_python_task" in by_key["retrain"]
+    assert "{{job.parameters.epochs}}" in json.dumps(by_key["train"])
+    assert body["schedule"]["quartz_cron_expression"] == "0 0 3 ? * 2"  # cron Monday (1) is Quartz 2
+    assert any(u.destination.endswith(".whl") for u in plan.uploads), "the runtime wheel travels with the tasks"
+
+
+def test_databricks_conditions_it_cannot_express(tmp_path):
+    pytest.importorskip("unijob_adapters.databricks")
+    data = yaml.safe_load((ROOT / "tests" / "data" / "databricks_pipeline.yaml").read_text())
+    for step in data["steps"]:
+        step["job"] = str((ROOT / "tests" / "data" / step["job"]).resolve())
+    data["steps"][2]["when"] = "steps.evaluate.metrics.accuracy < 0.5 or params.epochs > 10"
+    path = tmp_path / "p.yaml"
+    path.write_text(yaml.safe_dump(data, sort_keys=False))
+    with pytest.raises(SpecError) as e:
+        unijob.plan(str(path), "databricks")
+    assert e.value.issues[0].loc == ("steps", 2, "when") and "'or'" in str(e.value)

@@ -3,6 +3,7 @@ pipeline.yaml -t TARGET``).
 
 - ``local``: the DAG the local runner walks (order, dependencies, conditions), as data.
 - ``vertex``: a Vertex AI ``PipelineJob`` carrying Kubeflow Pipelines' v2 IR (:mod:`.kfp`).
+- ``databricks``: one multi-task job with condition tasks and task values (:mod:`.databricks`).
 - Other targets refuse with the reason (:data:`UNSUPPORTED`).
 """
 
@@ -17,8 +18,6 @@ from unijob.errors import SpecError
 UNSUPPORTED = {
     "sagemaker": "compiling to a SageMaker Pipelines definition is not built yet; run the pipeline with "
                  "`unijob pipelines run -t sagemaker` (the local DAG runner sends each step to SageMaker)",
-    "databricks": "compiling to one multi-task Databricks job is not built yet; run it with "
-                  "`unijob pipelines run -t databricks` (the local DAG runner sends each step to Databricks)",
     "kubernetes": "compiling to an Argo Workflow / KFP on Kubernetes is not built yet; run it with "
                   "`unijob pipelines run -t kubernetes`",
 }
@@ -37,6 +36,10 @@ def plan_pipeline(pipe: Any, target: str = "local") -> Plan:
         from unijob.pipeline.kfp import plan_vertex
 
         return plan_vertex(pipe)
+    if target == "databricks":
+        from unijob.pipeline.databricks import plan_databricks
+
+        return plan_databricks(pipe)
     reason = UNSUPPORTED.get(target, f"target '{target}' has no pipeline compiler")
     raise SpecError.at(("steps",), reason)
 
