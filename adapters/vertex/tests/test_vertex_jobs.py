@@ -171,8 +171,9 @@ def test_script_job_uploads_once(adapter, make_spec, fake, tmp_path):
     plan = adapter.plan(make_spec(image=None, command=None, script="train.py"), "s")
     adapter.submit(plan)
     adapter.submit(plan)
-    (up,) = plan.uploads
-    assert list(fake.objects) == [up.destination]
+    up, wheel = plan.uploads
+    assert wheel.kind == "runtime-wheel" and wheel.destination == f"{up.destination}#{wheel.source}"
+    assert list(fake.objects) == [up.destination]  # the wheel travels inside the tarball
     import hashlib
 
     assert hashlib.sha256(fake.objects[up.destination]).hexdigest() == up.sha256

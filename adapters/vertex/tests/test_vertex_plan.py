@@ -95,22 +95,35 @@ def test_env_contract_labels_and_options(adapter, make_spec, block):
     assert plan.name.startswith("train-") and plan.name == adapter.plan(spec, "sub-x").name
 
 
-def test_script_job_uploads_source_and_runs_torchrun(adapter, make_spec, tmp_path):
+def test_script_job_uploads_source_and_starts_python_per_node(adapter, make_spec, tmp_path):
     (tmp_path / "src").mkdir()
     (tmp_path / "src" / "train.py").write_text("print('hi')\n")
     (tmp_path / "src" / "requirements.txt").write_text("numpy\n")
     spec = make_spec(image=None, command=None, script="src/train.py", requirements="src/requirements.txt",
                      args=["--epochs", "2"], resources={"accelerator": "L4", "nodes": 2})
     plan = adapter.plan(spec, "s")
-    (up,) = plan.uploads
+    up, wheel = plan.uploads
     assert up.destination.startswith("gs://bucket/unijob-staging/unijob/src/") and up.sha256 in up.destination
+    assert wheel.kind == "runtime-wheel"
     body, _ = _job(plan)
     cs = body["jobSpec"]["workerPoolSpecs"][0]["containerSpec"]
     assert cs["imageUri"].startswith("us-docker.pkg.dev/vertex-ai/training/pytorch-gpu.")
     assert cs["command"][:2] == ["bash", "-c"] and cs["args"] == ["--epochs", "2"]
     script = cs["command"][2]
-    assert "/gcs/bucket/unijob-staging/unijob/src/" in script and "--nproc-per-node=1" in script
-    assert "pip install --no-cache-dir -r requirements.txt" in script and "train.py" in script
+    assert "/gcs/bucket/unijob-staging/unijob/src/" in script and "torchrun" not in script
+    assert f"--no-deps --no-index --force-reinstall --no-warn-script-location ./{wheel.source}" in script
+    assert "pip install --no-cache-dir --disable-pip-version-check -r requirements.txt" in script
+    assert script.splitlines()[-1] == 'exec python3 train.py "$@"'
+
+
+def test_several_processes_per_node_use_torchrun_when_the_image_has_it(adapter, make_spec, tmp_path):
+    (tmp_path / "src").mkdir()
+    (tmp_path / "src" / "train.py").write_text("print('hi')\n")
+    spec = make_spec(image=None, command=None, script="src/train.py", resources={"accelerator": "L4:4", "nodes": 2})
+    body, _ = _job(adapter.plan(spec, "s"))
+    script = body["jobSpec"]["workerPoolSpecs"][0]["containerSpec"]["command"][2]
+    assert "--nproc-per-node=4" in script and "exec torchrun" in script
+    assert "command -v torchrun" in script and "torchrun is not in this image" in script
 
 
 def test_source_tarball_is_deterministic(tmp_path):

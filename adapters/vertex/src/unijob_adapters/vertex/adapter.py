@@ -174,6 +174,8 @@ class VertexAdapter(Adapter):
                              extra={"dry_run": True})
         conn = self._conn(plan.extra)
         for up in plan.uploads:
+            if up.kind == "runtime-wheel":  # travels inside sourcedir.tar.gz
+                continue
             conn.upload(up.destination, source_bytes(up))
         job = self._find_or_create(conn, plan.request("customJobs", when="submit").body)
         extra: dict[str, Any] = {k: plan.extra.get(k) for k in _CONN_KEYS}
@@ -198,7 +200,8 @@ class VertexAdapter(Adapter):
             except Exception as e:  # proto-plus / json_format ParseError: the body does not fit the type
                 raise TargetError(f"dry run: Vertex AI would refuse customJobs.create ({r.when}): {e}") from None
         for up in plan.uploads:
-            source_bytes(up)
+            if up.kind != "runtime-wheel":
+                source_bytes(up)
 
     def _get(self, conn: Any, name: str) -> Any:
         from google.api_core import exceptions as gexc

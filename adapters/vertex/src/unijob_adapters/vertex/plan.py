@@ -9,22 +9,22 @@ uploaded on submit to ``<staging_bucket>/unijob/src/<sha256>/sourcedir.tar.gz``,
 Vertex's prebuilt PyTorch training container through a small launcher given as the container
 command: it unpacks the tarball from the Cloud Storage FUSE mount (Vertex mounts every bucket
 the job can read at ``/gcs/BUCKET``; https://cloud.google.com/vertex-ai/docs/training/cloud-storage-file-system,
-2026-11-21), installs ``requirements`` if given, and starts ``torchrun`` with the node rank and
-master address Vertex sets in its PyTorch containers (``RANK``, ``WORLD_SIZE`` = nodes,
-``MASTER_ADDR``, ``MASTER_PORT``). ``python_package_spec`` was not used because it needs a
+2026-11-21), installs unijob's runtime wheel from the tarball (``--no-deps --no-index``), installs
+``requirements`` if given, and starts the script: ``python3 <script>`` for one process per node (no
+launcher needed; the runtime reads the node rank and master address Vertex sets in its PyTorch
+containers, ``RANK``, ``WORLD_SIZE`` = nodes, ``MASTER_ADDR``, ``MASTER_PORT``, or ``CLUSTER_SPEC``),
+``torchrun`` with those values for several processes per node. The source directory is limited to
+:data:`unijob.bundle.SOURCE_DIR_LIMIT` (100 MiB; the tarball is read through the FUSE mount and
+unpacked on every replica). ``python_package_spec`` was not used because it needs a
 ``setup.py`` source distribution, which a plain script directory is not.
 """
 
 from __future__ import annotations
 
 import copy
-import gzip
 import hashlib
-import io
 import json
-import os
 import shlex
-import tarfile
 from pathlib import Path
 from typing import Any
 
@@ -42,7 +42,6 @@ ATTEMPT_LABEL = "unijob_attempt"
 #: Secret schemes a Vertex job can resolve at run time through unijob.runtime (its service account
 #: reads Secret Manager; AWS refs need credentials the job brings itself).
 ACCEPTED_SECRET_SCHEMES = ("gcp-secretmanager", "aws-secretsmanager")
-_EXCLUDE_DIRS = {"__pycache__", ".git", ".venv", ".mypy_cache", ".pytest_cache", "node_modules"}
 
 
 def submission_key(submission_id: str) -> str:
@@ -60,26 +59,24 @@ def gcs_fuse_path(uri: str) -> str:
     return "/gcs/" + uri[len("gs://"):]
 
 
-def pack_source(src: Path) -> bytes:
-    """A deterministic gzip tarball of ``src`` (sorted entries, zeroed mtimes/owners, no caches):
-    equal trees give equal bytes, so the sha256 names the content."""
-    raw = io.BytesIO()
-    with tarfile.open(fileobj=raw, mode="w", format=tarfile.PAX_FORMAT) as tar:
-        for root, dirs, files in os.walk(src):
-            dirs[:] = sorted(d for d in dirs if d not in _EXCLUDE_DIRS)
-            for name in sorted(files):
-                path = Path(root) / name
-                if name.endswith((".pyc", ".pyo")) or not path.is_file():  # a named pipe or a symlink loop
-                    continue
-                info = tar.gettarinfo(str(path), arcname=path.relative_to(src).as_posix())
-                info.mtime, info.uid, info.gid, info.uname, info.gname = 0, 0, 0, "", ""
-                info.mode = 0o755 if os.access(path, os.X_OK) else 0o644
-                with open(path, "rb") as fh:
-                    tar.addfile(info, fh)
-    out = io.BytesIO()
-    with gzip.GzipFile(fileobj=out, mode="wb", mtime=0, compresslevel=6) as gz:
-        gz.write(raw.getvalue())
-    return out.getvalue()
+#: The targets whose runtime envs the wheel in a Vertex bundle carries.
+WHEEL_TARGETS = ("vertex",)
+#: Where the launcher unpacks the bundle inside the container.
+SRC_DIR = "/tmp/unijob-src"
+
+
+def pack_source(src: Path, wheel: Any = None) -> bytes:
+    """The bundle of a script job: ``src`` plus unijob's runtime wheel at its root, as a
+    deterministic gzip tarball (:func:`unijob.bundle.pack_dir`): equal trees give equal bytes, so
+    the sha256 names the content.
+
+    Raises:
+        FileNotFoundError: ``src`` is not a directory.
+    """
+    from unijob import bundle
+
+    wheel = wheel or bundle.runtime_wheel(WHEEL_TARGETS)
+    return bundle.pack_dir(src, {wheel.filename: wheel.data})
 
 
 def _is_local(uri: str) -> bool:
@@ -122,14 +119,23 @@ def _env_contract(spec: Any, name: str) -> tuple[dict[str, str], list[str]]:
     return env, warnings
 
 
-def _launcher(spec: Any, tarball_uri: str) -> list[str]:
+def _launcher(spec: Any, tarball_uri: str, wheel_filename: str, framework: str) -> list[str]:
+    """The container command of a script job (``bash -c``; the job's args follow as ``"$@"``):
+    unpack the bundle from the Cloud Storage FUSE mount, install the runtime wheel from it with no
+    index (:func:`unijob.bundle.install_argv`), install ``requirements``, then start the script:
+    ``python3 <script>`` for one process per node (every prebuilt container has Python, none is
+    needed besides), or ``torchrun`` for several processes per node (PyTorch containers carry it;
+    the launcher fails with a clear line if the image has none)."""
+    from unijob import bundle
+
     ppn = int(spec.resources.processes_per_node or 1)
     lines = [
         "set -e",
-        "mkdir -p /tmp/unijob-src",
+        f"mkdir -p {SRC_DIR}",
         "python3 -c 'import sys,tarfile; tarfile.open(sys.argv[1]).extractall(sys.argv[2])' "
-        f"{shlex.quote(gcs_fuse_path(tarball_uri))} /tmp/unijob-src",
-        "cd /tmp/unijob-src",
+        f"{shlex.quote(gcs_fuse_path(tarball_uri))} {SRC_DIR}",
+        f"cd {SRC_DIR}",
+        shlex.join(bundle.install_argv("./" + wheel_filename, python="python3")),
     ]
     if spec.requirements:
         req = spec.resolve_path(spec.requirements)
@@ -138,12 +144,26 @@ def _launcher(spec: Any, tarball_uri: str) -> list[str]:
         except ValueError:
             raise SpecError.at(("requirements",), f"{spec.requirements} must be inside the source directory "
                                                   f"{spec.source_path} to ship with a Vertex job") from None
-        lines.append(f"pip install --no-cache-dir -r {shlex.quote(rel)}")
-    lines.append(
-        f"exec torchrun --nnodes=${{WORLD_SIZE:-1}} --node-rank=${{RANK:-0}} --nproc-per-node={ppn} "
-        f"--master-addr=${{MASTER_ADDR:-127.0.0.1}} --master-port=${{MASTER_PORT:-29500}} "
-        f"{shlex.quote(spec.script_relpath)} \"$@\"")
+        lines.append(f"python3 -m pip install --no-cache-dir --disable-pip-version-check -r {shlex.quote(rel)}")
+    script = shlex.quote(spec.script_relpath)
+    if ppn == 1:
+        lines.append(f'exec python3 {script} "$@"')
+    else:
+        lines += [
+            "command -v torchrun >/dev/null || { echo \"unijob: torchrun is not in this image; "
+            f"{ppn} processes per node need a PyTorch training container\" >&2; exit 127; }}",
+            f"exec torchrun --nnodes=${{WORLD_SIZE:-1}} --node-rank=${{RANK:-0}} --nproc-per-node={ppn} "
+            f"--master-addr=${{MASTER_ADDR:-127.0.0.1}} --master-port=${{MASTER_PORT:-29500}} "
+            f'{script} "$@"']
     return ["bash", "-c", "\n".join(lines), "unijob-launch"]
+
+
+def _script_image(spec: Any, machine: Any) -> tuple[str, Any]:
+    try:
+        return pytorch_training_image(spec.framework.version, gpu=machine.accelerator is not None)
+    except KeyError:
+        raise SpecError.at(("framework", "version"), f"no Vertex prebuilt PyTorch training container for "
+                                                     f"{spec.framework.version}; expected 1.13 or newer") from None
 
 
 def _staging(opts: VertexOptions, spec: Any) -> str:
@@ -195,19 +215,28 @@ def build_job_plan(spec: Any, submission_id: str, opts: VertexOptions) -> Plan:
         if spec.command:
             container["command"] = list(spec.command)
     else:
-        data = pack_source(spec.source_path)
+        from unijob import bundle
+
+        try:
+            bundle.check_source_size(spec.source_path)
+        except FileNotFoundError:
+            raise SpecError.at(("source_dir",), f"no such directory: {spec.source_path}") from None
+        wheel = bundle.runtime_wheel(WHEEL_TARGETS)
+        data = pack_source(spec.source_path, wheel)
         digest = hashlib.sha256(data).hexdigest()
         dest = f"{_staging(opts, spec)}/unijob/src/{digest}/sourcedir.tar.gz"
         uploads.append(Upload(source=str(spec.source_path), destination=dest, sha256=digest, kind="sourcedir"))
-        try:
-            image, sub_note = pytorch_training_image(spec.framework.version, gpu=machine.accelerator is not None)
-        except KeyError:
-            raise SpecError.at(("framework", "version"), f"no Vertex prebuilt PyTorch training container for "
-                                                         f"{spec.framework.version}; expected 1.13 or newer") from None
+        uploads.append(Upload(source=wheel.filename, destination=f"{dest}#{wheel.filename}", sha256=wheel.sha256,
+                              kind="runtime-wheel"))
+        image, sub_note = _script_image(spec, machine)
         if sub_note:
             notes.append(sub_note)
-        container = {"image_uri": image, "command": _launcher(spec, dest), "args": list(spec.args)}
-        notes.append(f"script job: source uploaded to {dest}, run by torchrun in {image}")
+        ppn = int(res.processes_per_node or 1)
+        container = {"image_uri": image, "command": _launcher(spec, dest, wheel.filename, spec.framework.name),
+                     "args": list(spec.args)}
+        runner = "python3" if ppn == 1 else f"torchrun ({ppn} processes per node)"
+        notes.append(f"script job: source and the runtime ({wheel.filename}) uploaded to {dest}, run by "
+                     f"{runner} in {image}")
     container["env"] = [{"name": k, "value": v} for k, v in sorted(env.items())]
 
     pool = {"machine_spec": machine.spec(), "container_spec": container,
