@@ -450,3 +450,16 @@ def make_spec(fake, tmp_path):
         return JobSpec.model_validate(data, context={"base_dir": str(tmp_path)})
 
     return make
+
+
+@pytest.fixture(scope="session")
+def job_image_python(tmp_path_factory):
+    """The Python of a Vertex prebuilt training image for the start-contract tests: scikit-learn,
+    no unijob (one venv per session, shared by every test that asks for the same packages, or
+    reused from ``$UNIJOB_TEST_JOB_PYTHONS``)."""
+    import os
+
+    from unijob.testing.contracts import job_python
+
+    root = os.environ.get("UNIJOB_TEST_JOB_PYTHONS") or tmp_path_factory.getbasetemp() / "job-pythons"
+    return job_python(root, ["scikit-learn"])

@@ -51,7 +51,13 @@ def test_under_torchrun_process_ranks_are_left_alone():
 def test_unijob_checkpoint_uri_wins_and_garbage_is_tolerated():
     ctx = VertexRuntimeEnv().read({"CLUSTER_SPEC": "not json", "AIP_CHECKPOINT_DIR": "gs://b/c/",
                                    "UNIJOB_CHECKPOINT_URI": "gs://b/mine"})
-    assert "checkpoint_uri" not in ctx and ctx["checkpoint_dir"] == "/gcs/b/c/"
+    # the spec's checkpoint location (UNIJOB_CHECKPOINT_URI/_DIR, read by the core) is left alone
+    assert "checkpoint_uri" not in ctx and "checkpoint_dir" not in ctx
+
+
+def test_gcs_fuse_root_can_be_elsewhere():
+    ctx = VertexRuntimeEnv().read({"AIP_MODEL_DIR": "gs://b/out/model/", "UNIJOB_GCS_FUSE_ROOT": "/mnt/gcs/"})
+    assert ctx["model_dir"] == "/mnt/gcs/b/out/model/"
 
 
 def test_imports_no_cloud_sdk():

@@ -19,7 +19,9 @@ copied from S3 (File mode)
 ``checkpoints/`` (``CheckpointConfig.LocalPath``)      downloaded from ``CheckpointConfig.S3Uri``
 filled from ``S3Uri`` at start, synced back [2]        before each attempt, uploaded after it
 the job's ``Environment``; the image's entry point     ``clean_env`` + ``Environment``; the toolkit's
-``train`` [3]                                          console script ``train`` of ``python``'s venv
+``train`` [3]; each instance its own container         ``train`` (``sagemaker_training.cli.train``) in
+                                                       each host's own writable layer over ``python``
+                                                       (:func:`.python_layer`)
 code from ``sagemaker_submit_directory`` (S3)          fetched from moto (``S3_ENDPOINT_URL``)
 spot interruption: SIGTERM to the containers, the      :func:`run` ``preempt_when``: SIGTERM to every
 job restarts with the synced checkpoints [2]           host's process group, checkpoints synced, the
@@ -64,7 +66,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable, Optional, Union
 
-from . import clean_env
+from . import clean_env, python_layer
 
 OPT_ML = "/opt/ml"
 LOG_GROUP = "/aws/sagemaker/TrainingJobs"
@@ -250,7 +252,6 @@ def _kill_group(proc: subprocess.Popen, sig: int) -> None:
 def _start_attempt(body: dict[str, Any], python: Path, bases: list[Path], hosts: list[str], s3: Any,
                    endpoint_url: str, region: str, timeout: float,
                    preempt_when: Optional[Callable[[int, str], bool]], network: Optional[bool]) -> Attempt:
-    bin_dir = Path(python).parent
     procs: list[subprocess.Popen] = []
     lines: list[list[str]] = [[] for _ in hosts]
     first: list[Optional[float]] = [None] * len(hosts)
@@ -267,9 +268,11 @@ def _start_attempt(body: dict[str, Any], python: Path, bases: list[Path], hosts:
         if base.exists():
             shutil.rmtree(base)
         layout(body, base, i, hosts, s3)
+        py = python_layer(python, base.parent / "containers" / base.name) / "python"
         env = clean_env(container_env(body, base, endpoint_url, region, network))
-        env["PATH"] = f"{bin_dir}{os.pathsep}{env.get('PATH', '')}"  # the image's python first
-        procs.append(subprocess.Popen([str(bin_dir / "train")], cwd=str(base / "code"), env=env,
+        env["PATH"] = f"{py.parent}{os.pathsep}{env.get('PATH', '')}"  # the image's python first
+        # the image's entry point `train` (console script of sagemaker_training.cli.train:main)
+        procs.append(subprocess.Popen([str(py), "-m", "sagemaker_training.cli.train"], cwd=str(base / "code"), env=env,
                                       stdout=subprocess.PIPE, stderr=subprocess.STDOUT, start_new_session=True))
     pumps = [threading.Thread(target=_pump, args=(p, lines[i], first, i, watch), daemon=True)
              for i, p in enumerate(procs)]

@@ -241,7 +241,30 @@ class VertexAdapter(Adapter):
                                              f"submitted on-demand fallback {fb.display_name}")
             st.handle_update = {"fallback_job": fb.name}
             return st
-        return self._status_of(job)
+        st = self._status_of(job)
+        if st.state == JobState.FAILED:
+            st.message = self._with_failure_tail(conn, job, st.message)
+        return st
+
+    @staticmethod
+    def _with_failure_tail(conn: Any, job: Any, message: str, lines: int = 20) -> str:
+        """``message`` plus the last lines the failing replica logged (Vertex's error names it:
+        ``The replica workerpool0-1 exited with a non-zero status of 1``), as the local target
+        shows the failing rank's last lines; ``message`` alone when the logs cannot be read."""
+        import re
+
+        m = re.search(r"replica (workerpool\d+-\d+)", job.error.message if job.error else "")
+        try:
+            entries = list(conn.list_log_entries(job.name.rsplit("/", 1)[-1]))
+        except (TargetError, NotReady):  # no Cloud Logging access: the status stands without them
+            return message
+        task = m.group(1) if m else None
+        mine = [_format_entry(e) for e in entries]
+        if task:
+            mine = [ln for ln in mine if ln.startswith(f"[{task}] ")]
+        if not mine:
+            return message
+        return f"{message}\nLast lines of {task or 'the job'} (Cloud Logging):\n" + "\n".join(mine[-lines:])
 
     def model_artifact(self, handle: JobHandle) -> str:
         """``<baseOutputDirectory>/model/``: the ``AIP_MODEL_DIR`` Vertex gives the job's code

@@ -23,8 +23,16 @@ from typing import Any, Mapping
 from unijob.runtime_env import RuntimeEnv
 
 
-def _gcs_local(uri: str) -> str:
-    return "/gcs/" + uri[len("gs://"):] if uri.startswith("gs://") else uri
+#: Where Vertex mounts Cloud Storage in training containers (Cloud Storage FUSE,
+#: https://cloud.google.com/vertex-ai/docs/training/cloud-storage-file-system, read 2026-11-21).
+GCS_FUSE_ROOT = "/gcs"
+#: Overrides :data:`GCS_FUSE_ROOT` where buckets are mounted elsewhere (your own gcsfuse mount,
+#: or unijob.testing.contracts.vertex, where a local folder stands for the mount).
+GCS_FUSE_ROOT_ENV = "UNIJOB_GCS_FUSE_ROOT"
+
+
+def _gcs_local(uri: str, root: str = GCS_FUSE_ROOT) -> str:
+    return root.rstrip("/") + "/" + uri[len("gs://"):] if uri.startswith("gs://") else uri
 
 
 def _int(value: Any, default: int) -> int:
@@ -44,6 +52,7 @@ class VertexRuntimeEnv(RuntimeEnv):
 
     def read(self, environ: Mapping[str, str]) -> dict[str, Any]:
         out: dict[str, Any] = {}
+        root = environ.get(GCS_FUSE_ROOT_ENV) or GCS_FUSE_ROOT
         try:
             cluster = json.loads(environ.get("CLUSTER_SPEC") or "{}")
         except ValueError:
@@ -81,13 +90,14 @@ class VertexRuntimeEnv(RuntimeEnv):
             out.setdefault("local_rank", 0)
             out.setdefault("local_world_size", 1)
         if environ.get("AIP_MODEL_DIR"):
-            out["model_dir"] = _gcs_local(environ["AIP_MODEL_DIR"])
-        if environ.get("AIP_CHECKPOINT_DIR"):
-            out["checkpoint_dir"] = _gcs_local(environ["AIP_CHECKPOINT_DIR"])
-            if not environ.get("UNIJOB_CHECKPOINT_URI"):
-                out["checkpoint_uri"] = environ["AIP_CHECKPOINT_DIR"]
+            out["model_dir"] = _gcs_local(environ["AIP_MODEL_DIR"], root)
+        # The spec's checkpoint.uri (UNIJOB_CHECKPOINT_*) wins over Vertex's default under the
+        # base output directory: a resumed or fallback job must find the checkpoints it wrote.
+        if environ.get("AIP_CHECKPOINT_DIR") and not environ.get("UNIJOB_CHECKPOINT_URI"):
+            out["checkpoint_dir"] = _gcs_local(environ["AIP_CHECKPOINT_DIR"], root)
+            out["checkpoint_uri"] = environ["AIP_CHECKPOINT_DIR"]
         if environ.get("AIP_TENSORBOARD_LOG_DIR"):
-            out["tensorboard_dir"] = _gcs_local(environ["AIP_TENSORBOARD_LOG_DIR"])
+            out["tensorboard_dir"] = _gcs_local(environ["AIP_TENSORBOARD_LOG_DIR"], root)
         if environ.get("CLOUD_ML_JOB_ID"):
             out["job_id"] = environ["CLOUD_ML_JOB_ID"]
         elif cluster.get("job"):
