@@ -89,5 +89,5 @@ def toolkit_python(tmp_path_factory):
 
     from unijob.testing.contracts import job_python
 
-    root = os.environ.get("UNIJOB_TEST_JOB_PYTHONS") or tmp_path_factory.mktemp("job-pythons")
+    root = os.environ.get("UNIJOB_TEST_JOB_PYTHONS") or tmp_path_factory.getbasetemp() / "job-pythons"
     return job_python(root, ["sagemaker-training==5.1.4", "scikit-learn"])
