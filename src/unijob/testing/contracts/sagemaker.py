@@ -84,7 +84,8 @@ def host_address(index: int) -> str:
 
 @dataclass
 class Attempt:
-    """One start of the job: every host's exit code and output lines (stdout and stderr, in order)."""
+    """One start of the job: every host's exit code and output lines (stdout and stderr, in order);
+    ``started`` is the wall-clock time (``time.time()``) the hosts' processes were spawned."""
 
     exit_codes: list[Optional[int]]
     lines: list[list[str]]
@@ -263,7 +264,7 @@ def _start_attempt(body: dict[str, Any], python: Path, bases: list[Path], hosts:
             preempted.set()
             stop.set()
 
-    started = time.monotonic()
+    prepared = []
     for i, base in enumerate(bases):
         if base.exists():
             shutil.rmtree(base)
@@ -271,6 +272,9 @@ def _start_attempt(body: dict[str, Any], python: Path, bases: list[Path], hosts:
         py = python_layer(python, base.parent / "containers" / base.name) / "python"
         env = clean_env(container_env(body, base, endpoint_url, region, network))
         env["PATH"] = f"{py.parent}{os.pathsep}{env.get('PATH', '')}"  # the image's python first
+        prepared.append((py, base, env))
+    started = time.time()  # the containers start
+    for py, base, env in prepared:
         # the image's entry point `train` (console script of sagemaker_training.cli.train:main)
         procs.append(subprocess.Popen([str(py), "-m", "sagemaker_training.cli.train"], cwd=str(base / "code"), env=env,
                                       stdout=subprocess.PIPE, stderr=subprocess.STDOUT, start_new_session=True))
@@ -278,7 +282,7 @@ def _start_attempt(body: dict[str, Any], python: Path, bases: list[Path], hosts:
              for i, p in enumerate(procs)]
     for t in pumps:
         t.start()
-    deadline = started + timeout
+    deadline = time.monotonic() + timeout
     try:
         while True:
             codes = [p.poll() for p in procs]

@@ -54,7 +54,8 @@ _TF_TYPES = ("chief", "worker", "ps", "evaluator")
 
 @dataclass
 class Replica:
-    """One started replica: its task name (``workerpool0-0``), exit code and output lines."""
+    """One started replica: its task name (``workerpool0-0``), exit code, output lines, and the
+    wall-clock time (``time.time()``) its process was spawned."""
 
     task: str
     exit_code: Optional[int]
@@ -170,7 +171,7 @@ def run(body_or_plan: Any, *, python: Union[str, Path], workdir: Union[str, Path
                              "PYTHONUNBUFFERED": "1"})
             py = python_layer(python, workdir / "replicas" / task / "python") / "python"
             env["PATH"] = f"{py.parent}{os.pathsep}{env.get('PATH', '')}"
-            rep = Replica(task=task, exit_code=None, lines=[], started=time.monotonic())
+            rep = Replica(task=task, exit_code=None, lines=[], started=time.time())
             proc = subprocess.Popen(argv, cwd=str(tmp.parent), env=env, stdout=subprocess.PIPE,
                                     stderr=subprocess.STDOUT, start_new_session=True)
             procs.append((proc, rep))
@@ -178,10 +179,15 @@ def run(body_or_plan: Any, *, python: Union[str, Path], workdir: Union[str, Path
     for t in pumps:
         t.start()
     deadline = time.monotonic() + timeout
+    first_failed: Optional[Replica] = None
     try:
         while True:
             codes = [p.poll() for p, _ in procs]
-            if all(c is not None for c in codes) or any(c not in (None, 0) for c in codes):
+            bad = [rep for (_, rep), c in zip(procs, codes) if c not in (None, 0)]
+            if bad:  # the first replica to fail fails the job; the others are stopped
+                first_failed = bad[0]
+                break
+            if all(c is not None for c in codes):
                 break
             if time.monotonic() > deadline:
                 raise TimeoutError(f"CustomJob {job.get('displayName')} still running after {timeout} s")
@@ -206,14 +212,9 @@ def run(body_or_plan: Any, *, python: Union[str, Path], workdir: Union[str, Path
             rep.exit_code = p.returncode
         for t in pumps:
             t.join(timeout=5)
-    failed = [rep for p, rep in procs if rep.exit_code not in (0, None) and rep.exit_code > 0]
     error = None
-    if failed:
-        r = failed[0]
-        error = (f"The replica {r.task} exited with a non-zero status of {r.exit_code}. "
+    if first_failed is not None:
+        error = (f"The replica {first_failed.task} exited with a non-zero status of {first_failed.exit_code}. "
                  "To find out more about why your job exited please check the logs")
-    elif any(rep.exit_code != 0 for _, rep in procs):
-        r = next(rep for _, rep in procs if rep.exit_code != 0)
-        error = f"The replica {r.task} was stopped (status {r.exit_code})"
     return Outcome(state="JOB_STATE_FAILED" if error else "JOB_STATE_SUCCEEDED", error=error,
                    replicas=[rep for _, rep in procs], gcs_root=gcs_root)
