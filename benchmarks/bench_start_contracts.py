@@ -125,7 +125,7 @@ def vertex_once(work: Path, i: int) -> float:
 
     _src(work)
     spec = JobSpec.model_validate({"name": "bench", "script": "src/train.py", "output": "gs://bench-bucket/out",
-                                   "targets": {"vertex": {"project": "p", "location": "us-central1"}}},
+                                   "targets": {"vertex": {"project": "bench-project", "location": "us-central1"}}},
                                   context={"base_dir": str(work)})
     plan = registry.get("vertex").plan(spec, f"bench-v-{i}")
     objects = {u.destination: source_bytes(u) for u in plan.uploads if u.kind == "sourcedir"}
