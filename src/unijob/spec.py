@@ -512,6 +512,14 @@ class JobSpec(_Model):
         base = (info.context or {}).get("base_dir")
         if base:
             self._base_dir = Path(base).resolve()
+        if self.script and self.source_dir:
+            try:
+                self.resolve_path(self.script).relative_to(self.resolve_path(self.source_dir))
+            except (ValueError, OSError, RuntimeError):
+                raise PydanticCustomError(
+                    "source_dir", "script {script} is not inside source_dir {source_dir}: the source directory is "
+                                  "what is shipped, so the script must be in it", {"script": self.script,
+                                                                                   "source_dir": self.source_dir})
         return self
 
     # ---- helpers ----------------------------------------------------------------------------
