@@ -393,5 +393,3 @@ def _ts(value: Optional[str]) -> Optional[float]:
     except ValueError:
         return None
 
-
-__all__ = ["SlurmAdapter", "STATES", "NotFound", "NotReady"]

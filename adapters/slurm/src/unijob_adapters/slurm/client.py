@@ -134,11 +134,6 @@ def parse_sacct(text: str, fields: Sequence[str]) -> list[dict[str, str]]:
     return rows
 
 
-def parse_jobcomp_line(line: str) -> dict[str, str]:
-    """One line of the ``jobcomp/filetxt`` completion log (``JobId=.. JobState=.. ExitCode=..``)."""
-    return parse_scontrol_oneliner(line)
-
-
 def first_state(state: str) -> str:
     """``CANCELLED by 0`` -> ``CANCELLED``; ``COMPLETED+`` -> ``COMPLETED``."""
     return (state or "").split(" ")[0].rstrip("+").upper()
