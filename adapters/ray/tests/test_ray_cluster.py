@@ -81,9 +81,9 @@ def test_ranks_see_the_launcher_env_and_only_the_wheels_unijob(adapter, ray_opts
     assert {s["source"] for s in seen} == {"ray"} and len({tuple(s["master"]) for s in seen}) == 1
     by_node = {s["node"]: s["raylet"] for s in seen}
     assert len(set(by_node.values())) == 2                                 # node ranks 0 and 1 on two raylets
-    wheel = Path(plan.extra["wheel_path"]).name                             # unijob-<v>+runtime.<hash>-py3-...
+    wheel = plan.extra["wheel"]                                             # unijob-<v>+runtime.<hash>-py3-...
     assert {s["version"] for s in seen} == {wheel.split("-")[1]}
-    assert all("runtime_resources" in s["file"] for s in seen), seen       # Ray's py_modules copy of the wheel
+    assert all(f"unijob-ray-runtime/{wheel[:-4]}/unijob/" in s["file"] for s in seen), seen  # the wheel, installed
     assert {s["job"] for s in seen} == {plan.name}
 
 
@@ -117,7 +117,10 @@ def test_a_retried_submit_starts_one_job(adapter, ray_opts, ray_cluster):
     assert h1.native_id == h2.native_id == plan.requests[0].body["submission_id"]
     jobs = [j for j in client.list_jobs() if j.submission_id == h1.native_id]
     assert len(jobs) == 1 and len(client.list_jobs()) == before + 1
-    wait_final(adapter, h1)
+    followed = list(adapter.logs(h1, follow=True))          # tail_job_logs until the job is final
+    assert followed[-1] == "[unijob] SUCCEEDED: every rank exited 0", followed[-5:]
+    assert sum(line.startswith("[rank ") for line in followed) == 2
+    assert wait_final(adapter, h1, timeout=10).state is JobState.SUCCEEDED
 
 
 def test_a_gang_larger_than_the_cluster_is_refused_with_both_numbers(adapter, ray_opts):

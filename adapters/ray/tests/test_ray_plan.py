@@ -31,6 +31,10 @@ def gang_args(plan) -> dict[str, str]:
     return out
 
 
+def g_wheel(plan) -> str:
+    return gang_args(plan)["runtime-wheel"]
+
+
 def test_portable_plan_is_the_submit_job_call(no_network):
     spec = load_spec(PORTABLE).spec
     plan = RayAdapter().plan(spec, "portable-1")
@@ -41,7 +45,8 @@ def test_portable_plan_is_the_submit_job_call(no_network):
     assert body["metadata"]["unijob_submission"] == "portable-1"
     env = body["runtime_env"]
     assert env["working_dir"] == str(PORTABLE.parent)
-    assert env["py_modules"][0].endswith(".whl") and Path(env["py_modules"][1]).name == "unijob_ray_gang"
+    assert len(env["py_modules"]) == 1 and Path(env["py_modules"][0]).name == "unijob_ray_gang"
+    assert g_wheel(plan).endswith(".whl") and plan.extra["wheel"] == g_wheel(plan)
     assert json.loads(env["env_vars"]["UNIJOB_HYPERPARAMETERS"]) == {"epochs": 3, "lr": 0.01}
     g = gang_args(plan)
     assert g["strategy"] == "STRICT_SPREAD" and g["nodes"] == "2" and g["procs-per-node"] == "1"
@@ -82,3 +87,10 @@ def test_plan_and_help_never_import_ray(tmp_path):
             "print('ray' in sys.modules)")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout.strip()
     assert out == "False"
+
+
+def test_endpoints_are_refused_with_the_reason():
+    spec = load_spec(REPO / "examples" / "quickstart" / "endpoint.yaml").spec
+    with pytest.raises(SpecError) as ei:
+        RayAdapter().plan_endpoint(spec)
+    assert ei.value.issues[0].loc == ("endpoint",) and "Ray Serve" in str(ei.value)

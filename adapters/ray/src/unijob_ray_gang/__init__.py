@@ -2,7 +2,11 @@
 
 It reaches the cluster as a ``py_modules`` directory of the job's ``runtime_env`` (docs.ray.io,
 "Environment Dependencies", ``py_modules``: a local directory is uploaded and importable by its
-name), so the cluster needs nothing but Ray. Standard library and ``ray`` only.
+name), with unijob's runtime wheel beside it, so the cluster needs nothing but Ray. Each node agent
+installs the wheel once per node (:func:`install_runtime`) and puts it first on its ranks'
+``PYTHONPATH``. (Handing Ray the ``.whl`` itself in ``py_modules`` failed on a node that joined
+after a node loss, when an earlier job had uploaded the same wheel: Ray reported the wheel's
+directory missing on that node, three retries in a row.) Standard library and ``ray`` only.
 
 What it does, as the Ray job's driver:
 
@@ -43,6 +47,9 @@ from typing import Any, Optional
 
 #: Seconds between SIGTERM and SIGKILL when the gang is stopped.
 GRACE_SECONDS = 5.0
+#: Retries of a gang whose agents could not start (e.g. a new node failing to set up the job's
+#: runtime env, seen once in ten runs on the test cluster right after a node joined); not restarts.
+SETUP_RETRIES = 3
 #: Lines kept per rank for the failure summary.
 TAIL_LINES = 20
 #: ``prctl(PR_SET_PDEATHSIG)``: a rank dies with the agent that started it (linux/prctl.h).
@@ -57,6 +64,31 @@ def _free_port() -> int:
     with socket.socket() as s:
         s.bind(("", 0))
         return int(s.getsockname()[1])
+
+
+def install_runtime(wheel_name: str) -> str:
+    """Install unijob's runtime wheel (shipped beside this module) on this node, once per wheel:
+    ``pip install --no-deps --no-index --target <tmp>/unijob-ray-runtime/<wheel stem>`` (an atomic
+    rename publishes it). Returns the directory to put first on the ranks' ``PYTHONPATH``."""
+    import tempfile
+
+    wheel = os.path.join(os.path.dirname(os.path.abspath(__file__)), wheel_name)
+    target = os.path.join(tempfile.gettempdir(), "unijob-ray-runtime", wheel_name[:-len(".whl")])
+    if os.path.isdir(target):
+        return target
+    tmp = f"{target}.{os.getpid()}.tmp"
+    out = subprocess.run([sys.executable, "-m", "pip", "install", "--quiet", "--disable-pip-version-check",
+                          "--no-deps", "--no-index", "--no-compile", "--target", tmp, wheel],
+                         capture_output=True, text=True)
+    if out.returncode != 0:
+        raise RuntimeError(f"installing the runtime wheel {wheel_name} failed: {out.stderr.strip()[-500:]}")
+    try:
+        os.rename(tmp, target)
+    except OSError:  # installed meanwhile by another agent of this node
+        import shutil
+
+        shutil.rmtree(tmp, ignore_errors=True)
+    return target
 
 
 def _die_with_parent() -> None:  # pragma: no cover - runs in the child
@@ -105,9 +137,13 @@ class NodeAgent:
         for raw in p.stdout:
             self._lines.append((rank, raw.decode("utf-8", "replace").rstrip("\n")))
 
-    def start(self, ranks: list[dict[str, Any]], argv: list[str]) -> None:
+    def start(self, ranks: list[dict[str, Any]], argv: list[str], wheel: Optional[str] = None) -> None:
+        base = dict(os.environ)
+        if wheel:
+            site = install_runtime(wheel)
+            base["PYTHONPATH"] = site + (os.pathsep + base["PYTHONPATH"] if base.get("PYTHONPATH") else "")
         for r in ranks:
-            env = {**os.environ, **{k: str(v) for k, v in r.items()}}
+            env = {**base, **{k: str(v) for k, v in r.items()}}
             done = threading.Event()
             self._requests.put((argv, env, int(r["RANK"]), done))
             done.wait()
@@ -208,8 +244,8 @@ class Gang:
                       "UNIJOB_RESTART_COUNT": self.attempt, "UNIJOB_RAY_NODE_ID": where[node]["node_id"],
                       "UNIJOB_TARGET": "ray", "PYTHONUNBUFFERED": "1"}
                      for lr in range(a.procs_per_node)]
-            calls.append(ag.start.remote(ranks, argv))
-        ray.get(calls, timeout=120)
+            calls.append(ag.start.remote(ranks, argv, a.runtime_wheel))
+        ray.get(calls, timeout=300)
 
     def watch(self, deadline: Optional[float]) -> tuple[str, Any]:
         """Relay output until the gang ends: ``("ok", None)``, ``("failed", (rank, code))``,
@@ -283,6 +319,7 @@ def parse(argv: Optional[list[str]]) -> argparse.Namespace:
     p.add_argument("--max-restarts", type=int, default=0, help="relaunches after a lost node")
     p.add_argument("--max-run", type=float, default=None, help="seconds the job may run")
     p.add_argument("--master-port", type=int, default=None)
+    p.add_argument("--runtime-wheel", default=None, help="unijob's runtime wheel, beside this module")
     p.add_argument("command", nargs=argparse.REMAINDER)
     args = p.parse_args(argv)
     if args.command and args.command[0] == "--":
@@ -309,6 +346,7 @@ def main(argv: Optional[list[str]] = None) -> int:
 
     signal.signal(signal.SIGTERM, on_term)
     attempt = 0
+    setup_failures = 0
     try:
         while True:
             gang = Gang(args, attempt)
@@ -317,7 +355,19 @@ def main(argv: Optional[list[str]] = None) -> int:
                 say(f"FAILED: the placement group was not placed within max_wait ({args.max_wait:.0f} s)")
                 gang.stop(0)
                 return 1
-            gang.launch(args.command)
+            try:
+                gang.launch(args.command)
+            except Exception as e:  # noqa: BLE001 - RuntimeEnvSetupError, an agent lost while starting
+                setup_failures += 1
+                first = (str(e).strip().splitlines() or [e.__class__.__name__])[-1][:300]
+                gang.stop(0)
+                if setup_failures > SETUP_RETRIES:
+                    say(f"FAILED: the gang could not be started ({e.__class__.__name__}: {first})")
+                    return 1
+                say(f"the gang could not be started ({e.__class__.__name__}: {first}); retrying on a new placement "
+                    f"group ({setup_failures}/{SETUP_RETRIES})")
+                time.sleep(2.0)
+                continue
             outcome, detail = gang.watch(deadline)
             if outcome == "ok":
                 gang.stop(0)

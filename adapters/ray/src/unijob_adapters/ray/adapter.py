@@ -50,8 +50,9 @@ class RayAdapter(Adapter):
                  "experimental image_uri runtime env (podman on every node), which unijob does not drive",
         "resources.max_nodes": "a gang is one placement group of a fixed number of bundles; Ray Train's elastic "
                                "training is a different API",
-        "endpoint": "Ray Serve endpoints are not built yet: the gang and Jobs API came first; deploy endpoints on "
-                    "the local, kubernetes or a cloud target",
+        "endpoint": "endpoints on Ray Serve are not offered yet: unijob has no Serve application (one deployment "
+                    "per variant with autoscaling_config, a traffic-splitting ingress) proven on a real cluster; "
+                    "deploy endpoints on the local, kubernetes or a cloud target",
         "registry": "Ray has no model registry; use the local target's MLflow registry or a cloud one",
     }
 
@@ -83,6 +84,14 @@ class RayAdapter(Adapter):
         """See :mod:`unijob_adapters.ray.plan`."""
         return _plan.build(spec, submission_id, self.options(spec), self.name)  # type: ignore[arg-type]
 
+    def plan_endpoint(self, spec: Any) -> Plan:
+        """Refused: see ``unsupported["endpoint"]``.
+
+        Raises:
+            SpecError: at ``endpoint``, with the reason.
+        """
+        raise SpecError.at(("endpoint",), f"target 'ray' does not serve endpoints: {self.unsupported['endpoint']}")
+
     # ---- jobs -------------------------------------------------------------------------------
 
     def submit(self, plan: Plan) -> JobHandle:
@@ -112,10 +121,7 @@ class RayAdapter(Adapter):
         if x.get("dry_run"):
             handle.extra["dry_run"] = True
             return handle
-        wheel = bundle.runtime_wheel([self.name])
-        if wheel.sha256 != x["wheel_sha256"]:
-            raise TargetError("the installed unijob changed since the plan was made; plan again")
-        wheel.write(os.path.dirname(x["wheel_path"]))
+        _write_launcher(x["launcher_dir"], _plan.launcher_files(bundle.runtime_wheel([self.name])))
         runtime_env = dict(body["runtime_env"])
         env_vars = dict(runtime_env.get("env_vars") or {})
         for name, var in (x.get("secret_env") or {}).items():
@@ -230,6 +236,30 @@ class RayAdapter(Adapter):
             if info is None or str(getattr(info.status, "value", info.status)) in ("STOPPED", "SUCCEEDED", "FAILED"):
                 return
             time.sleep(0.25)
+
+
+def _write_launcher(directory: str, files: dict[str, bytes]) -> None:
+    """Write the launcher package (content-addressed; an existing complete copy is kept).
+
+    Raises:
+        TargetError: the installed unijob changed since the plan was made (another directory).
+    """
+    import shutil
+    from pathlib import Path
+
+    d = Path(directory)
+    if _plan.launcher_dir(files) != d:
+        raise TargetError("the installed unijob or unijob-ray changed since the plan was made; plan again")
+    if d.is_dir() and all((d / n).is_file() for n in files):
+        return
+    tmp = d.with_name(f".{d.name}.{os.getpid()}.tmp")
+    tmp.mkdir(parents=True, exist_ok=True)
+    for name, data in files.items():
+        (tmp / name).write_bytes(data)
+    try:
+        os.rename(tmp, d)
+    except OSError:  # written meanwhile by another submit
+        shutil.rmtree(tmp, ignore_errors=True)
 
 
 def _read_launcher(text: str) -> tuple[int, str, str]:

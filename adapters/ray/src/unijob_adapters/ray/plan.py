@@ -12,8 +12,8 @@ The request (``ray.job_submission.JobSubmissionClient.submit_job`` keyword argum
     runtime_env
       working_dir         the spec's source directory (uploaded by Ray; at most 500 MiB, docs.ray.io
                           "Environment Dependencies": "The specified directory ... must be less than 500 MiB")
-      py_modules          [the runtime wheel (a local .whl: Ray installs it for the job), the gang launcher
-                          package directory (unijob_ray_gang)]
+      py_modules          [the gang launcher package (unijob_ray_gang), carrying unijob's runtime wheel: each
+                          node agent installs it once per node and wheel (pip --no-deps --no-index --target)]
       pip                 the lines of ``requirements`` (Ray installs them in a virtualenv per job)
       env_vars            unijob's env contract (UNIJOB_*), the spec's env
     entrypoint_num_cpus   targets.ray.entrypoint_num_cpus (0: the launcher stays on the head node)
@@ -73,19 +73,30 @@ def local_path(spec: Any, uri: str) -> Optional[str]:
     return str(p if p.is_absolute() else (spec.base_dir / p).resolve())
 
 
-def wheel_dir() -> Path:
-    """Where ``submit`` writes the runtime wheel it hands to Ray: ``<unijob home>/ray/wheels``."""
-    from unijob import paths
-
-    return paths.home(create=False) / "ray" / "wheels"
-
-
-def launcher_dir() -> str:
+def launcher_source() -> Path:
     """The installed ``unijob_ray_gang`` package directory (found without importing it)."""
     spec = importlib.util.find_spec("unijob_ray_gang")
     if spec is None or not spec.submodule_search_locations:
         raise RuntimeError("unijob_ray_gang is not installed; reinstall unijob-ray")
-    return str(Path(list(spec.submodule_search_locations)[0]).resolve())
+    return Path(list(spec.submodule_search_locations)[0]).resolve()
+
+
+def launcher_files(wheel: Any) -> dict[str, bytes]:
+    """The files of the launcher package the job gets: the launcher's modules and the runtime wheel."""
+    src = launcher_source()
+    files = {f.name: f.read_bytes() for f in sorted(src.glob("*.py"))}
+    files[wheel.filename] = wheel.data
+    return files
+
+
+def launcher_dir(files: dict[str, bytes]) -> Path:
+    """Where ``submit`` writes the launcher package: ``<unijob home>/ray/launchers/<sha256[:16] of its
+    files>/unijob_ray_gang`` (content-addressed: equal files, one directory)."""
+    from unijob import paths
+
+    digest = hashlib.sha256(b"".join(n.encode() + b"\0" + hashlib.sha256(d).digest()
+                                     for n, d in sorted(files.items()))).hexdigest()[:16]
+    return paths.home(create=False) / "ray" / "launchers" / digest / "unijob_ray_gang"
 
 
 def bundle_for(spec: Any, opts: RayOptions) -> dict[str, float]:
@@ -130,7 +141,7 @@ def build(spec: Any, submission_id: str, opts: RayOptions, target: str = "ray") 
     bundle.check_source_size(spec.source_path, limit=WORKING_DIR_LIMIT,
                              why="Ray uploads working_dir to the cluster and refuses more than 500 MiB")
     wheel = bundle.runtime_wheel([target])
-    wheel_path = str(wheel_dir() / wheel.filename)
+    launcher = launcher_dir(launcher_files(wheel))
 
     b = bundle_for(spec, opts)
     strategy = "STRICT_SPREAD" if nodes > 1 else "PACK"
@@ -138,14 +149,15 @@ def build(spec: Any, submission_id: str, opts: RayOptions, target: str = "ray") 
             "--bundle", json.dumps(b, sort_keys=True, separators=(",", ":")), "--strategy", strategy]
     if spec.spot.max_wait:
         gang += ["--max-wait", str(int(spec.spot.max_wait))]
-    gang += ["--max-restarts", str(spec.spot.max_restarts), "--max-run", str(int(spec.max_run))]
+    gang += ["--max-restarts", str(spec.spot.max_restarts), "--max-run", str(int(spec.max_run)),
+             "--runtime-wheel", wheel.filename]
     if opts.master_port:
         gang += ["--master-port", str(opts.master_port)]
     entrypoint = " ".join(shlex.quote(a) for a in [opts.python, "-m", "unijob_ray_gang", *gang, "--",
                                                     spec.script_relpath, *spec.args])
 
     env = _env(spec, name)
-    runtime_env: dict[str, Any] = {"working_dir": str(spec.source_path), "py_modules": [wheel_path, launcher_dir()],
+    runtime_env: dict[str, Any] = {"working_dir": str(spec.source_path), "py_modules": [str(launcher)],
                                    "env_vars": env}
     if spec.requirements:
         lines = [ln.strip() for ln in spec.resolve_path(spec.requirements).read_text().splitlines()]
@@ -175,7 +187,7 @@ def build(spec: Any, submission_id: str, opts: RayOptions, target: str = "ray") 
         service="ray", instance_type=res.instance_type.get(target), instance_count=nodes,
         accelerator=res.accelerator_type, accelerators_per_node=res.accelerator_count,
         hours=spec.expected_seconds / 3600.0, spot=spec.spot.policy)
-    extra = {"address": opts.address, "wheel_path": wheel_path, "wheel_sha256": wheel.sha256,
+    extra = {"address": opts.address, "launcher_dir": str(launcher), "wheel": wheel.filename,
              "nodes": nodes, "bundle": b, "strategy": strategy,
              "secret_env": {k: v[len("env://"):] for k, v in sorted(spec.secrets.items()) if v.startswith("env://")}}
     request = NativeRequest(api="ray:JobSubmissionClient.submit_job", body=body,

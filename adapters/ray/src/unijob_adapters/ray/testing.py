@@ -195,19 +195,31 @@ class RayTestCluster:
         return self
 
     def add_node(self, timeout: float = 90.0) -> Node:
-        """Start one more worker node and wait until the cluster counts it alive."""
-        want = self.alive_count() + 1
+        """Start one more worker node and wait until the cluster has a new alive node."""
+        before = self.alive_ids()
         node = self._start(head=False)
-        self.wait_nodes(want, timeout)
-        return node
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if self.alive_ids() - before:
+                return node
+            time.sleep(0.5)
+        raise RuntimeError(f"test Ray cluster: the new node did not join within {timeout:.0f} s:\n{node.output[-1500:]}")
 
-    def alive_count(self) -> int:
+    def alive_ids(self) -> set[str]:
+        """Node ids the cluster reports ALIVE (empty while the dashboard does not answer)."""
         from ray.util.state import list_nodes
 
         try:
-            return sum(1 for n in list_nodes(address=self.address) if n.state == "ALIVE")
+            return {n.node_id for n in list_nodes(address=self.address) if n.state == "ALIVE"}
         except Exception:  # noqa: BLE001 - not answering yet
-            return 0
+            return set()
+
+    def alive_count(self) -> int:
+        return len(self.alive_ids())
+
+    def worker_nodes(self) -> list[Node]:
+        """Worker nodes started by this object that still have processes."""
+        return [n for n in self.nodes if not n.head and processes_under(str(n.temp_dir))]
 
     def wait_nodes(self, count: int, timeout: float) -> None:
         deadline = time.monotonic() + timeout
@@ -217,18 +229,6 @@ class RayTestCluster:
             time.sleep(0.5)
         raise RuntimeError(f"test Ray cluster: fewer than {count} nodes alive after {timeout:.0f} s:\n"
                            + "\n".join(n.output[-1500:] for n in self.nodes))
-
-    def node_of(self, node_id: str) -> Optional[Node]:
-        """The started node whose raylet has Ray node id ``node_id``."""
-        from ray.util.state import list_nodes
-
-        for n in list_nodes(address=self.address, detail=True):
-            if n.node_id == node_id:
-                for node in self.nodes:
-                    if str(node.temp_dir) in str(n.get("node_name", "")) or any(
-                            str(node.temp_dir) in str(v) for v in (n.__dict__ if hasattr(n, "__dict__") else n).values()):
-                        return node
-        return None
 
     def kill_node(self, node: Node) -> None:
         """The node is lost: SIGKILL its raylet and every process of it (as a reclaimed VM would)."""
