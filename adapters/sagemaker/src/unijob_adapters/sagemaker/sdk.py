@@ -21,9 +21,8 @@ SDK 2.x and 3.x cannot be installed together (3.x removed ``sagemaker.estimator`
 
 from __future__ import annotations
 
-import os
 from pathlib import Path
-from typing import Any, Mapping, Optional
+from typing import Any, Optional
 from urllib.parse import urlparse
 
 from unijob.errors import NotReady, SpecError
@@ -58,7 +57,6 @@ def _v2() -> Any:
     if not version.startswith("2."):
         raise NotReady(f"Estimators need the SageMaker Python SDK 2.x; sagemaker {version} is installed "
                        "(3.x has ModelTrainer: use to_model_trainer)", hint=PIP_V2)
-    os.environ.setdefault("SAGEMAKER_SUPPRESS_V2_WARNING", "1")
     import sagemaker
     import sagemaker.estimator
     import sagemaker.pytorch
