@@ -234,9 +234,14 @@ class Checkpoint(_Model):
 
 class Framework(_Model):
     """The framework a ``script`` job runs on, used to pick a prebuilt training container
-    (AWS Deep Learning Containers, Vertex prebuilt containers, Databricks ML runtimes)."""
+    (AWS Deep Learning Containers, Vertex prebuilt containers, Databricks ML runtimes).
 
-    name: Literal["pytorch"] = "pytorch"
+    ``name``: ``pytorch`` (``version`` is PyTorch's, e.g. ``"2.5"``) or ``sklearn`` (the CPU-only
+    scikit-learn training containers, ``version`` is scikit-learn's, e.g. ``"1.2"``; one process
+    per node, no accelerator). Targets without prebuilt containers of a framework say so at plan time.
+    """
+
+    name: Literal["pytorch", "sklearn"] = "pytorch"
     version: str = Field(default="2.5", pattern=r"^\d+\.\d+(\.\d+)?$")
     python: str = Field(default="3.11", pattern=r"^3\.\d+$")
 

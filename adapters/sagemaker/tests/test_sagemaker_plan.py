@@ -202,3 +202,21 @@ def test_dlc_table():
         "763104351884.dkr.ecr.us-west-2.amazonaws.com/pytorch-training:2.3.0-cpu-py311-ubuntu20.04-sagemaker")
     assert images.pytorch_training_image("2.7.1", "3.12", "cn-north-1", gpu=True) == (
         "727897471807.dkr.ecr.cn-north-1.amazonaws.com.cn/pytorch-training:2.7.1-gpu-py312-cu128-ubuntu22.04-sagemaker")
+
+
+def test_sklearn_framework_runs_in_the_scikit_learn_container(adapter, tmp_path):
+    from unijob.errors import SpecError
+
+    spec = make_spec(tmp_path, resources={"nodes": 1}, spot=None, framework={"name": "sklearn", "version": "1.2"})
+    body = adapter.plan(spec, "s").request("CreateTrainingJob").body
+    assert body["AlgorithmSpecification"]["TrainingImage"] == \
+        "683313688378.dkr.ecr.us-east-1.amazonaws.com/sagemaker-scikit-learn:1.2-1-cpu-py3"
+    assert "sagemaker_torch_distributed_enabled" not in body["HyperParameters"]
+    for over, field in (({"resources": {"accelerator": "T4"}}, "resources.accelerator"),
+                        ({"resources": {"processes_per_node": 2}}, "resources.processes_per_node"),
+                        ({"framework": {"name": "sklearn", "version": "0.9"}}, "framework.version")):
+        bad = make_spec(tmp_path, **{"framework": {"name": "sklearn", "version": "1.2"}, "spot": None,
+                                     "resources": {"nodes": 1}, **over})
+        with pytest.raises(SpecError) as e:
+            adapter.plan(bad, "s")
+        assert field in str(e.value)

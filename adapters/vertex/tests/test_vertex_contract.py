@@ -114,3 +114,20 @@ def test_failing_replica_last_lines_in_status(adapter, fake, block, tmp_path, jo
     st = adapter.status(handle)
     assert st.state.value == "FAILED"
     assert "Last lines of workerpool1-0" in st.message and "CUDA error: out of memory (fake)" in st.message, st.message
+
+
+def test_cpu_script_job_in_the_scikit_learn_container(adapter, fake, block, tmp_path, job_image_python):
+    """No PyTorch variables in a scikit-learn image: the runtime takes rank and master from CLUSTER_SPEC."""
+    data = load_spec(ROOT / "examples" / "portable" / "job.yaml").spec.model_dump(mode="json", exclude_unset=True)
+    data["resources"] = {"nodes": 2}
+    data["framework"] = {"name": "sklearn", "version": "1.2"}
+    data["targets"] = {"vertex": block(staging_bucket="gs://my-bucket-staging")}
+    spec = JobSpec.model_validate(data, context={"base_dir": str(ROOT / "examples" / "portable")})
+    plan, handle, out = _run(adapter, fake, spec, "portable-sk", job_image_python, tmp_path / "job", timeout=180)
+    pool = plan.request("customJobs").body["jobSpec"]["workerPoolSpecs"][0]
+    assert pool["containerSpec"]["imageUri"].endswith("/sklearn-cpu.1-2:latest")
+    assert out.state == "JOB_STATE_SUCCEEDED", [r.lines[-5:] for r in out.replicas]
+    got = sorted(_world(ln) for r in out.replicas for ln in r.lines if ln.startswith("rank "))
+    assert [g.split(";")[:2] for g in got] == [["rank 0/2 on node 0", " master 127.0.0.1"],
+                                              ["rank 1/2 on node 1", " master 127.0.0.1"]]
+    assert st_ok(adapter, handle)

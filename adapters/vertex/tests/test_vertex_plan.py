@@ -202,3 +202,23 @@ def test_bad_options(adapter, make_spec, block):
     assert loc[:3] == ("targets", "vertex", "staging_bucket")
     loc, _ = _err(adapter, make_spec(targets={"vertex": block(encryption_key="my-key")}))
     assert loc[:3] == ("targets", "vertex", "encryption_key")
+
+
+def test_sklearn_framework_runs_python_in_the_scikit_learn_container(adapter, make_spec, tmp_path):
+    from unijob.errors import SpecError
+
+    (tmp_path / "train.py").write_text("print('hi')\n")
+    spec = make_spec(image=None, command=None, script="train.py", framework={"name": "sklearn", "version": "1.2"},
+                     resources={"nodes": 2})
+    body, _ = _job(adapter.plan(spec, "s"))
+    cs = body["jobSpec"]["workerPoolSpecs"][0]["containerSpec"]
+    assert cs["imageUri"] == "us-docker.pkg.dev/vertex-ai/training/sklearn-cpu.1-2:latest"
+    assert cs["command"][2].splitlines()[-1] == 'exec python3 train.py "$@"'
+    for over, field in (({"resources": {"accelerator": "T4"}}, "resources.accelerator"),
+                        ({"resources": {"processes_per_node": 2}}, "resources.processes_per_node"),
+                        ({"framework": {"name": "sklearn", "version": "0.9"}}, "framework.version")):
+        fields = {"image": None, "command": None, "script": "train.py",
+                  "framework": {"name": "sklearn", "version": "1.2"}, **over}
+        with pytest.raises(SpecError) as e:
+            adapter.plan(make_spec(**fields), "s")
+        assert field in str(e.value)

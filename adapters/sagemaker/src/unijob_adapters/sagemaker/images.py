@@ -129,3 +129,41 @@ def pytorch_training_image(version: str, python: str, region: str, gpu: bool) ->
     rel = release(version, python)
     device = f"gpu-{rel.python}-{rel.cuda}" if gpu else f"cpu-{rel.python}"
     return f"{registry(region)}/pytorch-training:{rel.version}-{device}-{rel.os}-sagemaker"
+
+
+#: scikit-learn training containers for SageMaker (CPU only, Python 3): scikit-learn version ->
+#: image tag version. Source: the SageMaker Python SDK's ``image_uri_config/sklearn.json``
+#: ("training" versions and registries), aws/sagemaker-python-sdk, read 2026-11-29.
+SKLEARN_TRAINING: dict[str, str] = {"0.23": "0.23-1", "1.0": "1.0-1", "1.2": "1.2-1"}
+#: Region -> registry account of the scikit-learn containers (same source).
+SKLEARN_REGISTRIES: dict[str, str] = {
+    "af-south-1": "510948584623", "ap-east-1": "651117190479", "ap-northeast-1": "354813040037",
+    "ap-northeast-2": "366743142698", "ap-northeast-3": "867004704886", "ap-south-1": "720646828776",
+    "ap-south-2": "628508329040", "ap-southeast-1": "121021644041", "ap-southeast-2": "783357654285",
+    "ap-southeast-3": "951798379941", "ap-southeast-4": "106583098589", "ca-central-1": "341280168497",
+    "eu-central-1": "492215442770", "eu-central-2": "680994064768", "eu-north-1": "662702820516",
+    "eu-west-1": "141502667606", "eu-west-2": "764974769150", "eu-west-3": "659782779980",
+    "eu-south-1": "978288397137", "eu-south-2": "104374241257", "me-south-1": "801668240914",
+    "me-central-1": "272398656194", "sa-east-1": "737474898029", "us-east-1": "683313688378",
+    "us-east-2": "257758044811", "us-west-1": "746614075791", "us-west-2": "246618743249",
+}
+
+
+def sklearn_training_image(version: str, region: str) -> str:
+    """The scikit-learn training container URI, e.g.
+    ``683313688378.dkr.ecr.us-east-1.amazonaws.com/sagemaker-scikit-learn:1.2-1-cpu-py3``.
+
+    Raises:
+        SpecError: at ``framework.version`` (versions offered listed) or
+            ``targets.sagemaker.region`` (no registry there).
+    """
+    mm = ".".join(version.split(".")[:2])
+    if mm not in SKLEARN_TRAINING:
+        raise SpecError.at(("framework", "version"),
+                           f"no SageMaker scikit-learn training container for {version}; available: "
+                           f"{', '.join(SKLEARN_TRAINING)} (or give `image`)")
+    if region not in SKLEARN_REGISTRIES:
+        raise SpecError.at(("targets", "sagemaker", "region"),
+                           f"no SageMaker scikit-learn container registry in {region}")
+    return (f"{SKLEARN_REGISTRIES[region]}.dkr.ecr.{region}.amazonaws.com/sagemaker-scikit-learn:"
+            f"{SKLEARN_TRAINING[mm]}-cpu-py3")

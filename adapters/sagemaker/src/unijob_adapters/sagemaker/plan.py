@@ -122,6 +122,17 @@ def _hp_plain(v: Any) -> str:
     return str(v)
 
 
+def _sklearn_fits(spec: Any, acc_count: int) -> None:
+    """The scikit-learn containers are CPU only and carry no torchrun: one process per node."""
+    if acc_count:
+        raise SpecError.at(("resources", "accelerator"), "the SageMaker scikit-learn training containers are CPU "
+                                                         "only; drop the accelerator or use framework pytorch")
+    if spec.resources.processes_per_node > 1:
+        raise SpecError.at(("resources", "processes_per_node"),
+                           "the SageMaker scikit-learn containers have no torchrun to start several processes per "
+                           "node; use 1 (one process per node) or framework pytorch")
+
+
 def build(spec: Any, submission_id: str, opts: SageMakerOptions) -> Plan:
     """The :class:`Plan` for ``spec`` on SageMaker: one CreateTrainingJob (+ a fallback one for
     ``spot_with_fallback``) and the ``sourcedir.tar.gz`` upload of a script job.
@@ -197,8 +208,12 @@ def build(spec: Any, submission_id: str, opts: SageMakerOptions) -> Plan:
         if spec.args:
             raise SpecError.at(("args",), "SageMaker script mode passes hyperparameters to the script as "
                                           "--name value arguments; move args into hyperparameters")
-        algo["TrainingImage"] = images.pytorch_training_image(spec.framework.version, spec.framework.python,
-                                                              region, gpu=bool(acc_count))
+        if spec.framework.name == "sklearn":
+            _sklearn_fits(spec, acc_count)
+            algo["TrainingImage"] = images.sklearn_training_image(spec.framework.version, region)
+        else:
+            algo["TrainingImage"] = images.pytorch_training_image(spec.framework.version, spec.framework.python,
+                                                                  region, gpu=bool(acc_count))
         code_bucket = opts.code_bucket or urlparse(output).netloc
         src = spec.source_path
         req = spec.resolve_path(spec.requirements) if spec.requirements else None

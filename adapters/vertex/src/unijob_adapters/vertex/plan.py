@@ -33,7 +33,8 @@ from unijob.errors import SpecError
 
 from unijob_adapters.vertex import machines
 from unijob_adapters.vertex.options import VertexOptions, resolve_location, resolve_project
-from unijob_adapters.vertex.tables import DEFAULT_BOOT_DISK_GB, pytorch_training_image
+from unijob_adapters.vertex.tables import (DEFAULT_BOOT_DISK_GB, SKLEARN_TRAINING_VERSIONS, pytorch_training_image,
+                                          sklearn_training_image)
 from unijob_adapters.vertex.validate import rest_json
 
 TARGET = "vertex"
@@ -119,7 +120,7 @@ def _env_contract(spec: Any, name: str) -> tuple[dict[str, str], list[str]]:
     return env, warnings
 
 
-def _launcher(spec: Any, tarball_uri: str, wheel_filename: str, framework: str) -> list[str]:
+def _launcher(spec: Any, tarball_uri: str, wheel_filename: str) -> list[str]:
     """The container command of a script job (``bash -c``; the job's args follow as ``"$@"``):
     unpack the bundle from the Cloud Storage FUSE mount, install the runtime wheel from it with no
     index (:func:`unijob.bundle.install_argv`), install ``requirements``, then start the script:
@@ -159,6 +160,20 @@ def _launcher(spec: Any, tarball_uri: str, wheel_filename: str, framework: str) 
 
 
 def _script_image(spec: Any, machine: Any) -> tuple[str, Any]:
+    if spec.framework.name == "sklearn":
+        if machine.accelerator is not None:
+            raise SpecError.at(("resources", "accelerator"), "the Vertex scikit-learn training containers are CPU "
+                                                             "only; drop the accelerator or use framework pytorch")
+        if int(spec.resources.processes_per_node or 1) > 1:
+            raise SpecError.at(("resources", "processes_per_node"),
+                               "the Vertex scikit-learn containers have no torchrun to start several processes per "
+                               "node; use 1 (one process per node) or framework pytorch")
+        try:
+            return sklearn_training_image(spec.framework.version), None
+        except KeyError:
+            raise SpecError.at(("framework", "version"), f"no Vertex prebuilt scikit-learn training container for "
+                                                         f"{spec.framework.version}; available: "
+                                                         f"{', '.join(SKLEARN_TRAINING_VERSIONS)}") from None
     try:
         return pytorch_training_image(spec.framework.version, gpu=machine.accelerator is not None)
     except KeyError:
@@ -232,7 +247,7 @@ def build_job_plan(spec: Any, submission_id: str, opts: VertexOptions) -> Plan:
         if sub_note:
             notes.append(sub_note)
         ppn = int(res.processes_per_node or 1)
-        container = {"image_uri": image, "command": _launcher(spec, dest, wheel.filename, spec.framework.name),
+        container = {"image_uri": image, "command": _launcher(spec, dest, wheel.filename),
                      "args": list(spec.args)}
         runner = "python3" if ppn == 1 else f"torchrun ({ppn} processes per node)"
         notes.append(f"script job: source and the runtime ({wheel.filename}) uploaded to {dest}, run by "

@@ -61,6 +61,25 @@ def pytorch_training_image(version: str, gpu: bool) -> tuple[str, str | None]:
     return f"us-docker.pkg.dev/vertex-ai/training/pytorch-{kind}.{mm.replace('.', '-')}.{py}:latest", note
 
 
+#: Prebuilt scikit-learn training containers (CPU only): scikit-learn version -> image. Source:
+#: "Prebuilt containers for custom training", scikit-learn table,
+#: https://cloud.google.com/vertex-ai/docs/training/pre-built-containers (read 2026-11-29; the
+#: ``us-docker.pkg.dev/vertex-ai/training/sklearn-cpu.<major>-<minor>:latest`` URIs).
+SKLEARN_TRAINING_VERSIONS = ("1.0", "1.2", "1.3", "1.6")
+
+
+def sklearn_training_image(version: str) -> str:
+    """The prebuilt scikit-learn training image for ``version`` (``"1.2"``, ``"1.2.2"``).
+
+    Raises:
+        KeyError: no prebuilt container for that version.
+    """
+    mm = ".".join(version.split(".")[:2])
+    if mm not in SKLEARN_TRAINING_VERSIONS:
+        raise KeyError(mm)
+    return f"us-docker.pkg.dev/vertex-ai/training/sklearn-cpu.{mm.replace('.', '-')}:latest"
+
+
 #: unijob autoscaling metric -> Vertex ``AutoscalingMetricSpec.metric_name``; the target is a
 #: percentage (1-100). Source: ``AutoscalingMetricSpec`` docstring in aiplatform_v1 (2.7) and
 #: https://cloud.google.com/vertex-ai/docs/predictions/configure-compute#autoscaling (2026-11-21).
