@@ -131,3 +131,18 @@ def test_cpu_script_job_in_the_scikit_learn_container(adapter, fake, block, tmp_
     assert [g.split(";")[:2] for g in got] == [["rank 0/2 on node 0", " master 127.0.0.1"],
                                               ["rank 1/2 on node 1", " master 127.0.0.1"]]
     assert st_ok(adapter, handle)
+
+
+def test_unresolvable_requirements_fail_with_the_pip_error(adapter, fake, block, tmp_path, job_image_python):
+    (tmp_path / "src").mkdir()
+    (tmp_path / "src" / "train.py").write_text("print('never runs')\n")
+    (tmp_path / "src" / "requirements.txt").write_text("definitely-not-a-package-xyz==9.9\n")
+    spec = JobSpec.model_validate({"name": "badreq", "script": "src/train.py", "requirements": "src/requirements.txt",
+                                   "output": "gs://f-bucket/out", "targets": {"vertex": block()}},
+                                  context={"base_dir": str(tmp_path)})
+    _, handle, out = _run(adapter, fake, spec, "req-v", job_image_python, tmp_path / "job", timeout=120,
+                          network=False)
+    assert out.state == "JOB_STATE_FAILED" and "never runs" not in "\n".join(out.lines("workerpool0-0"))
+    st = adapter.status(handle)
+    assert st.state.value == "FAILED"
+    assert "No matching distribution found for definitely-not-a-package-xyz==9.9" in st.message, st.message

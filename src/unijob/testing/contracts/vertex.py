@@ -134,7 +134,8 @@ def _pump(proc: subprocess.Popen, rep: Replica) -> None:
 
 
 def run(body_or_plan: Any, *, python: Union[str, Path], workdir: Union[str, Path],
-        objects: Optional[Mapping[str, bytes]] = None, job_id: str = "1", timeout: float = 600.0) -> Outcome:
+        objects: Optional[Mapping[str, bytes]] = None, job_id: str = "1", timeout: float = 600.0,
+        network: bool = True) -> Outcome:
     """Start every replica of a planned CustomJob here, as Vertex would, and wait for them.
 
     Args:
@@ -145,6 +146,8 @@ def run(body_or_plan: Any, *, python: Union[str, Path], workdir: Union[str, Path
         objects: ``gs://`` URI -> bytes to place under ``gcs/`` first (the uploads a fake received).
         job_id: the CustomJob's numeric id (``CLOUD_ML_JOB_ID``).
         timeout: seconds before every replica is stopped and :class:`TimeoutError` raised.
+        network: False stands for a job without internet egress (a VPC without NAT):
+            ``PIP_NO_INDEX=1``, so pip fails at once instead of reaching an index.
 
     Returns:
         the :class:`Outcome`; a failing replica stops the others (the job fails).
@@ -168,7 +171,7 @@ def run(body_or_plan: Any, *, python: Union[str, Path], workdir: Union[str, Path
             tmp = workdir / "replicas" / task / "tmp"
             tmp.mkdir(parents=True, exist_ok=True)
             env = clean_env({**replica_env(job, p, i, job_id, gcs_root), "TMPDIR": str(tmp),
-                             "PYTHONUNBUFFERED": "1"})
+                             "PYTHONUNBUFFERED": "1", **({} if network else {"PIP_NO_INDEX": "1"})})
             py = python_layer(python, workdir / "replicas" / task / "python") / "python"
             env["PATH"] = f"{py.parent}{os.pathsep}{env.get('PATH', '')}"
             rep = Replica(task=task, exit_code=None, lines=[], started=time.time())
