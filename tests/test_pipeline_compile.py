@@ -61,7 +61,8 @@ def test_vertex_pipeline_job_is_kfp_ir():
     ev_args = req.body["pipelineSpec"]["deploymentSpec"]["executors"]["exec-evaluate"]["container"]["args"]
     assert "/gcs/demo-out/train/model" in ev_args[ev_args.index("--payload") + 1]  # its Cloud Storage FUSE path
     aiplatform_v1.PipelineJob.from_json(json.dumps(req.body), ignore_unknown_fields=False)
-    assert {u.kind for u in plan.uploads} == {"sourcedir"}
+    # each job's source tarball, and the runtime wheel listed as travelling inside it
+    assert {u.kind for u in plan.uploads} == {"sourcedir", "runtime-wheel"}
 
 
 def test_steps_a_target_cannot_compile_are_spec_errors(tmp_path, capsys):
