@@ -2,8 +2,10 @@
 
 What a plan holds, in the order ``submit`` creates it:
 
-1. ``v1 ConfigMap`` ``<name>-src`` (script jobs only): the ``source_dir`` files, mounted read-only at
-   ``/opt/unijob/src``.
+1. ``v1 ConfigMap`` ``<name>-src`` (script jobs only): the ``source_dir`` files and unijob's runtime
+   wheel (:func:`unijob.bundle.runtime_wheel`, under ``.unijob-runtime/``), mounted read-only at
+   ``/opt/unijob/src``; the container command installs the wheel with no package index before the
+   script (:func:`start_command`).
 2. ``v1 Service`` ``<name>`` (``api: job``): headless (``clusterIP: None``), selecting the Job's pods
    by the controller-set label ``batch.kubernetes.io/job-name``. Every pod of an Indexed Job gets the
    hostname ``<name>-<index>``; with ``subdomain: <name>`` it resolves as ``<name>-<index>.<name>``,
