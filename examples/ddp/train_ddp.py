@@ -50,7 +50,10 @@ def main() -> int:
     dist.init_process_group("gloo", init_method=f"tcp://{ctx.master_addr}:{ctx.master_port}",
                             rank=ctx.rank, world_size=ctx.world_size, timeout=timedelta(seconds=120))
     try:
-        return train(ctx, hp)
+        code = train(ctx, hp)
+        if code == 0:
+            dist.barrier()  # no rank leaves (closing its gloo connections) while a peer is still in a collective
+        return code
     finally:
         dist.destroy_process_group()
 

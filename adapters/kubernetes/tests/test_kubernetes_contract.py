@@ -210,6 +210,7 @@ def test_ddp_gang_of_two_nodes_by_two_processes(adapter, fake, torch_python, tmp
     doc.update(checkpoint={"uri": "pvc://ckpt/ddp", "keep": 2},
                targets={"kubernetes": {"namespace": "ml", "master_port": port}})
     doc["hyperparameters"]["epochs"] = 2
+    doc["spot"] = {"max_restarts": 0}  # a failed pod fails the Job at once (its peers may be gone)
     (dest / "job.yaml").write_text(yaml.safe_dump(doc))
     _, plan = _plan(adapter, dest / "job.yaml")
     assert not plan.warnings
@@ -241,3 +242,25 @@ def test_a_requirement_that_cannot_be_resolved_fails_with_the_pip_error(adapter,
     st = adapter.status(handle)
     assert st.state == JobState.FAILED
     assert "last lines:" in st.message and "shardlib-1.0-py3-none-any.whl" in st.message, st.message
+
+
+def test_a_jobset_runs_its_child_job(adapter, fake, image_python, tmp_path):
+    """api: jobset: the JobSet's one replicated job runs as its child Job <jobset>-node-0, pods named
+    and resolvable as the JobSet controller's headless Service names them."""
+    src = tmp_path / "job"
+    src.mkdir()
+    (src / "probe.py").write_text(PROBE)
+    (src / "job.yaml").write_text("name: probe\nscript: probe.py\nresources: {nodes: 2}\n"
+                                  "targets: {kubernetes: {namespace: ml, api: jobset}}\n")
+    _, plan = _plan(adapter, src / "job.yaml")
+    handle, run = _run(adapter, fake, plan, image_python, tmp_path / "run")
+    with run:
+        if not run.names_resolve:
+            pytest.skip("/etc/hosts is not writable: the headless Service's names cannot resolve here")
+        result = run.run(timeout=180)
+    assert result.condition == "Complete", result.logs()
+    for i in range(2):
+        probe = json.loads(re.search(r"^PROBE (.*)$", result.logs(i), re.M).group(1))
+        assert probe["hostname"] == f"{plan.name}-node-0-{i}" and probe["rank"] == i
+        assert probe["master_addr"] == f"{plan.name}-node-0-0.{plan.name}" and probe["master_ip"] == "127.0.0.1"
+    assert adapter.status(handle).state == JobState.SUCCEEDED
