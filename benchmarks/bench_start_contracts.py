@@ -8,7 +8,11 @@ figure is that stamp minus the wall-clock time the runner spawned the container 
 runner's own setup before, laying out /opt/ml or /gcs, is not counted); it includes what the
 platform's start path does before the script: the SageMaker training toolkit fetching
 ``sourcedir.tar.gz`` from S3 (moto) and ``pip install -r requirements.txt`` (the runtime wheel);
-the Vertex launcher unpacking the tarball and installing the wheel ``--no-deps --no-index``. On
+the Vertex launcher unpacking the tarball and installing the wheel ``--no-deps --no-index``; the
+Kubernetes container command installing the wheel from the ConfigMap (the runner's per-pod Python
+layer is made before the spawn, not counted); on Databricks the cluster installing the task's
+libraries (the wheel) with pip, then the launcher. Bundles: the Kubernetes ConfigMap as stored
+(JSON), the Databricks workspace upload (source files, launcher, wheel). On
 the local target it is ``LocalAdapter.submit`` to the stamp. Median of ``-n`` runs; the ratio is
 contract / local.
 
@@ -152,13 +156,93 @@ def vertex_bundle() -> tuple[int, int]:
     return len(pack_source(QUICKSTART)), len(bundle.pack_dir(QUICKSTART))
 
 
+def kubernetes_once(work: Path, i: int) -> float:
+    from unijob import registry
+    from unijob.spec import JobSpec
+    from unijob.testing.contracts.kubernetes import KubernetesContract
+
+    _src(work)
+    spec = JobSpec.model_validate({"name": "bench", "script": "src/train.py",
+                                   "targets": {"kubernetes": {"namespace": "ml"}}}, context={"base_dir": str(work)})
+    plan = registry.get("kubernetes").plan(spec, f"bench-k8s-{i}")
+    with KubernetesContract.from_plan(plan, PYTHONS["kubernetes"], work / f"k8s-{i}") as run:
+        result = run.run(timeout=120)
+    pod = result.pods[0]
+    assert result.condition == "Complete", result.logs()[-2000:]
+    return _stamp(pod.log.read_text().splitlines()) - pod.started
+
+
+def databricks_once(work: Path, i: int) -> float:
+    from unijob import registry
+    from unijob.spec import JobSpec
+    from unijob.testing.contracts.databricks import DatabricksContract
+
+    src = _src(work)
+    spec = JobSpec.model_validate({"name": "bench", "script": "src/train.py",
+                                   "targets": {"databricks": {"cloud": "aws"}}}, context={"base_dir": str(work)})
+    plan = registry.get("databricks").plan(spec, f"bench-dbx-{i}")
+    files = _databricks_files(plan, src)
+    run = DatabricksContract(plan.requests[0].body, PYTHONS["databricks"], work / f"dbx-{i}", files=files)
+    result = run.run(timeout=120)
+    assert result.result_state == "SUCCESS", result.logs[-2000:]
+    return _stamp(result.logs.splitlines()) - run.started
+
+
+def _databricks_files(plan, src: Path) -> dict[str, bytes]:
+    """What the plan's uploads put in the workspace (client.upload's layout), read locally."""
+    from unijob import bundle
+
+    files: dict[str, bytes] = {}
+    for u in plan.uploads:
+        if u.kind == "directory":
+            for rel, p in bundle.iter_source_files(u.source):
+                files[f"{u.destination}/{rel}"] = p.read_bytes()
+        elif u.kind == "runtime-wheel":
+            files[u.destination] = bundle.runtime_wheel(["databricks"]).data
+        else:
+            files[u.destination] = Path(u.source).read_bytes()
+    return files
+
+
+def kubernetes_bundle() -> tuple[int, int]:
+    import json
+
+    from unijob import registry
+    from unijob.spec import JobSpec
+
+    spec = JobSpec.model_validate({"name": "bench", "script": "train.py", "requirements": "requirements.txt",
+                                   "targets": {"kubernetes": {"namespace": "ml"}}}, context={"base_dir": str(QUICKSTART)})
+    cm = registry.get("kubernetes").plan(spec, "bench").request("ConfigMap").body
+    with_rt = len(json.dumps(cm, separators=(",", ":")))
+    cm["binaryData"].pop("unijob-runtime.whl")
+    if not cm["binaryData"]:
+        del cm["binaryData"]
+    return with_rt, len(json.dumps(cm, separators=(",", ":")))
+
+
+def databricks_bundle() -> tuple[int, int]:
+    from unijob import registry
+    from unijob.spec import JobSpec
+
+    spec = JobSpec.model_validate({"name": "bench", "script": "train.py", "requirements": "requirements.txt",
+                                   "targets": {"databricks": {"cloud": "aws"}}}, context={"base_dir": str(QUICKSTART)})
+    files = _databricks_files(registry.get("databricks").plan(spec, "bench"), QUICKSTART)
+    wheel = sum(len(v) for k, v in files.items() if k.endswith(".whl"))
+    total = sum(len(v) for v in files.values())
+    return total, total - wheel
+
+
 #: contract name -> (packages of its job image's Python, one measurement). "local" is the baseline.
 CONTRACTS: dict[str, tuple[tuple[str, ...], Callable[[Path, int], float]]] = {
     "local": ((), local_once),
     "sagemaker": (("sagemaker-training==5.1.4",), sagemaker_once),
     "vertex": ((), vertex_once),
+    "kubernetes": ((), kubernetes_once),
+    "databricks": ((), databricks_once),
 }
-BUNDLES: dict[str, Callable[[], tuple[int, int]]] = {"sagemaker": sagemaker_bundle, "vertex": vertex_bundle}
+BUNDLES: dict[str, Callable[[], tuple[int, int]]] = {"sagemaker": sagemaker_bundle, "vertex": vertex_bundle,
+                                                     "kubernetes": kubernetes_bundle,
+                                                     "databricks": databricks_bundle}
 
 
 def main() -> int:
