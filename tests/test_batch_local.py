@@ -13,7 +13,7 @@ from unijob.cli import main
 from unijob.errors import SpecError
 
 HANDLER = textwrap.dedent("""
-    import os
+    import os, time
 
     class Doubler:
         def load(self, model_dir):
@@ -21,6 +21,7 @@ HANDLER = textwrap.dedent("""
             self.pid = os.getpid()
 
         def predict(self, instances, parameters):
+            time.sleep(0.05)  # a chunk takes a while, so both workers of the pool get some
             if any(x == "boom" for x in instances):
                 raise ValueError("cannot predict 'boom'")
             return [{"y": x * self.k + parameters.get("bias", 0), "pid": self.pid} for x in instances]

@@ -16,8 +16,12 @@ def _submit_many(path, n, out):
 
 def test_concurrent_writers_lose_nothing(tmp_path):
     path = tmp_path / "jobs.sqlite3"
-    q = mp.get_context("spawn").Queue()
-    procs = [mp.get_context("spawn").Process(target=_submit_many, args=(path, 25, q)) for _ in range(4)]
+    # fork, not spawn: a spawned child re-imports this module by name (tests.test_records), and a
+    # top-level `tests` package some dependencies install (smdebug_rulesconfig, via the SageMaker SDK)
+    # shadows ours. Each forked process still opens its own SQLite connection inside Records().
+    ctx = mp.get_context("fork")
+    q = ctx.Queue()
+    procs = [ctx.Process(target=_submit_many, args=(path, 25, q)) for _ in range(4)]
     for p in procs:
         p.start()
     ids = [i for _ in procs for i in q.get(timeout=60)]
