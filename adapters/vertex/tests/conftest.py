@@ -52,7 +52,11 @@ class FakeVertex(FakeServer):
         r("GET", P + r"/customJobs/(?P<id>\d+)", self.get_job)
         r("POST", P + r"/customJobs/(?P<id>\d+):cancel", self.cancel_job)
         r("POST", P + r"/models:upload", self.upload_model)
+        r("GET", P + r"/models", self.list_models)
         r("GET", P + r"/models/(?P<id>[^/:]+)", self.get_model)
+        r("GET", P + r"/models/(?P<id>[^/:@]+):listVersions", self.list_versions)
+        r("POST", P + r"/models/(?P<id>[^/:]+):mergeVersionAliases", self.merge_aliases)
+        r("PATCH", P + r"/models/(?P<id>[^/:]+)", self.patch_model)
         r("DELETE", P + r"/models/(?P<id>[^/:]+)", self.delete_model)
         r("POST", P + r"/endpoints", self.create_endpoint)
         r("GET", P + r"/endpoints/(?P<id>[^/:]+)", self.get_endpoint)
@@ -73,6 +77,8 @@ class FakeVertex(FakeServer):
             self.requests, self.errors, self._failures = [], [], []
             self.jobs: dict[str, dict] = {}
             self.models: dict[str, dict] = {}
+            self.versions: dict[str, list[dict]] = {}
+            self.merge_moves_aliases = True
             self.endpoints: dict[str, dict] = {}
             self.operations: dict[str, dict] = {}
             self.logs: dict[str, list[dict]] = {}
@@ -167,21 +173,151 @@ class FakeVertex(FakeServer):
     # ---- models -------------------------------------------------------------------------------
 
     def upload_model(self, req: Request) -> Response:
+        """``models:upload``: a new model (version 1, alias ``default``), or with ``parentModel`` the
+        next version of that model (``UploadModelRequest``: "Only specify this field when uploading
+        a new version"); ``versionAliases`` move from the other versions."""
         parent = f"projects/{req.params['p']}/locations/{req.params['l']}"
         up = self.parse(self.aip.UploadModelRequest, req, parent=parent)
         if not up.model.container_spec.image_uri or not up.model.display_name:
             return _err(400, "INVALID_ARGUMENT", "model.containerSpec.imageUri and displayName are required")
-        name = f"{parent}/models/{up.model_id or next(self._ids)}"
-        if name in self.models:
-            return _err(409, "ALREADY_EXISTS", f"{name} exists")
+        problem = self._check_labels(dict(up.model.labels)) or self._check_aliases(list(up.model.version_aliases))
+        if problem:
+            return _err(400, "INVALID_ARGUMENT", problem)
         model = self.dump(up.model)
-        model["name"] = name
-        self.models[name] = model
-        return self._operation(parent, "google.cloud.aiplatform.v1.UploadModelResponse", {"model": name})
+        if up.parent_model:
+            if up.model_id:
+                return _err(400, "INVALID_ARGUMENT", "model_id cannot be set with parent_model")
+            if up.parent_model not in self.models:
+                return _err(404, "NOT_FOUND", f"parent model {up.parent_model} not found")
+            name, versions = up.parent_model, self.versions.setdefault(up.parent_model, [self.models[up.parent_model]])
+            for a in up.model.version_aliases:
+                for v in versions:
+                    v["versionAliases"] = [x for x in v.get("versionAliases", []) if x != a]
+        else:
+            if up.model_id and not re.fullmatch(r"[a-z_][a-z0-9_-]{0,62}", up.model_id):
+                return _err(400, "INVALID_ARGUMENT", f"invalid model_id {up.model_id!r}")
+            name = f"{parent}/models/{up.model_id or next(self._ids)}"
+            if name in self.models:
+                return _err(409, "ALREADY_EXISTS", f"{name} exists")
+            versions = self.versions.setdefault(name, [])
+            model["versionAliases"] = ["default", *model.get("versionAliases", [])]
+        model.update(name=name, versionId=str(len(versions) + 1), versionCreateTime=_now())
+        versions.append(model)
+        self.models.setdefault(name, model)
+        return self._operation(parent, "google.cloud.aiplatform.v1.UploadModelResponse",
+                               {"model": name, "modelVersionId": model["versionId"]})
+
+    @staticmethod
+    def _check_labels(labels: dict) -> Optional[str]:
+        """Vertex label rules: keys start with a lowercase letter; keys and values up to 63 of
+        ``[a-z0-9_-]`` (https://cloud.google.com/vertex-ai/docs/general/labels)."""
+        bad = [k for k, v in labels.items()
+               if not re.fullmatch(r"[a-z][a-z0-9_-]{0,62}", k) or not re.fullmatch(r"[a-z0-9_-]{0,63}", v)]
+        return f"invalid labels {bad}" if bad else None
+
+    @staticmethod
+    def _check_aliases(aliases: list) -> Optional[str]:
+        """``versionAliases``: ``[a-z][a-zA-Z0-9-]{0,126}[a-z-0-9]`` (a ``-`` prefix removes)."""
+        bad = [a for a in aliases if not re.fullmatch(r"-?[a-z][a-zA-Z0-9-]{0,126}[a-z0-9-]", a)]
+        return f"invalid version aliases {bad}" if bad else None
+
+    def _model_version(self, req: Request) -> tuple[str, Optional[dict]]:
+        """``models/{id}`` (the default version) or ``models/{id}@{version id or alias}``."""
+        from urllib.parse import unquote
+
+        ref = unquote(req.params["id"])
+        base, _, at = ref.partition("@")
+        name = f"projects/{req.params['p']}/locations/{req.params['l']}/models/{base}"
+        versions = self.versions.get(name) or ([self.models[name]] if name in self.models else [])
+        at = at or "default"
+        found = next((v for v in versions if at in (v.get("versionId"), *v.get("versionAliases", []))), None)
+        return name, found
 
     def get_model(self, req: Request) -> Response:
-        name = req.path[len("/v1/"):]
-        return Response(200, self.models[name]) if name in self.models else _err(404, "NOT_FOUND", name)
+        name, model = self._model_version(req)
+        if model is None and name in self.models and "@" not in req.params["id"].replace("%40", "@"):
+            model = self.models[name]  # a model uploaded before versions were tracked
+        return Response(200, model) if model else _err(404, "NOT_FOUND", f"{name}@{req.params['id']} not found")
+
+    def list_models(self, req: Request) -> Response:
+        """``models.list``: one entry (the default version) per model; only the
+        ``labels.KEY:*`` (key existence) filter is understood."""
+        flt = req.arg("filter") or ""
+        m = re.fullmatch(r"labels\.([a-z][a-z0-9_-]*):\*", flt)
+        if flt and not m:
+            return _err(400, "INVALID_ARGUMENT", f"unsupported filter {flt!r}")
+        prefix = f"projects/{req.params['p']}/locations/{req.params['l']}/models/"
+        out = []
+        for name, model in self.models.items():
+            versions = self.versions.get(name) or [model]
+            default = next((v for v in versions if "default" in v.get("versionAliases", [])), model)
+            if name.startswith(prefix) and (not m or any(m.group(1) in v.get("labels", {}) for v in versions)):
+                out.append(default)
+        return Response(200, {"models": out} if out else {})
+
+    def list_versions(self, req: Request) -> Response:
+        """``GET models/{id}:listVersions``: every query parameter must be a ``ListModelVersionsRequest``
+        field (camelCase) or the transport's ``$alt``."""
+        fields = {self._camel(f) for f in self.aip.ListModelVersionsRequest.meta.fields} - {"name"}
+        unknown = set(req.query) - fields - {"$alt"}
+        if unknown:
+            return _err(400, "INVALID_ARGUMENT", f"unknown query parameters {sorted(unknown)}")
+        name = f"projects/{req.params['p']}/locations/{req.params['l']}/models/{req.params['id']}"
+        if name not in self.models:
+            return _err(404, "NOT_FOUND", f"{name} not found")
+        return Response(200, {"models": self.versions.get(name) or [self.models[name]]})
+
+    @staticmethod
+    def _camel(field: str) -> str:
+        head, *rest = field.split("_")
+        return head + "".join(w.title() for w in rest)
+
+    def merge_aliases(self, req: Request) -> Response:
+        """``mergeVersionAliases`` on ``models/{id}@{version id}``: ``alias`` adds (and, as the
+        model-alias guide says, takes it off the version that had it, unless
+        :attr:`merge_moves_aliases` is False), ``-alias`` removes; ``default`` cannot be removed."""
+        name, version = self._model_version(req)
+        mv = self.parse(self.aip.MergeVersionAliasesRequest, req, name=f"{name}@{req.params['id']}")
+        if not re.fullmatch(r"[^@]+@\d+", req.params["id"].replace("%40", "@")):
+            return _err(400, "INVALID_ARGUMENT", "the name must include a version id (models/{model}@1234)")
+        if version is None:
+            return _err(404, "NOT_FOUND", f"{name}@{req.params['id']} not found")
+        problem = self._check_aliases(list(mv.version_aliases))
+        if problem or "-default" in mv.version_aliases:
+            return _err(400, "INVALID_ARGUMENT", problem or "one version must carry the default alias")
+        aliases = list(version.get("versionAliases", []))
+        for a in mv.version_aliases:
+            if a.startswith("-"):
+                aliases = [x for x in aliases if x != a[1:]]
+            elif a not in aliases:
+                if self.merge_moves_aliases:
+                    for v in self.versions.get(name, []):
+                        v["versionAliases"] = [x for x in v.get("versionAliases", []) if x != a]
+                aliases.append(a)
+        version["versionAliases"] = aliases
+        return Response(200, version)
+
+    def patch_model(self, req: Request) -> Response:
+        """``models.patch`` of one version's ``labels`` (``updateMask=labels``; the path names
+        ``models/{id}@{version}``)."""
+        name, version = self._model_version(req)
+        if version is None:
+            return _err(404, "NOT_FOUND", f"{name}@{req.params['id']} not found")
+        body = self.parse(self.aip.Model, req)
+        mask = req.arg("updateMask") or req.arg("update_mask") or ""
+        if mask != "labels":
+            return _err(400, "INVALID_ARGUMENT", f"unsupported update mask {mask!r}")
+        from urllib.parse import unquote
+
+        if "@" not in unquote(req.params["id"]):
+            return _err(400, "INVALID_ARGUMENT", "labels of a version: the name must include @version")
+        if body.name and body.name != f"{name}@{unquote(req.params['id']).partition('@')[2]}":  # the transport moves
+            return _err(400, "FAILED_PRECONDITION", f"model.name {body.name!r} does not match the path")  # it to the path
+        problem = self._check_labels(dict(body.labels))
+        if problem:
+            return _err(400, "INVALID_ARGUMENT", problem)
+        version["labels"] = dict(body.labels)
+        return Response(200, version)
 
     def delete_model(self, req: Request) -> Response:
         name = req.path[len("/v1/"):]
@@ -190,6 +326,7 @@ class FakeVertex(FakeServer):
         if any(d["model"] == name for ep in self.endpoints.values() for d in ep.get("deployedModels", [])):
             return _err(400, "FAILED_PRECONDITION", "the model is deployed to an endpoint")
         del self.models[name]
+        self.versions.pop(name, None)
         return self._operation(name.rsplit("/models/", 1)[0], "google.protobuf.Empty", {})
 
     # ---- endpoints ----------------------------------------------------------------------------

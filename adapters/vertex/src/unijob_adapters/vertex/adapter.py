@@ -21,6 +21,7 @@ from unijob.errors import NotFound, NotReady, Readiness, TargetError, UsageError
 
 from unijob_adapters.vertex.client import INSTALL_HINT, RetryPolicy
 from unijob_adapters.vertex.options import LOCATION_ENV, PROJECT_ENV, VertexOptions
+from unijob_adapters.vertex.registry import VertexRegistry
 from unijob_adapters.vertex.runtime_env import VertexRuntimeEnv
 from unijob_adapters.vertex.tables import CAPACITY_WORDS, JOB_STATES, SCALE_TO_ZERO_REASON, UNSUPPORTED_METRIC_REASON
 
@@ -31,7 +32,7 @@ TARGET = "vertex"
 _CONN_KEYS = ("project", "location", "api_endpoint", "logging_endpoint", "storage_endpoint")
 
 
-class VertexAdapter(Adapter):
+class VertexAdapter(VertexRegistry, Adapter):
     """``--target vertex``.
 
     Args:
