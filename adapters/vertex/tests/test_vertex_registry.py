@@ -104,3 +104,22 @@ def test_model_id_follows_vertex_rules():
     assert model_id("Main.Fraud_v2") == "main-fraud_v2"
     assert model_id("3d-model") == "m-3d-model"
     assert len(model_id("a" * 63 + "b")) == 63
+
+
+def test_an_endpoint_deploys_the_versions_its_variants_name(adapter, fake, spec, make_spec, block):
+    """models:/digits@champion and models:/digits/1 become the versions' gs:// artifacts in the
+    endpoint plan's models:upload bodies (resolved on the Vertex registry at deploy)."""
+    models.register(V1, "digits", target="vertex", spec=spec)
+    models.register(V2, "digits", target="vertex", spec=spec, alias="champion")
+    models.approve("digits", "2", target="vertex", spec=spec)
+    ep_spec = make_spec(targets={"vertex": block(serving_image=SERVING)}, endpoint={
+        "handler": "serve:Digits", "min_replicas": 1, "max_replicas": 2,
+        "autoscaling": {"metric": "cpu_utilization", "target": 60},
+        "variants": [{"name": "current", "weight": 90, "model": "models:/digits@champion"},
+                     {"name": "previous", "weight": 10, "model": "models:/digits/1"}]})
+    resolved, used = models.resolve_endpoint_models(ep_spec, "vertex")
+    plan = adapter.plan_endpoint(resolved)
+    uris = [r.body["model"]["artifactUri"] for r in plan.requests if r.api.endswith("models:upload")]
+    assert uris == [V2, V1]
+    assert {u: (v.version, v.status) for u, v in used.items()} == {
+        "models:/digits@champion": ("2", "Approved"), "models:/digits/1": ("1", "PendingManualApproval")}
