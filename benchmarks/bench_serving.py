@@ -9,9 +9,10 @@
    autoscaling metrics) in front of one ``unijob.serve`` replica (min = max = 1, so the figure is
    not a scale-out's).
 
-The load generator (httpx, one keep-alive connection per client, TCP_NODELAY) posts the same
-small request for ``--seconds`` per level after a warm-up, first with one client (latency), then
-with ``--concurrency`` clients (throughput). Printed per level and server: requests/s, p50 and
+The same small request is posted for ``--seconds`` per level after a warm-up by clients that each
+send requests back to back on a plain keep-alive socket (TCP_NODELAY; no client library inside
+the timing, so the load generator costs far less than the servers): first one client (latency),
+then ``--concurrency`` client threads (throughput). Printed per level and server: requests/s, p50 and
 p99 latency in milliseconds, CPU milliseconds per request of the server's processes, and the
 ratio of each to bare uvicorn (req/s ratio < 1 and latency or CPU ratio > 1 are unijob's
 overhead), then the issue-20 goals: the local endpoint's req/s at ``--concurrency`` clients as a
@@ -26,7 +27,6 @@ code; the ratios (and CPU per request, which depends least on other load) are th
 from __future__ import annotations
 
 import argparse
-import asyncio
 import json
 import os
 import signal
@@ -35,6 +35,7 @@ import subprocess
 import sys
 import tempfile
 import textwrap
+import threading
 import time
 from pathlib import Path
 
@@ -96,27 +97,6 @@ def wait_ready(url: str, timeout: float = 60) -> None:
     raise SystemExit(f"{url} did not answer within {timeout} s")
 
 
-async def load(url: str, clients: int, seconds: float) -> tuple[int, list[float]]:
-    import httpx
-
-    latencies: list[float] = []
-    stop = time.perf_counter() + seconds
-
-    async def one() -> None:
-        transport = httpx.AsyncHTTPTransport(socket_options=[(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)])
-        async with httpx.AsyncClient(transport=transport) as c:
-            while time.perf_counter() < stop:
-                t0 = time.perf_counter()
-                r = await c.post(url, content=PAYLOAD, headers={"content-type": "application/json"})
-                latencies.append(time.perf_counter() - t0)
-                if r.status_code != 200:
-                    raise SystemExit(f"{url} answered {r.status_code}: {r.text}")
-
-    t0 = time.perf_counter()
-    await asyncio.gather(*(one() for _ in range(clients)))
-    return len(latencies), sorted(latencies) + [time.perf_counter() - t0]
-
-
 def cpu_seconds(pids: list[int]) -> float:
     """User + system CPU seconds the processes ``pids`` have used so far (Linux /proc)."""
     total = 0.0
@@ -129,10 +109,67 @@ def cpu_seconds(pids: list[int]) -> float:
     return total
 
 
+def sequential(url: str, seconds: float) -> tuple[int, list[float]]:
+    """One client on one keep-alive connection, a plain blocking socket (no client library in the
+    timing): requests back to back for ``seconds``. Returns ``(count, sorted latencies + [elapsed])``."""
+    from urllib.parse import urlsplit
+
+    u = urlsplit(url)
+    request = (f"POST {u.path or '/'} HTTP/1.1\r\nhost: {u.netloc}\r\ncontent-type: application/json\r\n"
+               f"content-length: {len(PAYLOAD)}\r\n\r\n").encode() + PAYLOAD
+    latencies: list[float] = []
+    with socket.create_connection((u.hostname, u.port)) as s:
+        s.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        start = time.perf_counter()
+        while time.perf_counter() - start < seconds:
+            t0 = time.perf_counter()
+            s.sendall(request)
+            buf = b""
+            while b"\r\n\r\n" not in buf:
+                buf += s.recv(65536)
+            head, _, body = buf.partition(b"\r\n\r\n")
+            if not head.startswith(b"HTTP/1.1 200"):
+                raise SystemExit(f"{url} answered {head.splitlines()[0].decode()}")
+            length = next(int(line.split(b":")[1]) for line in head.split(b"\r\n")
+                          if line.lower().startswith(b"content-length:"))
+            while len(body) < length:
+                body += s.recv(65536)
+            latencies.append(time.perf_counter() - t0)
+        elapsed = time.perf_counter() - start
+    return len(latencies), sorted(latencies) + [elapsed]
+
+
+def concurrent(url: str, clients: int, seconds: float) -> tuple[int, list[float]]:
+    """``clients`` threads, each :func:`sequential` on its own connection (blocking sockets wait
+    outside the GIL, so the load generator costs far less than the servers it loads)."""
+    results: list[tuple[int, list[float]]] = []
+    errors: list[BaseException] = []
+
+    def one() -> None:
+        try:
+            results.append(sequential(url, seconds))
+        except BaseException as e:  # noqa: BLE001 - reported below
+            errors.append(e)
+
+    t0 = time.perf_counter()
+    threads = [threading.Thread(target=one) for _ in range(clients)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    if errors:
+        raise errors[0]
+    latencies = sorted(x for _, lat in results for x in lat[:-1])
+    return len(latencies), latencies + [time.perf_counter() - t0]
+
+
 def measure(url: str, clients: int, seconds: float, pids: list[int]) -> dict[str, float]:
-    asyncio.run(load(url, clients, min(1.0, seconds)))  # warm-up: connections, code paths
+    def run(secs: float) -> tuple[int, list[float]]:
+        return sequential(url, secs) if clients == 1 else concurrent(url, clients, secs)
+
+    run(min(1.0, seconds))  # warm-up: connections, code paths
     cpu0 = cpu_seconds(pids)
-    n, lat = asyncio.run(load(url, clients, seconds))
+    n, lat = run(seconds)
     cpu = cpu_seconds(pids) - cpu0
     elapsed, lat = lat[-1], lat[:-1]
     return {"rps": n / elapsed, "p50": lat[len(lat) // 2] * 1000,
