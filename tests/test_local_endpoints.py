@@ -115,6 +115,12 @@ def test_bad_payload_and_handler_errors_keep_serving(tmp_path, home, adapter, en
         with pytest.raises(TargetError, match="500"):
             adapter.invoke(h, {"instances": [1], "parameters": {"sleep": "not a number"}})
         assert adapter.invoke(h, {"instances": [1]}).body["predictions"][0]["x"] == 1
+        # as curl sends a body over 1 KiB: the router answers the 100 itself, the replica never sees it
+        big = json.dumps({"instances": [1], "parameters": {"pad": "x" * 2000}})
+        r = httpx.post(h.extra["url"] + "/invocations?trace=1", content=big, timeout=30,
+                       headers={"Expect": "100-continue", "Content-Type": "application/json"})
+        assert r.status_code == 200 and r.json()["predictions"][0]["x"] == 1, r.text
+        assert r.headers["x-unijob-variant"] and r.headers["content-type"] == "application/json"
     finally:
         adapter.undeploy(h)
 

@@ -77,6 +77,19 @@ def test_chunked_and_connection_close():
     assert (b[0], b[2]) == (500, b"bye") and idle2 == 0  # read to EOF, not reused
 
 
+def test_interim_100_continue_is_skipped():
+    async def go():
+        answer = b"HTTP/1.1 100 Continue\r\n\r\nHTTP/1.1 200 OK\r\ncontent-length: 2\r\n\r\nok"
+        server, port, _ = await _serve([answer])
+        up = Upstream("127.0.0.1", port)
+        out = await up.request("POST", b"/", [], b"x" * 2000, 5)
+        server.close()
+        return out
+
+    status, headers, body = _run(go())
+    assert (status, body) == (200, b"ok")
+
+
 def test_a_connection_closed_while_idle_is_replaced():
     async def go():
         ok = b"HTTP/1.1 200 OK\r\ncontent-length: 1\r\n\r\n1"

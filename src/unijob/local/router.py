@@ -49,8 +49,10 @@ from typing import Any, Optional
 from unijob.local import jobdir as jd
 from unijob.local.upstream import Upstream
 
+#: Headers not passed on (RFC 9110 section 7.6.1 hop-by-hop fields, and those the router sets
+#: itself; ``expect``: the router has read the whole body before it forwards the request).
 HOP_BY_HOP = {b"connection", b"keep-alive", b"proxy-authenticate", b"proxy-authorization", b"te", b"trailers",
-              b"transfer-encoding", b"upgrade", b"host", b"content-length"}
+              b"transfer-encoding", b"upgrade", b"host", b"content-length", b"expect"}
 PIN_HEADER = b"x-unijob-target-variant"
 VARIANT_HEADER = b"x-unijob-variant"
 TICK = 0.5

@@ -98,7 +98,10 @@ class Upstream:
             except asyncio.LimitOverrunError:
                 raise UpstreamError(f"the replica's response headers are over {_MAX_HEADER} bytes") from None
             status, headers, length, chunked, keep = _parse_head(raw)
-            if head_only or status in (204, 304) or 100 <= status < 200:
+            while 100 <= status < 200 and status != 101:  # interim answers (100 Continue): skip
+                raw = await reader.readuntil(b"\r\n\r\n")
+                status, headers, length, chunked, keep = _parse_head(raw)
+            if head_only or status in (101, 204, 304):
                 body = b""
             elif chunked:
                 body = await _read_chunked(reader)
