@@ -63,7 +63,12 @@ def plan_endpoint(spec: Any, opts: LocalOptions) -> Plan:
         model = None
         if v.model:
             model = local_path(spec, v.model) or v.model
-            if "://" not in model and not Path(model).exists():
+            try:
+                missing = "://" not in model and not Path(model).exists()
+            except OSError as e:  # e.g. a name over the file system's limit
+                shown = model if len(model) <= 80 else model[:77] + "..."
+                raise SpecError.at(loc + ("model",), f"model path {shown} cannot be used here: {e.strerror}") from None
+            if missing:
                 warnings.append(f"variant {v.name}: model {model} does not exist yet (train first?); "
                                 "its replicas will fail to start until it does")
         if v.accelerator:
