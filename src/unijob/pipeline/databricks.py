@@ -133,9 +133,13 @@ def check_create_body(body: dict[str, Any]) -> None:
     Raises:
         ValueError: the round trip changes the body.
     """
+    from unijob.errors import NotReady
+
     try:
-        from databricks.sdk.service import jobs
-    except ImportError:
+        from unijob_adapters.databricks.plan import sdk
+
+        jobs, _ = sdk()  # the SDK's types as cached stand-ins: importing databricks.sdk takes seconds
+    except NotReady:
         return
     again = jobs.JobSettings.from_dict(body).as_dict()
     if again != body:
