@@ -28,18 +28,17 @@ from __future__ import annotations
 import hashlib
 import importlib.util
 import json
-import re
 import shlex
 from pathlib import Path
-from typing import Any, Optional
+from typing import Any
 
 from unijob.contract import NativeRequest, Plan, PlanResources
 from unijob.errors import SpecError
+from unijob.local.plan import local_path  # one resolver for local paths (symlink loops, long names)
 
 from .options import RayOptions
 
 MAX_NAME = 63
-_SCHEME = re.compile(r"^([A-Za-z][A-Za-z0-9+.-]+):")
 #: Ray's ``working_dir`` limit (docs.ray.io, "Environment Dependencies": 500 MiB). Ray itself refuses
 #: a zipped package above ``GCS_STORAGE_MAX_SIZE`` (ray/_private/runtime_env/packaging.py: the gRPC
 #: message limit, 512 MiB); unijob checks the unzipped size against 500 MiB before anything is sent.
@@ -59,18 +58,6 @@ def native_name(spec_name: str, submission_id: str) -> str:
     """The Ray ``submission_id``: ``<spec.name>-<8 hex of sha256(submission key)>``."""
     digest = hashlib.sha256(submission_id.encode()).hexdigest()[:8]
     return f"{spec_name[: MAX_NAME - 9].rstrip('-')}-{digest}"
-
-
-def local_path(spec: Any, uri: str) -> Optional[str]:
-    """The absolute path a spec path or ``file://`` URI names (relative to the spec's directory),
-    or ``None`` for a remote URI, which passes to the job unchanged."""
-    m = _SCHEME.match(uri)
-    if m:
-        if m.group(1).lower() != "file":
-            return None
-        uri = uri[len("file://"):] if uri.lower().startswith("file://") else uri[len("file:"):]
-    p = Path(uri).expanduser()
-    return str(p if p.is_absolute() else (spec.base_dir / p).resolve())
 
 
 def launcher_source() -> Path:

@@ -50,6 +50,7 @@ from typing import Any, Optional
 
 from unijob.contract import NativeRequest, Plan, PlanResources, Upload
 from unijob.errors import SpecError
+from unijob.local.plan import local_path  # one resolver for local paths (symlink loops, long names)
 
 from .options import SlurmOptions
 
@@ -71,18 +72,6 @@ def slurm_time(seconds: int) -> str:
     h, rest = divmod(rest, 3600)
     m, s = divmod(rest, 60)
     return f"{days}-{h:02d}:{m:02d}:{s:02d}"
-
-
-def local_path(spec: Any, uri: str) -> Optional[str]:
-    """The absolute path a spec path or ``file://`` URI names (relative to the spec's directory),
-    or ``None`` for a remote URI (``s3://``...), which passes to the job unchanged."""
-    m = _SCHEME.match(uri)
-    if m:
-        if m.group(1).lower() != "file":
-            return None
-        uri = uri[len("file://"):] if uri.lower().startswith("file://") else uri[len("file:"):]
-    p = Path(uri).expanduser()
-    return str(p if p.is_absolute() else (spec.base_dir / p).resolve())
 
 
 def build(spec: Any, submission_id: str, opts: SlurmOptions, target: str = "slurm") -> Plan:
