@@ -40,6 +40,7 @@ from unijob_adapters.vertex.validate import rest_json
 TARGET = "vertex"
 SUBMISSION_LABEL = "unijob_submission"
 ATTEMPT_LABEL = "unijob_attempt"
+_MAX_DURATION = 315_576_000_000  # seconds: google.protobuf.Duration (duration.proto) allows +-10,000 years
 #: Secret schemes a Vertex job can resolve at run time through unijob.runtime (its service account
 #: reads Secret Manager; AWS refs need credentials the job brings itself).
 ACCEPTED_SECRET_SCHEMES = ("gcp-secretmanager", "aws-secretsmanager")
@@ -263,6 +264,10 @@ def build_job_plan(spec: Any, submission_id: str, opts: VertexOptions) -> Plan:
 
     spot = spec.spot.is_spot
     restart = opts.restart_job_on_worker_restart
+    for loc, seconds in ((("max_run",), spec.max_run), (("spot", "max_wait"), spec.spot.max_wait or 0)):
+        if seconds > _MAX_DURATION:  # google.protobuf.Duration's range; the conversion raises past it
+            raise SpecError.at(loc, f"{int(seconds):,} s is beyond the longest duration Vertex AI takes "
+                                    f"(google.protobuf.Duration: {_MAX_DURATION:,} s, 10,000 years)")
     scheduling: dict[str, Any] = {
         "timeout": {"seconds": int(spec.max_run)},
         "strategy": "SPOT" if spot else "ON_DEMAND",
