@@ -32,6 +32,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Optional
 
+from unijob.testing.jobs import spec_with as _spec_with
+from unijob.testing.jobs import wait_final  # noqa: F401  (re-exported for the tests)
+
 
 def free_port() -> int:
     """A TCP port on 127.0.0.1 that was free a moment ago."""
@@ -254,22 +257,4 @@ class RayTestCluster:
 
 def spec_with(path: os.PathLike, ray_options: dict, **updates):
     """Load the spec file at ``path`` and give it ``targets.ray`` (plus field ``updates``)."""
-    from unijob.loading import load_spec
-
-    spec = load_spec(path).spec
-    return spec.model_copy(update={"targets": {**spec.targets, "ray": ray_options}, **updates})
-
-
-def wait_final(adapter, handle, timeout: float = 120.0):
-    """Poll ``adapter.status(handle)`` every 0.5 s until final; returns the final status.
-
-    Raises:
-        AssertionError: not final within ``timeout`` seconds.
-    """
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        st = adapter.status(handle)
-        if st.state.is_final:
-            return st
-        time.sleep(0.5)
-    raise AssertionError(f"job {handle.native_id} not final after {timeout} s: {adapter.status(handle)}")
+    return _spec_with(path, "ray", ray_options, **updates)
