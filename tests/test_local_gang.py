@@ -294,10 +294,13 @@ def test_cancel_from_another_process(tmp_path, home):
 
 def test_resubmit_starts_nothing_new(tmp_path, home):
     adapter, h, d = run(tmp_path, "forever", sub="same")
-    pid = jd.read_pid(d)
-    adapter2, h2, d2 = run(tmp_path, "forever", sub="same")
-    assert (h2.native_id, d2, jd.read_pid(d2)) == (h.native_id, d, pid)
-    assert len(list((home / "local" / "jobs").iterdir())) == 1
+    try:
+        pid = jd.read_pid(d)
+        adapter2, h2, d2 = run(tmp_path, "forever", sub="same")
+        assert (h2.native_id, d2, jd.read_pid(d2)) == (h.native_id, d, pid)
+        assert len(list((home / "local" / "jobs").iterdir())) == 1
+    finally:  # the gang runs forever: stop it even when an assertion failed (this home is not the safety net's)
+        adapter.cancel(h)
 
 
 def test_killed_supervisor_takes_its_ranks_and_reports_failed(tmp_path, home):
