@@ -113,11 +113,16 @@ def submit(spec: str, target: str, wait: bool, follow: bool, idempotency_key: Op
         p = api.submit(loaded, target, idempotency_key=idempotency_key, dry_run=True)
         click.echo(f"dry run: {p.target} accepted {p.name}; nothing was created")
         return
-    job = api.submit(loaded, target, idempotency_key=idempotency_key)
+    _submitted(api.submit(loaded, target, idempotency_key=idempotency_key), "", follow=follow, wait=wait)
+
+
+def _submitted(job, what: str, *, follow: bool, wait: bool) -> None:
+    """Print a submission's notes and id; with ``follow``/``wait``, stream its logs and exit 0 only
+    if it SUCCEEDED."""
     notes(job.notes)
     warn(job.warnings)
     if not job.already_submitted:
-        click.echo(f"submitted {job.id} to {job.target} as {job.native_id}")
+        click.echo(f"submitted {what}{job.id} to {job.target} as {job.native_id}")
     if follow or wait:
         if follow:
             for line in job.logs(follow=True):
@@ -146,16 +151,7 @@ def batch(spec: str, target: str, wait: bool, follow: bool, idempotency_key: Opt
         p = api.batch_predict(loaded, target, idempotency_key=idempotency_key, dry_run=True)
         click.echo(f"dry run: {p.target} accepted {p.name}; nothing was created")
         return
-    job = api.batch_predict(loaded, target, idempotency_key=idempotency_key)
-    notes(job.notes)
-    warn(job.warnings)
-    if not job.already_submitted:
-        click.echo(f"submitted batch {job.id} to {job.target} as {job.native_id}")
-    if follow or wait:
-        if follow:
-            for line in job.logs(follow=True):
-                click.echo(line)
-        sys.exit(0 if wait_job(job) == "SUCCEEDED" else 1)
+    _submitted(api.batch_predict(loaded, target, idempotency_key=idempotency_key), "batch ", follow=follow, wait=wait)
 
 
 @click.command()
