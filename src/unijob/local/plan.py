@@ -94,6 +94,35 @@ def local_path(spec: Any, uri: str) -> Optional[str]:
         return os.path.normpath(spec.base_dir / uri)
 
 
+def shared_fs_env(spec: Any, *, output_dir: bool) -> tuple[dict[str, str], Optional[str]]:
+    """unijob's env contract for the data locations of a job whose nodes see this machine's file
+    system (Slurm, Ray): ``UNIJOB_CHANNELS``, ``UNIJOB_OUTPUT_URI`` (and ``UNIJOB_OUTPUT_DIR`` with
+    ``output_dir``), ``UNIJOB_CHECKPOINT_URI``/``_DIR`` and ``UNIJOB_SECRET_REFS`` (references only;
+    ``env://`` ones are resolved at submit). Local paths become absolute (:func:`local_path`).
+
+    Returns:
+        ``(env, local output path or None)``, in that key order.
+    """
+    env: dict[str, str] = {}
+    channels = {ch: (local_path(spec, uri) or uri) for ch, uri in sorted(spec.inputs.items())}
+    env["UNIJOB_CHANNELS"] = json.dumps(channels, sort_keys=True, separators=(",", ":"))
+    out = None
+    if spec.output:
+        out = local_path(spec, spec.output)
+        env["UNIJOB_OUTPUT_URI"] = out or spec.output
+        if out and output_dir:
+            env["UNIJOB_OUTPUT_DIR"] = out
+    if spec.checkpoint:
+        ck = local_path(spec, spec.checkpoint.uri)
+        env["UNIJOB_CHECKPOINT_URI"] = ck or spec.checkpoint.uri
+        if ck:
+            env["UNIJOB_CHECKPOINT_DIR"] = ck
+    refs = {k: v for k, v in sorted(spec.secrets.items()) if not v.startswith("env://")}
+    if refs:
+        env["UNIJOB_SECRET_REFS"] = json.dumps(refs, sort_keys=True, separators=(",", ":"))
+    return env, out
+
+
 def argv_for(spec: Any, opts: LocalOptions) -> tuple[list[str], str, list[str]]:
     """``(argv, cwd, notes)`` of the rank processes.
 

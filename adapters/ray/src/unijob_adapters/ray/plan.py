@@ -34,7 +34,7 @@ from typing import Any
 
 from unijob.contract import NativeRequest, Plan, PlanResources
 from unijob.errors import SpecError
-from unijob.local.plan import local_path  # one resolver for local paths (symlink loops, long names)
+from unijob.local.plan import local_path, shared_fs_env  # one resolver for local paths (symlink loops, long names)
 
 from .options import RayOptions
 
@@ -198,20 +198,6 @@ def _env(spec: Any, name: str) -> dict[str, str]:
                            "UNIJOB_HYPERPARAMETERS": json.dumps(spec.hyperparameters, sort_keys=True,
                                                                 separators=(",", ":")),
                            "UNIJOB_MAX_RESTARTS": str(spec.spot.max_restarts)}
-    channels = {ch: (local_path(spec, uri) or uri) for ch, uri in sorted(spec.inputs.items())}
-    env["UNIJOB_CHANNELS"] = json.dumps(channels, sort_keys=True, separators=(",", ":"))
-    if spec.output:
-        out = local_path(spec, spec.output)
-        env["UNIJOB_OUTPUT_URI"] = out or spec.output
-        if out:
-            env["UNIJOB_OUTPUT_DIR"] = out
-    if spec.checkpoint:
-        ck = local_path(spec, spec.checkpoint.uri)
-        env["UNIJOB_CHECKPOINT_URI"] = ck or spec.checkpoint.uri
-        if ck:
-            env["UNIJOB_CHECKPOINT_DIR"] = ck
-    refs = {k: v for k, v in sorted(spec.secrets.items()) if not v.startswith("env://")}
-    if refs:
-        env["UNIJOB_SECRET_REFS"] = json.dumps(refs, sort_keys=True, separators=(",", ":"))
+    env.update(shared_fs_env(spec, output_dir=True)[0])
     env.update({k: spec.env[k] for k in sorted(spec.env)})
     return env

@@ -50,7 +50,7 @@ from typing import Any, Optional
 
 from unijob.contract import NativeRequest, Plan, PlanResources, Upload
 from unijob.errors import SpecError
-from unijob.local.plan import local_path  # one resolver for local paths (symlink loops, long names)
+from unijob.local.plan import local_path, shared_fs_env  # one resolver for local paths (symlink loops, long names)
 
 from .options import SlurmOptions
 
@@ -232,21 +232,8 @@ def _script(spec: Any, opts: SlurmOptions, name: str, sb: list[str], src_sha: st
     env["UNIJOB_JOB_ID"] = name
     env["UNIJOB_NODES"] = str(spec.resources.nodes)
     env["UNIJOB_HYPERPARAMETERS"] = json.dumps(spec.hyperparameters, sort_keys=True, separators=(",", ":"))
-    channels = {ch: (local_path(spec, uri) or uri) for ch, uri in sorted(spec.inputs.items())}
-    env["UNIJOB_CHANNELS"] = json.dumps(channels, sort_keys=True, separators=(",", ":"))
-    out_dir = None
-    if spec.output:
-        out_local = local_path(spec, spec.output)
-        env["UNIJOB_OUTPUT_URI"] = out_local or spec.output
-        out_dir = out_local
-    if spec.checkpoint:
-        ck = local_path(spec, spec.checkpoint.uri)
-        env["UNIJOB_CHECKPOINT_URI"] = ck or spec.checkpoint.uri
-        if ck:
-            env["UNIJOB_CHECKPOINT_DIR"] = ck
-    refs = {k: v for k, v in sorted(spec.secrets.items()) if not v.startswith("env://")}
-    if refs:
-        env["UNIJOB_SECRET_REFS"] = json.dumps(refs, sort_keys=True, separators=(",", ":"))
+    data_env, out_dir = shared_fs_env(spec, output_dir=False)
+    env.update(data_env)
     env["UNIJOB_MAX_RESTARTS"] = str(spec.spot.max_restarts)
     env["PYTHONUNBUFFERED"] = "1"
     reserved = set(env) | {"RANK", "WORLD_SIZE", "LOCAL_RANK", "LOCAL_WORLD_SIZE", "NODE_RANK", "MASTER_ADDR",
