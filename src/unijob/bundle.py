@@ -43,6 +43,11 @@ SOURCE_DIR_LIMIT = 100 * 1024 * 1024
 #: The core modules the runtime needs, relative to the ``unijob`` package: all standard library only.
 _RUNTIME_MODULES = ("_process.py", "errors.py", "registry.py", "runtime_env.py")
 
+#: What :func:`runtime_wheel` adds with ``batch=True``: the batch runner and the handler loader it
+#: uses (standard library only; fsspec is used when the image has it).
+_BATCH_MODULES = ("batch/__init__.py", "batch/runner.py", "batch/shards.py", "serve/__init__.py",
+                  "serve/handler.py", "serve/model.py")
+
 #: ``ZipInfo`` timestamp for every wheel entry: 1980-01-01, the earliest a zip can hold.
 _EPOCH = (1980, 1, 1, 0, 0, 0)
 
@@ -235,7 +240,7 @@ def _record_line(name: str, data: bytes) -> str:
     return f"{name},sha256={digest},{len(data)}"
 
 
-def runtime_wheel(targets: Optional[Sequence[str]] = None) -> RuntimeWheel:
+def runtime_wheel(targets: Optional[Sequence[str]] = None, *, batch: bool = False) -> RuntimeWheel:
     """Build the runtime wheel from the installed unijob (pure function of the installed files).
 
     It holds ``unijob/__init__.py`` (a minimal one: the version, no API), ``unijob/runtime/``,
@@ -247,6 +252,9 @@ def runtime_wheel(targets: Optional[Sequence[str]] = None) -> RuntimeWheel:
     Args:
         targets: target names whose runtime envs to include; unknown names are ignored (the local
             target has none).
+        batch: also carry the batch-prediction runner (:mod:`unijob.batch.runner`,
+            :mod:`unijob.batch.shards`) and the handler loader (:mod:`unijob.serve.handler`,
+            :mod:`unijob.serve.model`), for targets that run batch prediction as a job.
 
     Returns:
         the :class:`RuntimeWheel`.
@@ -264,6 +272,8 @@ def runtime_wheel(targets: Optional[Sequence[str]] = None) -> RuntimeWheel:
         payload[f"unijob/{mod}"] = (pkg / mod).read_bytes()
     for f in sorted((pkg / "runtime").glob("*.py")):
         payload[f"unijob/runtime/{f.name}"] = f.read_bytes()
+    for mod in _BATCH_MODULES if batch else ():
+        payload[f"unijob/{mod}"] = (pkg / mod).read_bytes()
     envs = _runtime_env_modules(targets)
     entry_lines = []
     for name, value in envs.items():

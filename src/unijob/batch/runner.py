@@ -8,7 +8,12 @@ order as chunks come back (``Pool.imap`` keeps order). Standard library + :mod:`
 Config (JSON object): ``handler`` (reference), ``base_dir`` (where the handler is imported from),
 ``model`` (local path, archive or URI; optional), ``input`` (file, directory or URI), ``output``
 (directory or URI), ``replicas``, ``instances_per_request``, ``max_error_fraction``,
-``parameters`` (passed to ``predict`` when it takes them).
+``parameters`` (passed to ``predict`` when it takes them). Optional, for sharded runs
+(:mod:`unijob.batch.shards`): ``shard`` ``[index, count]`` (this run takes the sorted input files
+``index, index + count, ...``), ``errors_file`` and ``summary_file`` (names under ``output``).
+
+Without ``fsspec`` installed (a job image that only has unijob's runtime wheel) local paths and
+mounted volumes still work; URIs need fsspec and its filesystem (s3fs, gcsfs).
 
 Exit status: 0 when the errors are within the budget, 1 otherwise (or when nothing could run).
 """
@@ -29,15 +34,50 @@ _handler: Any = None
 _params: dict[str, Any] = {}
 
 
+class _LocalFS:
+    """The few fsspec filesystem calls the runner makes, on local paths (used without fsspec)."""
+
+    exists = staticmethod(os.path.exists)
+    isdir = staticmethod(os.path.isdir)
+
+    @staticmethod
+    def find(root: str) -> list[str]:
+        return sorted(os.path.join(d, f) for d, _, files in os.walk(root) for f in files)
+
+    @staticmethod
+    def makedirs(path: str, exist_ok: bool = False) -> None:
+        os.makedirs(path, exist_ok=exist_ok)
+
+
+def _url_to_fs(uri: str) -> tuple[Any, str]:
+    try:
+        import fsspec
+    except ImportError:
+        if "://" in uri and not uri.startswith("file://"):
+            raise
+        return _LocalFS(), uri[len("file://"):] if uri.startswith("file://") else uri
+    return fsspec.core.url_to_fs(uri)
+
+
+def _open(path: str, mode: str, **kw: Any) -> Any:
+    """``fsspec.open`` (parent folders made when writing), or plain ``open`` without fsspec."""
+    try:
+        import fsspec
+    except ImportError:
+        path = path[len("file://"):] if path.startswith("file://") else path
+        if "w" in mode:
+            os.makedirs(os.path.dirname(path) or ".", exist_ok=True)
+        return open(path, mode.replace("t", ""), **kw)
+    return fsspec.open(path, mode, **kw)
+
+
 def list_inputs(uri: str) -> list[tuple[str, str]]:
     """``[(relative name, full path or URI)]`` of the input files, sorted.
 
     Raises:
         FileNotFoundError: nothing at ``uri``, or a directory with no input files.
     """
-    import fsspec
-
-    fs, root = fsspec.core.url_to_fs(uri)
+    fs, root = _url_to_fs(uri)
     if not fs.exists(root):
         raise FileNotFoundError(f"batch input {uri} does not exist")
     if not fs.isdir(root):
@@ -125,9 +165,7 @@ def _run_chunk(chunk: tuple[int, list[str]]) -> list[tuple[str, Optional[str]]]:
 def _chunks_numbered(path: str, size: int) -> Iterator[tuple[int, list[str]]]:
     """Chunks whose lines are consecutive in the file (blank lines end a chunk), so that
     ``first + index`` is each line's number."""
-    import fsspec
-
-    with fsspec.open(path, "rt", encoding="utf-8", errors="replace") as f:
+    with _open(path, "rt", encoding="utf-8", errors="replace") as f:
         buf: list[str] = []
         first = 1
         for n, line in enumerate(f, start=1):
@@ -152,18 +190,19 @@ def run(config: dict[str, Any]) -> dict[str, Any]:
     Raises:
         FileNotFoundError: no input. HandlerError: the handler reference is bad.
     """
-    import fsspec
-
     t0 = time.monotonic()
     inputs = list_inputs(config["input"])
+    if config.get("shard"):
+        index, count = (int(x) for x in config["shard"])
+        inputs = inputs[index::count]
     out_root = config["output"].rstrip("/")
-    fs_out, out_path = fsspec.core.url_to_fs(out_root)
+    fs_out, out_path = _url_to_fs(out_root)
     fs_out.makedirs(out_path, exist_ok=True)
     replicas = max(1, int(config.get("replicas", 1)))
     size = max(1, int(config.get("instances_per_request", 64)))
     init = (config["handler"], config.get("base_dir"), config.get("model"), dict(config.get("parameters") or {}))
     counts = {"lines": 0, "predictions": 0, "errors": 0}
-    errors_path = f"{out_root}/errors.jsonl"
+    errors_path = f"{out_root}/{config.get('errors_file') or 'errors.jsonl'}"
     if replicas == 1:
         _init(*init)
         pool = None
@@ -173,9 +212,9 @@ def run(config: dict[str, Any]) -> dict[str, Any]:
         pool = ctx.Pool(replicas, initializer=_init, initargs=init)
         mapper = lambda fn, it: pool.imap(fn, it, chunksize=1)  # noqa: E731
     try:
-        with fsspec.open(errors_path, "wt", encoding="utf-8") as errors:
+        with _open(errors_path, "wt", encoding="utf-8") as errors:
             for rel, path in inputs:
-                with fsspec.open(f"{out_root}/{rel}.out", "wt", encoding="utf-8") as out:
+                with _open(f"{out_root}/{rel}.out", "wt", encoding="utf-8") as out:
                     for results in mapper(_run_chunk, _chunks_numbered(path, size)):
                         for line, err in results:
                             out.write(line + "\n")
@@ -195,7 +234,7 @@ def run(config: dict[str, Any]) -> dict[str, Any]:
     summary = {**counts, "files": len(inputs), "error_fraction": round(fraction, 6), "max_error_fraction": budget,
                "within_budget": fraction <= budget, "seconds": round(time.monotonic() - t0, 3),
                "replicas": replicas, "instances_per_request": size}
-    with fsspec.open(f"{out_root}/_SUMMARY.json", "wt", encoding="utf-8") as f:
+    with _open(f"{out_root}/{config.get('summary_file') or '_SUMMARY.json'}", "wt", encoding="utf-8") as f:
         f.write(json.dumps(summary, indent=2) + "\n")
     return summary
 
