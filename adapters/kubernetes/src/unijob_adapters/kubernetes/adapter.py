@@ -1,5 +1,6 @@
 """The ``kubernetes`` target: a training gang as an Indexed Job (or JobSet) on a cluster the team
-runs itself, and endpoints as Deployments behind a Gateway API HTTPRoute.
+runs itself, batch prediction as an Indexed Job sharding the input files, and endpoints as
+Deployments behind a Gateway API HTTPRoute.
 
 Importing this module imports no Kubernetes client; :mod:`.client` imports it on first use.
 """
@@ -103,6 +104,13 @@ class KubernetesAdapter(KubernetesRegistry, Adapter):
     def plan(self, spec: Any, submission_id: str) -> Plan:
         """See :mod:`unijob_adapters.kubernetes.plan` for the manifests and their rules."""
         return _plan.build(spec, submission_id, self.options(spec), self.name)  # type: ignore[arg-type]
+
+    def plan_batch(self, spec: Any, submission_id: str) -> Plan:
+        """An Indexed Job sharding the input files; see :mod:`unijob_adapters.kubernetes.batch`.
+        ``submit``, ``status``, ``logs`` and ``cancel`` treat it as any other Job."""
+        from . import batch
+
+        return batch.build(spec, submission_id, self.options(spec), self.name)  # type: ignore[arg-type]
 
     def plan_endpoint(self, spec: Any) -> Plan:
         """See :mod:`unijob_adapters.kubernetes.endpoints`."""
