@@ -28,3 +28,23 @@ def test_no_cloud_sdk_imported(argv):
     assert r.returncode == 0, r.stderr
     loaded = set(r.stderr.split("MODULES", 1)[1].split())
     assert not (loaded & HEAVY), f"unijob {' '.join(argv)} imported {loaded & HEAVY}"
+
+
+FULL = """
+import sys
+from unijob.cli import main
+code = main(sys.argv[1:])
+print("MODULES", " ".join(sorted(sys.modules)), file=sys.stderr)
+sys.exit(code)
+"""
+
+
+@pytest.mark.parametrize("argv", [["validate", str(QUICKSTART)], ["plan", str(QUICKSTART), "-o", "json"]])
+def test_job_spec_commands_build_no_pipeline_models(argv):
+    """Telling a job spec from a pipeline file reads its YAML only: the pipeline models (and the
+    pipeline compilers) are not imported, let alone built, for a job spec."""
+    r = subprocess.run([sys.executable, "-c", FULL, *argv], capture_output=True, text=True)
+    assert r.returncode == 0, r.stderr
+    loaded = set(r.stderr.split("MODULES", 1)[1].split())
+    assert "unijob.spec" in loaded  # the job spec was built (the check below is not vacuous)
+    assert not {m for m in loaded if m.startswith("unijob.pipeline.")}, sorted(m for m in loaded if "pipeline" in m)

@@ -341,6 +341,17 @@ def parse_yaml(text: str, path: str) -> tuple[Any, Any]:
     return data, root
 
 
+def is_pipeline_file(path: str | Path) -> bool:
+    """Whether the YAML file at ``path`` is a pipeline (a top-level ``steps`` list) rather than a
+    job spec. Reads it with the same limits as every spec (and raises their SpecError).
+
+    It lives here, not in :mod:`unijob.pipeline.loading`, so that ``unijob plan`` of a job spec does
+    not build the pipeline models to find out that it is not one.
+    """
+    data, _ = parse_yaml(read_spec_text(Path(path)), str(path))
+    return isinstance(data, dict) and isinstance(data.get("steps"), list)
+
+
 def load_spec(path: str | Path, *, check_targets: bool = True, check_paths: bool = True) -> LoadedSpec:
     """Read, parse and validate a spec file; every command reads specs through here.
 

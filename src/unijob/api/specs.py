@@ -166,7 +166,7 @@ def plan(spec: SpecLike, target: str = "local", *, endpoint: bool = False, batch
     from unijob import registry
 
     if isinstance(spec, (str, Path)):
-        from unijob.pipeline.loading import is_pipeline_file
+        from unijob.loading import is_pipeline_file
 
         if is_pipeline_file(spec):  # a pipeline file: its compiled pipeline request on the target
             from unijob.pipeline.compile import plan_pipeline

@@ -65,7 +65,7 @@ def plan(spec: str, target: str, fmt: str, endpoint: bool, batch: bool, idempote
     With --target local (the default) no cloud SDK is imported.
     """
     from unijob.api import specs as api
-    from unijob.pipeline.loading import is_pipeline_file
+    from unijob.loading import is_pipeline_file
 
     if is_pipeline_file(spec):  # a pipeline: the DAG (local) or the platform's pipeline request
         click.echo(render_plan(api.plan(spec, target), fmt))

@@ -13,6 +13,7 @@ from typing import Any, Callable, Optional, Sequence, Union
 from pydantic import ValidationError
 
 from unijob.errors import SpecError
+from unijob.loading import is_pipeline_file  # noqa: F401  (its home is unijob.loading, which plan imports anyway)
 from unijob.pipeline import expr
 from unijob.pipeline.spec import OUTPUTS, PipelineSpec, Step, step_refs
 
@@ -32,15 +33,6 @@ class Pipeline:
 
     def step(self, name: str) -> Step:
         return self.spec.step(name)
-
-
-def is_pipeline_file(path: Union[str, Path]) -> bool:
-    """Whether the YAML file at ``path`` is a pipeline (a top-level ``steps`` list) rather than a
-    job spec. Reads it with the same limits as every spec (and raises their SpecError)."""
-    from unijob.loading import parse_yaml, read_spec_text
-
-    data, _ = parse_yaml(read_spec_text(Path(path)), str(path))
-    return isinstance(data, dict) and isinstance(data.get("steps"), list)
 
 
 def load_pipeline(path: Union[str, Path]) -> Pipeline:
