@@ -26,7 +26,6 @@ import os
 import tarfile
 import zipfile
 from dataclasses import dataclass
-from importlib import metadata
 from pathlib import Path
 from typing import Iterable, Mapping, Optional, Sequence, Union
 
@@ -229,7 +228,9 @@ def install_argv(wheel_path: str, python: str = "python") -> list[str]:
 
 def _runtime_env_modules(targets: Optional[Iterable[str]]) -> dict[str, str]:
     """target name -> ``module:Class`` of its registered runtime env (every one when ``targets`` is None)."""
-    found = {ep.name: ep.value for ep in metadata.entry_points(group="unijob.runtime_envs")}
+    from unijob import registry
+
+    found = dict(registry.entry_points(registry.RUNTIME_GROUP))
     if targets is None:
         return dict(sorted(found.items()))
     return {t: found[t] for t in sorted(set(targets)) if t in found}

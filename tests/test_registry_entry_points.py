@@ -1,0 +1,68 @@
+"""registry.entry_points reads entry_points.txt itself (fast); it must agree with importlib.metadata."""
+
+import sys
+import zipfile
+from importlib import metadata
+
+import pytest
+
+from unijob import registry
+
+
+@pytest.fixture
+def fresh(monkeypatch):
+    """Forget what this process has read, before and after the test."""
+    def clear():
+        registry.entry_points.cache_clear()
+        registry._all_entry_points.cache_clear()
+        registry._entry_points.cache_clear()
+    clear()
+    yield monkeypatch
+    clear()
+
+
+def _importlib(group):
+    return tuple((ep.name, ep.value) for ep in metadata.entry_points(group=group))
+
+
+def test_every_installed_group_matches_importlib_metadata(fresh):
+    groups = {ep.group for dist in metadata.distributions() for ep in dist.entry_points}
+    assert {"unijob.adapters", "console_scripts"} <= groups
+    assert registry._fast_scan_applies()
+    for group in sorted(groups) + ["no.such.group"]:
+        assert registry.entry_points(group) == _importlib(group), group
+    assert "local" in registry.names()
+
+
+def _dist(site, dirname, text):
+    d = site / dirname
+    d.mkdir(parents=True)
+    (d / "METADATA").write_text(f"Metadata-Version: 2.1\nName: {dirname.split('-')[0]}\nVersion: 1\n")
+    if text is not None:
+        (d / "entry_points.txt").write_text(text)
+
+
+def test_first_distribution_of_a_name_on_sys_path_wins_comments_and_blank_lines_skipped(fresh, tmp_path):
+    first, second = tmp_path / "a", tmp_path / "b"
+    _dist(first, "My_Plugin-2.0.dist-info", "# a comment\n[unijob.adapters]\n\n  mycloud = my_plugin.adapter:Cloud  \n"
+                                            "[other]\nx=y\n")
+    _dist(second, "my.plugin-1.0.dist-info", "[unijob.adapters]\nmycloud = old_plugin:Cloud\n")  # same name, later: ignored
+    _dist(second, "another-1.0.dist-info", "[unijob.adapters]\nmycloud = another:Cloud\nsecond = another:Two\n")
+    _dist(second, "plain-1.0.dist-info", None)  # no entry points at all
+    (second / "legacy.egg-info").write_text("Metadata-Version: 1.0\nName: legacy\n")  # an egg-info *file*
+    fresh.setattr(sys, "path", [str(first), str(second)])
+    for group in ("unijob.adapters", "other", "none"):
+        assert registry.entry_points(group) == _importlib(group)
+    assert registry.entry_points("unijob.adapters")[0] == ("mycloud", "my_plugin.adapter:Cloud")
+    assert ("mycloud", "old_plugin:Cloud") not in registry.entry_points("unijob.adapters")
+    assert registry.describe()["second"] == "another:Two"
+
+
+def test_a_zip_on_sys_path_falls_back_to_importlib_metadata(fresh, tmp_path):
+    z = tmp_path / "bundle.zip"
+    with zipfile.ZipFile(z, "w") as zf:
+        zf.writestr("zipped-1.0.dist-info/METADATA", "Metadata-Version: 2.1\nName: zipped\nVersion: 1.0\n")
+        zf.writestr("zipped-1.0.dist-info/entry_points.txt", "[unijob.adapters]\nzipcloud = zipped:Cloud\n")
+    fresh.setattr(sys, "path", [str(z)])
+    assert not registry._fast_scan_applies()
+    assert registry.entry_points("unijob.adapters") == (("zipcloud", "zipped:Cloud"),)
