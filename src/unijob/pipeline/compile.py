@@ -4,6 +4,7 @@ pipeline.yaml -t TARGET``).
 - ``local``: the DAG the local runner walks (order, dependencies, conditions), as data.
 - ``vertex``: a Vertex AI ``PipelineJob`` carrying Kubeflow Pipelines' v2 IR (:mod:`.kfp`).
 - ``databricks``: one multi-task job with condition tasks and task values (:mod:`.databricks`).
+- ``kubernetes``: an Argo Workflow whose steps create the Kubernetes adapter's objects (:mod:`.argo`).
 - Other targets refuse with the reason (:data:`UNSUPPORTED`).
 """
 
@@ -18,8 +19,6 @@ from unijob.errors import SpecError
 UNSUPPORTED = {
     "sagemaker": "compiling to a SageMaker Pipelines definition is not built yet; run the pipeline with "
                  "`unijob pipelines run -t sagemaker` (the local DAG runner sends each step to SageMaker)",
-    "kubernetes": "compiling to an Argo Workflow / KFP on Kubernetes is not built yet; run it with "
-                  "`unijob pipelines run -t kubernetes`",
 }
 
 
@@ -40,6 +39,10 @@ def plan_pipeline(pipe: Any, target: str = "local") -> Plan:
         from unijob.pipeline.databricks import plan_databricks
 
         return plan_databricks(pipe)
+    if target == "kubernetes":
+        from unijob.pipeline.argo import plan_kubernetes
+
+        return plan_kubernetes(pipe)
     reason = UNSUPPORTED.get(target, f"target '{target}' has no pipeline compiler")
     raise SpecError.at(("steps",), reason)
 

@@ -1,0 +1,277 @@
+"""`unijob plan PIPELINE -t kubernetes`: an Argo Workflow, checked against the Workflow CRD's
+openAPIV3Schema (strict; tests/schemas/SOURCES.md), Argo's own graph rules (validate.go), and the
+manifests it creates with kubernetes-validate (strict) and the Gateway API CRD. Its script tasks run
+here: register/resolve against a real MLflow server, the metrics reader against a fake API server
+speaking the pod list and pod log REST paths."""
+
+from __future__ import annotations
+
+import base64
+import json
+import os
+import re
+import subprocess
+import sys
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+
+import unijob
+from unijob.errors import SpecError
+
+pytest.importorskip("unijob_adapters.kubernetes")
+ROOT = Path(__file__).resolve().parents[1]
+PIPE = ROOT / "tests" / "data" / "kubernetes_pipeline.yaml"
+SCHEMAS = ROOT / "tests" / "schemas"
+K8S_SCHEMAS = ROOT / "adapters" / "kubernetes" / "tests" / "schemas"
+TASKS = ROOT / "src" / "unijob" / "pipeline" / "argo_tasks.py"
+WF_NAME = "digits-pipeline-x7k2p"
+#: an inline batch step spec (the quickstart's handler over JSON Lines in an object store)
+BATCH = {"name": "score", "batch": {"model": "s3://demo-out/train", "handler": str(ROOT / "examples" / "quickstart" / "serve.py") + ":Digits",
+                                    "input": "s3://demo-in/rows.jsonl", "output": "s3://demo-out/scores"}}
+#: Argo's name rules (workflow/validate/validate.go: workflowFieldNameFmt, paramOrArtifactNameRegex)
+FIELD_NAME = re.compile(r"^[a-zA-Z0-9][-a-zA-Z0-9]*$")
+PARAM_NAME = re.compile(r"^[-a-zA-Z0-9_]+$")
+
+
+def _strict(schema: Any) -> Any:
+    """A CRD schema as the API server's strict field validation sees it: unknown fields rejected."""
+    if isinstance(schema, dict):
+        out = {k: _strict(v) for k, v in schema.items() if not k.startswith("x-kubernetes-validations")}
+        if "properties" in out and "additionalProperties" not in out and not out.get("x-kubernetes-preserve-unknown-fields"):
+            out["additionalProperties"] = False
+        return out
+    if isinstance(schema, list):
+        return [_strict(s) for s in schema]
+    return schema
+
+
+def _crd(path: Path) -> dict[str, Any]:
+    return _strict(yaml.safe_load(path.read_text())["spec"]["versions"][0]["schema"]["openAPIV3Schema"])
+
+
+def _validate_crd(doc: dict[str, Any], path: Path) -> None:
+    import jsonschema
+
+    jsonschema.validate(doc, _crd(path))
+
+
+def _plan(path: Path = PIPE):
+    return unijob.plan(str(path), "kubernetes")
+
+
+def _argo_lint(wf_spec: dict[str, Any]) -> None:
+    """The graph rules Argo's validator checks and the CRD schema cannot: names, template references,
+    ``depends`` over sibling tasks, declared inputs, outputs read from the tasks that produce them."""
+    templates = {t["name"]: t for t in wf_spec["templates"]}
+    assert len(templates) == len(wf_spec["templates"]), "template names are unique"
+    assert wf_spec["entrypoint"] in templates
+    for t in templates.values():
+        assert FIELD_NAME.match(t["name"]) and len(t["name"]) <= 128, t["name"]
+        declared = {p["name"] for p in t.get("inputs", {}).get("parameters", [])}
+        assert all(PARAM_NAME.match(p) for p in declared)
+        used = set(re.findall(r"\{\{inputs\.parameters\.([-a-zA-Z0-9_]+)\}\}", json.dumps(t)))
+        assert used <= declared, (t["name"], used - declared)
+        if "dag" not in t:
+            continue
+        tasks = {x["name"]: x for x in t["dag"]["tasks"]}
+        for x in tasks.values():
+            assert FIELD_NAME.match(x["name"]) and x["template"] in templates, x
+            for dep in re.findall(r"([-a-zA-Z0-9]+)\.Succeeded", x.get("depends", "")):
+                assert dep in tasks, (x["name"], dep)
+            callee = templates[x["template"]]
+            need = {p["name"] for p in callee.get("inputs", {}).get("parameters", []) if "value" not in p}
+            given = {p["name"] for p in x.get("arguments", {}).get("parameters", [])}
+            assert need == given, (x["name"], need, given)
+        for producer, out in re.findall(r"\{\{tasks\.([-a-zA-Z0-9]+)\.outputs\.parameters\.([-a-zA-Z0-9_]+)\}\}", json.dumps(t)):
+            assert producer in tasks, (t["name"], producer)
+            outs = {p["name"] for p in templates[tasks[producer]["template"]].get("outputs", {}).get("parameters", [])}
+            assert out in outs, (t["name"], producer, out)
+
+
+def _substitute(text: str, values: dict[str, str]) -> str:
+    def one(m: re.Match) -> str:
+        assert m.group(1) in values, f"unexpected tag {{{{{m.group(1)}}}}}"
+        return values[m.group(1)]
+
+    return re.sub(r"\{\{([^{}]+)\}\}", one, text)
+
+
+def test_kubernetes_pipeline_is_an_argo_workflow_the_crd_and_argo_accept():
+    kubernetes_validate = pytest.importorskip("kubernetes_validate")
+    plan = _plan()
+    req = plan.requests[0]
+    assert req.api == "argoproj.io/v1alpha1 Workflow"
+    wf = req.body
+    _validate_crd(wf, SCHEMAS / "argoproj.io_workflows.excerpt.yaml")
+    _argo_lint(wf["spec"])
+    assert wf["metadata"] == {"generateName": "digits-pipeline-", "namespace": "ml",
+                              "labels": {"unijob.dev/pipeline": "digits-pipeline", "app.kubernetes.io/managed-by": "unijob"}}
+    main = {t["name"]: t for t in next(t for t in wf["spec"]["templates"] if t["name"] == "main")["dag"]["tasks"]}
+    assert list(main) == ["train", "evaluate", "register", "deploy"]
+    assert main["register"]["when"] == ("{{tasks.evaluate.outputs.parameters.accuracy}} >= "
+                                        "{{workflow.parameters.min_accuracy}}")
+    assert main["deploy"]["depends"] == "register.Succeeded"  # a skipped register leaves deploy omitted
+    # every manifest the Workflow creates or applies is a valid object once Argo fills in the tags
+    values = {"workflow.name": WF_NAME, **{f"workflow.parameters.{k}": str(v) for k, v in
+                                          {"epochs": 20, "min_accuracy": 0.95, "label_noise": 0.0}.items()},
+              "inputs.parameters.model-champion": "s3://demo-out/v1", "inputs.parameters.model-candidate": "s3://demo-out/train"}
+    kinds = []
+    for t in wf["spec"]["templates"]:
+        if "resource" not in t:
+            continue
+        doc = json.loads(_substitute(t["resource"]["manifest"], values))
+        kinds.append(doc["kind"])
+        if doc["kind"] == "HTTPRoute":
+            _validate_crd(doc, K8S_SCHEMAS / "gateway.networking.k8s.io_httproutes.excerpt.yaml")
+            assert [b["weight"] for b in doc["spec"]["rules"][0]["backendRefs"]] == [90, 10], "the traffic split"
+        else:
+            kubernetes_validate.validate(doc, "1.33.0", strict=True)
+    assert kinds == ["ConfigMap", "Service", "Job"] * 2 + ["Deployment", "Service", "HorizontalPodAutoscaler"] * 2 + [
+        "HTTPRoute"], kinds
+
+
+def test_a_job_step_creates_exactly_what_unijob_submit_creates():
+    """The train step's Job is the Kubernetes adapter's plan of the same spec, names aside (and the
+    step's retries added to backoffLimit)."""
+    from unijob import registry
+    from unijob.pipeline import steps as S
+    from unijob.pipeline.loading import load_pipeline
+
+    wf = _plan().requests[0].body
+    templates = {t["name"]: t for t in wf["spec"]["templates"]}
+    pipe = load_pipeline(PIPE)
+    lookup = lambda ref: "{{workflow.parameters.%s}}" % ref.parts[1]  # noqa: E731
+    spec = S.build_spec(pipe.step("train"), pipe.base_dir, lookup, "argo", pipe.spec.targets)
+    direct = registry.get("kubernetes").plan(spec, "pipeline-digits-pipeline-train")
+    for leaf, api in (("configmap", "v1 ConfigMap"), ("service", "v1 Service"), ("job", "batch/v1 Job")):
+        compiled = json.loads(templates[f"{leaf}-train"]["resource"]["manifest"].replace("{{workflow.name}}-train", direct.name))
+        expected = direct.request(api).body
+        if leaf == "configmap":  # text files travel base64-encoded, out of reach of Argo's {{...}} substitution
+            text = {k: base64.b64encode(v.encode()).decode() for k, v in expected.pop("data").items()}
+            expected["binaryData"] = {**text, **expected["binaryData"]}
+        assert compiled == expected, leaf
+    job = json.loads(templates["job-train"]["resource"]["manifest"])
+    c = job["spec"]["template"]["spec"]["containers"][0]
+    assert c["command"][:2] == ["sh", "-c"] and "pip" in c["command"][2], "the runtime wheel is installed first"
+    assert {"name": "UNIJOB_OUTPUT_URI", "value": "s3://demo-out/train"} in c["env"]
+    assert '"epochs":"{{workflow.parameters.epochs}}"' in next(e["value"] for e in c["env"] if e["name"] == "UNIJOB_HYPERPARAMETERS")
+    assert templates["job-train"]["resource"]["successCondition"] == "status.succeeded > 0"
+    assert templates["job-train"]["resource"]["failureCondition"] == f"status.failed > {job['spec']['backoffLimit']}"
+    ev = {t["name"]: t for t in templates["step-evaluate"]["dag"]["tasks"]}
+    assert ev["metrics"]["depends"] == "job.Succeeded"
+    ev_job = json.loads(templates["job-evaluate"]["resource"]["manifest"])
+    channels = next(e["value"] for e in ev_job["spec"]["template"]["spec"]["containers"][0]["env"]
+                    if e["name"] == "UNIJOB_CHANNELS")
+    assert json.loads(channels) == {"model": "s3://demo-out/train"}, "evaluate reads what train writes"
+
+
+def _env(template: dict[str, Any], values: dict[str, str]) -> dict[str, str]:
+    return {e["name"]: _substitute(e["value"], values) for e in template["script"]["env"]}
+
+
+def _run_task(template: dict[str, Any], values: dict[str, str], tmp_path: Path, **extra: str) -> subprocess.CompletedProcess:
+    assert template["script"]["source"] == TASKS.read_text()
+    tmp_path.mkdir(parents=True, exist_ok=True)
+    src = tmp_path / "task.py"
+    src.write_text(template["script"]["source"])
+    env = {"PATH": os.environ["PATH"], **_env(template, values), "UNIJOB_OUTPUTS": str(tmp_path / "out"), **extra}
+    return subprocess.run([sys.executable, "-I", str(src)], env=env, capture_output=True, text=True, timeout=120)
+
+
+def test_register_and_resolve_tasks_against_a_real_mlflow_server(mlflow_server, tmp_path):
+    from unijob.models.mlflow_rest import MlflowRegistry
+
+    wf = _plan().requests[0].body
+    templates = {t["name"]: t for t in wf["spec"]["templates"]}
+    reg = templates["step-register"]
+    # the champion first (what `unijob models register ... --alias champion` did once)
+    champ = _run_task(reg, {"inputs.parameters.evaluate-accuracy": "0.91"}, tmp_path / "c",
+                      MLFLOW_TRACKING_URI=mlflow_server, UNIJOB_ALIAS="champion", UNIJOB_MODEL_SOURCE="s3://demo-out/v1")
+    assert champ.returncode == 0, champ.stderr
+    out = _run_task(reg, {"inputs.parameters.evaluate-accuracy": "0.97"}, tmp_path / "r", MLFLOW_TRACKING_URI=mlflow_server)
+    assert out.returncode == 0, out.stderr
+    version = (tmp_path / "r" / "out" / "version").read_text()
+    assert (tmp_path / "r" / "out" / "uri").read_text() == f"models:/digits/{version}"
+    mv = MlflowRegistry(mlflow_server, target="kubernetes").by_alias("digits", "candidate")
+    assert (mv.version, mv.source, mv.status, mv.metadata) == (version, "s3://demo-out/train", "Approved", {"accuracy": "0.97"})
+    res = _run_task(templates["resolve-deploy"], {}, tmp_path / "d", MLFLOW_TRACKING_URI=mlflow_server)
+    assert res.returncode == 0, res.stderr
+    assert (tmp_path / "d" / "out" / "model-candidate").read_text() == "s3://demo-out/train"
+    assert (tmp_path / "d" / "out" / "model-champion").read_text() == "s3://demo-out/v1"
+    # a registry without the alias fails the task with MLflow's own message
+    bad = _run_task(templates["resolve-deploy"], {}, tmp_path / "e", MLFLOW_TRACKING_URI=mlflow_server,
+                    UNIJOB_MODELS=json.dumps({"model-x": "models:/digits@nope"}))
+    assert bad.returncode != 0 and "registered-models/alias" in bad.stderr
+
+
+def test_metrics_task_reads_rank_0_log_through_the_api(tmp_path):
+    from unijob.testing.httpfake import FakeServer, Response
+
+    wf = _plan().requests[0].body
+    t = next(x for x in wf["spec"]["templates"] if x["name"] == "metrics-evaluate")
+    env = _env(t, {"workflow.name": WF_NAME})
+    seen: list[str] = []
+
+    def pods(req):
+        seen.append(req.arg("labelSelector"))
+        return Response(body={"items": [
+            {"metadata": {"name": "p-retried", "creationTimestamp": "2026-11-30T00:01:00Z"}, "status": {"phase": "Failed"}},
+            {"metadata": {"name": "p-ok", "creationTimestamp": "2026-11-30T00:00:00Z"}, "status": {"phase": "Succeeded"}}]})
+
+    logs = {"p-ok": "epoch 1\n[unijob.metrics] {\"accuracy\": 0.972}\n[unijob.metrics] {\"loss\": 0.1}\n",
+            "p-retried": "[unijob.metrics] {\"accuracy\": 0.1}\n"}
+    with FakeServer() as fake:
+        fake.route("GET", r"/api/v1/namespaces/ml/pods", pods)
+        fake.route("GET", r"/api/v1/namespaces/ml/pods/(?P<pod>[^/]+)/log",
+                   lambda req: Response(body=logs[req.params["pod"]]) if req.arg("container") == "trainer" else Response(404))
+        out = _run_task(t, {"workflow.name": WF_NAME}, tmp_path, UNIJOB_K8S_API=fake.url)
+    assert out.returncode == 0, out.stderr
+    assert seen == [f"batch.kubernetes.io/job-name={WF_NAME}-evaluate,batch.kubernetes.io/job-completion-index=0"]
+    assert env["UNIJOB_METRICS"] == '["accuracy"]'
+    assert (tmp_path / "out" / "accuracy").read_text() == "0.972", "the succeeded pod's value"
+
+
+def _variant(tmp_path: Path, edit) -> Path:
+    data = yaml.safe_load(PIPE.read_text())
+    for step in data["steps"]:
+        for k in ("job", "deploy"):
+            if isinstance(step.get(k), str):
+                step[k] = str((PIPE.parent / step[k]).resolve())
+    edit(data)
+    path = tmp_path / "p.yaml"
+    path.write_text(yaml.safe_dump(data, sort_keys=False))
+    return path
+
+
+def test_conditions_translate_to_govaluate(tmp_path):
+    def edit(d):
+        d["parameters"]["mode"] = "fast"
+        d["steps"][2]["when"] = ("not (steps.evaluate.metrics.accuracy < params.min_accuracy) and "
+                                 "(params.mode == 'fast' or params.epochs > 10)")
+        d["schedule"] = "0 3 * * 1"
+
+    body = _plan(_variant(tmp_path, edit)).requests[0].body
+    assert body["kind"] == "CronWorkflow" and body["spec"]["schedules"] == ["0 3 * * 1"]
+    _validate_crd(body, SCHEMAS / "argoproj.io_cronworkflows.excerpt.yaml")
+    _validate_crd({"apiVersion": "argoproj.io/v1alpha1", "kind": "Workflow", "metadata": {"name": "x"},
+                   "spec": body["spec"]["workflowSpec"]}, SCHEMAS / "argoproj.io_workflows.excerpt.yaml")
+    main = body["spec"]["workflowSpec"]["templates"][0]["dag"]["tasks"]
+    assert main[2]["when"] == ("(!({{tasks.evaluate.outputs.parameters.accuracy}} < {{workflow.parameters.min_accuracy}}) && "
+                               "('{{workflow.parameters.mode}}' == 'fast' || {{workflow.parameters.epochs}} > 10))")
+
+
+@pytest.mark.parametrize("edit, loc, words", [
+    (lambda d: d["steps"].append({"name": "score", "batch": BATCH}), ("steps", 4, "batch"), "step 'score'"),
+    (lambda d: d["steps"][2].update(when="steps.evaluate.state == 'SUCCEEDED'"), ("steps", 2, "when"), "state"),
+    (lambda d: d["steps"][2].update(when="steps.evaluate.metrics.accuracy != null"), ("steps", 2, "when"), "null"),
+    (lambda d: d["targets"]["kubernetes"].pop("registry_uri"), ("steps", 2, "register"), "registry_uri"),
+    (lambda d: d["steps"][0]["with"].update(output="pvc://models/train"), ("steps", 2, "register", "model"), "object-store"),
+])
+def test_what_argo_cannot_run_is_a_spec_error_naming_the_step(tmp_path, edit, loc, words):
+    path = _variant(tmp_path, edit)
+    with pytest.raises(SpecError) as e:
+        _plan(path)
+    assert e.value.issues[0].loc == loc and words in str(e.value), str(e.value)
