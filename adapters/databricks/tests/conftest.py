@@ -17,6 +17,7 @@ from __future__ import annotations
 import inspect
 import itertools
 import os
+import sys
 from urllib.parse import unquote
 import random
 import textwrap
@@ -28,6 +29,10 @@ from typing import Any
 import pytest
 
 from unijob.testing.httpfake import FakeServer, Request, Response
+
+sys.path.insert(0, str(Path(__file__).parent))  # pytest runs with --import-mode=importlib
+
+from databricks_uc_fake import UnityCatalogModelsFake  # noqa: E402
 
 
 def _roundtrip(cls, d, what):
@@ -44,8 +49,9 @@ def _err(status: int, code: str, message: str) -> Response:
     return Response(status, {"error_code": code, "message": message})
 
 
-class FakeDatabricks(FakeServer):
-    """Jobs 2.2 runs, workspace import/mkdirs, Files API, Model Serving."""
+class FakeDatabricks(UnityCatalogModelsFake, FakeServer):
+    """Jobs 2.2 runs, workspace import/mkdirs, Files API, Model Serving, Unity Catalog models
+    (:mod:`databricks_uc_fake`)."""
 
     def __init__(self) -> None:
         super().__init__()

@@ -1,4 +1,5 @@
-"""The Databricks adapter: one-off Jobs runs (``runs/submit``) and Model Serving endpoints.
+"""The Databricks adapter: one-off Jobs runs (``runs/submit``), Model Serving endpoints, and the
+Unity Catalog model registry (:mod:`.registry`).
 
 Importing this module imports no ``databricks.sdk``; every method that needs it imports it.
 See :mod:`.plan` for the request, :mod:`.client` for states and logs, :mod:`.endpoints` for serving.
@@ -16,10 +17,11 @@ from unijob.contract import Adapter, EndpointHandle, EndpointStatus, InvokeResul
 from unijob.errors import Readiness, UsageError
 
 from .options import DatabricksOptions
+from .registry import UnityCatalogRegistry
 from .runtime_env import DatabricksRuntimeEnv
 
 
-class DatabricksAdapter(Adapter):
+class DatabricksAdapter(UnityCatalogRegistry, Adapter):
     """``--target databricks``.
 
     Args:

@@ -4,7 +4,9 @@ that deploy, re-split and delete it.
 Each variant becomes one served entity: a Unity Catalog model (``entity_name`` ``catalog.schema.model``,
 ``entity_version`` a number), named after the variant; ``traffic_config.routes`` carries the split.
 Model references accepted: ``models:/catalog.schema.model/3``, ``uc://catalog.schema.model/3``, or
-``catalog.schema.model`` with ``endpoint.model_version``. Databricks serves registered models, not
+``catalog.schema.model`` with ``endpoint.model_version``; ``models:/catalog.schema.model@alias`` is
+resolved on Unity Catalog before the plan (:mod:`.registry`, whose ``model_location`` is
+``models:/catalog.schema.model/VERSION``). Databricks serves registered models, not
 arbitrary images or artifact URIs.
 
 Mappings (source: Databricks, "Create custom model serving endpoints", compute type and workload
@@ -91,7 +93,8 @@ def parse_model(ref: str, default_version: Optional[str], loc: tuple) -> tuple[s
             break
     if "@" in body:
         raise SpecError.at(loc, f"'{ref}' names an alias; Databricks serving needs a version number "
-                                "(models:/catalog.schema.model/3)")
+                                "(models:/catalog.schema.model/3); `unijob plan/deploy -t databricks` resolve "
+                                "models:/catalog.schema.model@alias on Unity Catalog first")
     if "/" in body:
         body, _, version = body.partition("/")
     if not _UC_NAME.match(body):
