@@ -132,6 +132,25 @@ def test_cli_refuses_a_batch_the_cluster_cannot_see_and_submits_nothing(tmp_path
     assert fake.created == {}
 
 
+def test_cli_submits_status_logs_and_cancels_a_batch(tmp_path, fake, monkeypatch, capsys):
+    from unijob.cli import main
+
+    _kubeconfig(tmp_path, fake, monkeypatch)
+    _spec(tmp_path, {"replicas": 2})
+    assert main(["batch", str(tmp_path / "proj" / "batch.yaml"), "-t", "kubernetes"]) == 0
+    job_id = re.search(r"submitted batch (\S+)", capsys.readouterr().out).group(1)
+    assert fake.created == {"ConfigMap": 1, "Job": 1}
+    job = fake.find("Job", next(iter(o["metadata"]["name"] for o in fake.objects.values() if o["kind"] == "Job")))
+    assert job["spec"]["completions"] == 2
+    assert main(["status", job_id]) == 0
+    assert "RUNNING" in capsys.readouterr().out
+    assert main(["logs", job_id]) == 0
+    assert "[shard 1] hello from index 1" in capsys.readouterr().out
+    assert main(["cancel", job_id]) == 0
+    fake.reap()
+    assert fake.count("Job", "ConfigMap") == 0
+
+
 # ---- the digits quickstart, run under the Kubernetes start contract ----------------------------------
 
 
@@ -211,7 +230,7 @@ def test_digits_batch_on_two_pods_equals_the_local_batch(adapter, fake, image_py
     assert summary["within_budget"] is True
     st = adapter.status(handle)
     assert st.state == JobState.SUCCEEDED, st
-    assert any(re.match(r"\[rank [01]\] unijob batch: 1000 predictions, 1 errors in 1001 lines", line)
+    assert any(re.match(r"\[shard [01]\] unijob batch: 1000 predictions, 1 errors in 1001 lines", line)
                for line in adapter.logs(handle))
 
 

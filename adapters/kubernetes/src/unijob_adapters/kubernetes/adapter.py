@@ -156,6 +156,8 @@ class KubernetesAdapter(KubernetesRegistry, Adapter):
                  "api_version": main[0], "kind": main[1], "objects": objects,
                  "pod_selector": plan.extra.get("pod_selector"), "nodes": plan.extra.get("nodes", 1),
                  "processes_per_node": plan.extra.get("processes_per_node", 1)}
+        if plan.extra.get("log_tag"):
+            extra["log_tag"] = plan.extra["log_tag"]
         if dry:
             extra["dry_run"] = True
         output = _env_value(plan.requests[-1].body if plan.requests else {}, "UNIJOB_OUTPUT_URI")
@@ -219,13 +221,14 @@ class KubernetesAdapter(KubernetesRegistry, Adapter):
         return JobStatus(JobState.STARTING if pods else JobState.QUEUED, "Pending", msg, restarts, started_at=started)
 
     def logs(self, handle: JobHandle, *, follow: bool = False) -> Iterator[str]:
-        """Every node's log lines, prefixed ``[rank i]`` (one process per node) or ``[node i]``
-        (torchrun interleaves that node's ranks); ``follow`` streams until the job is final."""
+        """Every node's log lines, prefixed ``[rank i]`` (one process per node), ``[node i]``
+        (torchrun interleaves that node's ranks) or ``[shard i]`` (batch prediction); ``follow``
+        streams until the job is final."""
         x = handle.extra
         if x.get("dry_run"):
             return iter(())
         cluster = self._cluster(x)
-        tag = "rank" if int(x.get("processes_per_node") or 1) == 1 else "node"
+        tag = x.get("log_tag") or ("rank" if int(x.get("processes_per_node") or 1) == 1 else "node")
         if not follow:
             return iter(_static_logs(cluster, x, tag))
         return self._follow(cluster, handle, tag)

@@ -46,7 +46,7 @@ from unijob.errors import SpecError
 
 from . import pods
 from .options import KubernetesOptions
-from .plan import (COMPLETION_INDEX_ANNOTATION, JOB_NAME_LABEL, RUNTIME_WHEEL_KEY, _index_env, _instance,
+from .plan import (JOB_NAME_LABEL, RUNTIME_WHEEL_KEY, _index_env, _instance,
                    _source_configmap, start_command)
 
 #: The variable each pod reads its shard index from (set by the Job controller for Indexed Jobs).
@@ -206,7 +206,7 @@ def build(spec: Any, submission_id: str, opts: KubernetesOptions, target: str = 
         notes=notes, warnings=warnings,
         extra={"namespace": ns, "context": opts.context, "kubeconfig": opts.kubeconfig, "api": "job",
                "gang": opts.gang, "nodes": b.replicas, "processes_per_node": 1, "instance_family": family,
-               "pod_selector": f"{JOB_NAME_LABEL}={name}", "index_annotation": COMPLETION_INDEX_ANNOTATION})
+               "pod_selector": f"{JOB_NAME_LABEL}={name}", "log_tag": "shard"})
 
 
 class _Code:
