@@ -66,3 +66,55 @@ def test_a_zip_on_sys_path_falls_back_to_importlib_metadata(fresh, tmp_path):
     fresh.setattr(sys, "path", [str(z)])
     assert not registry._fast_scan_applies()
     assert registry.entry_points("unijob.adapters") == (("zipcloud", "zipped:Cloud"),)
+
+
+PLUGIN_PROBE = """
+import sys
+from pydantic.plugin import _loader
+scans = []
+real = _loader.entry_points
+_loader.entry_points = lambda **kw: (scans.append(kw), real(**kw))[1]  # count pydantic's own scans
+from unijob.cli import main
+code = main(["validate", sys.argv[1]])
+print("PLUGINS", sorted(_loader._plugins), "SCANS", len(scans))
+"""
+
+
+def test_without_pydantic_plugins_pydantic_is_told_so_before_its_first_model():
+    import subprocess
+    from pathlib import Path
+
+    assert not _importlib("pydantic")  # this environment has none (else the next line proves nothing)
+    spec = Path(__file__).parents[1] / "examples" / "quickstart" / "job.yaml"
+    r = subprocess.run([sys.executable, "-c", PLUGIN_PROBE, str(spec)], capture_output=True, text=True)
+    assert r.returncode == 0, r.stderr
+    assert "PLUGINS [] SCANS 0" in r.stdout  # pydantic did not scan the distributions itself
+
+
+def test_an_installed_pydantic_plugin_is_still_loaded_and_sees_unijob_models(tmp_path):
+    import os
+    import subprocess
+    from pathlib import Path
+
+    _dist(tmp_path, "probe_plugin-1.0.dist-info", "[pydantic]\nprobe = probe_plugin:plugin\n")
+    (tmp_path / "probe_plugin.py").write_text(
+        "CALLS = []\n"
+        "class _Plugin:\n"
+        "    def new_schema_validator(self, schema, schema_type, schema_type_path, schema_kind, config, plugin_settings):\n"
+        "        CALLS.append(schema_type_path.name)\n"
+        "        return None, None, None\n"
+        "plugin = _Plugin()\n")
+    spec = Path(__file__).parents[1] / "examples" / "quickstart" / "job.yaml"
+    env = {**os.environ, "PYTHONPATH": str(tmp_path)}
+    r = subprocess.run([sys.executable, "-c", PLUGIN_PROBE, str(spec)], capture_output=True, text=True, env=env)
+    assert r.returncode == 0, r.stderr
+    assert "PLUGINS ['probe_plugin:plugin'] SCANS 1" in r.stdout
+    calls = subprocess.run([sys.executable, "-c", PLUGIN_PROBE + "import probe_plugin; print(probe_plugin.CALLS)", str(spec)],
+                           capture_output=True, text=True, env=env).stdout
+    assert "'JobSpec'" in calls  # the plugin saw unijob's models being built
+
+
+def test_pydantic_still_has_the_plugin_cache_this_relies_on():
+    from pydantic.plugin import _loader
+
+    assert hasattr(_loader, "_plugins") and hasattr(_loader, "_loading_plugins")
