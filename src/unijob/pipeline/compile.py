@@ -5,6 +5,7 @@ pipeline.yaml -t TARGET``).
 - ``vertex``: a Vertex AI ``PipelineJob`` carrying Kubeflow Pipelines' v2 IR (:mod:`.kfp`).
 - ``databricks``: one multi-task job with condition tasks and task values (:mod:`.databricks`).
 - ``kubernetes``: an Argo Workflow whose steps create the Kubernetes adapter's objects (:mod:`.argo`).
+- ``sagemaker``: a SageMaker Pipelines definition in CreatePipeline (:mod:`.sagemaker`).
 - Other targets refuse with the reason (:data:`UNSUPPORTED`).
 """
 
@@ -16,10 +17,7 @@ from unijob.contract import NativeRequest, Plan, PlanResources
 from unijob.errors import SpecError
 
 #: target -> why its pipelines are not compiled (shown as the error).
-UNSUPPORTED = {
-    "sagemaker": "compiling to a SageMaker Pipelines definition is not built yet; run the pipeline with "
-                 "`unijob pipelines run -t sagemaker` (the local DAG runner sends each step to SageMaker)",
-}
+UNSUPPORTED: dict[str, str] = {}
 
 
 def plan_pipeline(pipe: Any, target: str = "local") -> Plan:
@@ -43,6 +41,10 @@ def plan_pipeline(pipe: Any, target: str = "local") -> Plan:
         from unijob.pipeline.argo import plan_kubernetes
 
         return plan_kubernetes(pipe)
+    if target == "sagemaker":
+        from unijob.pipeline.sagemaker import plan_sagemaker
+
+        return plan_sagemaker(pipe)
     reason = UNSUPPORTED.get(target, f"target '{target}' has no pipeline compiler")
     raise SpecError.at(("steps",), reason)
 
