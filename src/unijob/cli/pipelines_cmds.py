@@ -43,9 +43,12 @@ def pipelines() -> None:
 @click.option("-t", "--target", default=None, help="Where the steps run (default: the pipeline's target, local).")
 @click.option("-p", "--param", "params", multiple=True, metavar="NAME=VALUE", help="Override a parameter (repeatable).")
 @click.option("--wait", is_flag=True, help="Wait for the run to end; exit 1 unless it SUCCEEDED.")
+@click.option("--managed", is_flag=True, help="Compile the pipeline for the target and start it on the target's own "
+                                              "pipeline service (SageMaker Pipelines) instead of the DAG runner here.")
 @FMT
-def run(pipeline: str, target: Optional[str], params: tuple[str, ...], wait: bool, fmt: str) -> None:
-    """Run PIPELINE: start its DAG runner here and print the run id."""
+def run(pipeline: str, target: Optional[str], params: tuple[str, ...], wait: bool, managed: bool, fmt: str) -> None:
+    """Run PIPELINE: start its DAG runner here and print the run id (with --managed: start it on
+    the target's pipeline service and print the execution)."""
     from unijob.errors import UsageError
     from unijob.pipeline import runs
 
@@ -55,6 +58,18 @@ def run(pipeline: str, target: Optional[str], params: tuple[str, ...], wait: boo
         if not sep or not k:
             raise UsageError(f"--param takes NAME=VALUE, got {item!r}")
         values[k] = v
+    if managed:
+        from unijob.pipeline import managed as mp
+
+        if wait:
+            raise UsageError("--wait is for runs on this machine; follow a managed run on the platform "
+                             "(e.g. aws sagemaker describe-pipeline-execution --pipeline-execution-arn ARN)")
+        if not target:
+            raise UsageError("--managed needs -t TARGET (e.g. -t sagemaker)")
+        out = mp.start(pipeline, target, values)
+        click.echo(json.dumps(out, indent=2) if fmt == "json" else
+                   "\n".join(f"{k + ':':<11} {v}" for k, v in out.items()))
+        return
     r = runs.run(pipeline, target=target, params=values)
     click.echo(f"started pipeline run {r.id}", err=fmt == "json")
     if wait:

@@ -10,8 +10,9 @@ condition_step.py, properties.py, SDK 2.257; the published schema:
 https://github.com/aws-sagemaker-mlops/sagemaker-model-building-pipeline-definition-JSON-schema).
 
 - a **job** step is a ``Training`` step whose Arguments are the CreateTrainingJob the SageMaker
-  adapter plans for that step's spec, without ``TrainingJobName`` (Pipelines names the job) and
-  ``UNIJOB_JOB_NAME`` (the runtime then reads SageMaker's ``TRAINING_JOB_NAME``);
+  adapter plans for that step's spec, without ``TrainingJobName`` (Pipelines names the job),
+  ``UNIJOB_JOB_NAME`` (the runtime then reads SageMaker's ``TRAINING_JOB_NAME``) and the
+  ``sagemaker_job_name`` hyperparameter (as the SDK's ``TrainingStep`` leaves it out);
 - a **register** step is a ``RegisterModel`` step: the adapter's CreateModelPackage (the serving
   image, ``ModelDataUrl`` = the model, content types of ``unijob.serve``); ``approve: true`` is
   ``ModelApprovalStatus: Approved``. Submitting creates the Model Package Group first (Pipelines
@@ -315,6 +316,9 @@ def plan_sagemaker(pipe: Any) -> Plan:
                 role = role or body["RoleArn"]
                 body.pop("TrainingJobName")
                 body["Environment"] = {k: v for k, v in body["Environment"].items() if k != "UNIJOB_JOB_NAME"}
+                if "HyperParameters" in body:  # the job's name at plan time; the SDK drops it in pipelines too
+                    body["HyperParameters"] = {k: v for k, v in body["HyperParameters"].items()
+                                               if k != "sagemaker_job_name"}
                 if any(r.when == "fallback" for r in p.requests):
                     warnings.append(f"step '{name}': spot_with_fallback: a SageMaker pipeline runs the spot attempt "
                                     "only (Pipelines has no fallback); use policy on_demand or spot for this step")

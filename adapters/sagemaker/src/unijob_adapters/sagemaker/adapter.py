@@ -152,6 +152,15 @@ class SageMakerAdapter(SageMakerRegistry, Adapter):
 
         return jobs.model_artifact(handle)
 
+    # ---- pipelines --------------------------------------------------------------------------
+
+    def submit_pipeline(self, plan: Plan, params: Mapping[str, Any]) -> dict[str, str]:
+        """Start a compiled pipeline on SageMaker Pipelines (:mod:`.pipelines`): returns the pipeline's
+        and the execution's ARNs."""
+        from .pipelines import submit_pipeline
+
+        return submit_pipeline(plan, params)
+
     # ---- endpoints --------------------------------------------------------------------------
 
     def plan_endpoint(self, spec: Any) -> Plan:
