@@ -186,3 +186,171 @@ def test_definition_is_the_one_the_sdk_builds(pipeline_session):
                  "Steps[1].Arguments.AlgorithmSpecification.MetricDefinitions[0].Regex",
                  "Steps[2].Arguments.IfSteps[0].Arguments.InferenceSpecification.Containers[0].ModelDataUrl.Get"):
         assert path in d.same, path
+
+
+#: step type -> (the API whose request its Arguments are, the name fields Pipelines fills in)
+CALLS = {"Training": ("CreateTrainingJob", {"TrainingJobName": "pipelines-x-train"}),
+         "RegisterModel": ("CreateModelPackage", {}),
+         "Model": ("CreateModel", {"ModelName": "pipelines-x-model"}),
+         "Transform": ("CreateTransformJob", {"TransformJobName": "pipelines-x-transform"})}
+
+
+def _concrete(shape, value):
+    """``value`` with each Get / Std:Join made a value of the botocore shape's type."""
+    if isinstance(value, dict) and ("Get" in value or "Std:Join" in value):
+        if shape.type_name != "string":
+            return {"integer": 3, "long": 3, "float": 0.5, "double": 0.5, "boolean": True}[shape.type_name]
+        uri = "s3://resolved-at-run-time/model.tar.gz"
+        return uri if "s3" in shape.metadata.get("pattern", "s3") else "resolved-at-run-time"
+    if shape.type_name == "structure" and isinstance(value, dict):
+        return {k: _concrete(shape.members[k], v) if k in shape.members else v for k, v in value.items()}
+    if shape.type_name == "list" and isinstance(value, list):
+        return [_concrete(shape.member, v) for v in value]
+    if shape.type_name == "map" and isinstance(value, dict):
+        return {k: _concrete(shape.value, v) for k, v in value.items()}
+    return value
+
+
+def _with_batch(data):
+    data["steps"].append({"name": "score", "depends_on": ["register"], "retries": 1, "batch": {
+        "name": "score", "batch": {"model": "{{ steps.train.outputs.model }}", "input": "s3://demo-in/digits.jsonl",
+                                   "output": "s3://demo-out/scores", "instance_type": {"sagemaker": "ml.m5.large"},
+                                   "handler": str(ROOT / "examples" / "quickstart" / "serve.py") + ":Digits"}}})
+
+
+def test_every_step_is_a_valid_request_of_its_api(tmp_path):
+    import botocore.session
+
+    model = botocore.session.get_session().get_service_model("sagemaker")
+    plan = _plan(_variant(tmp_path, _with_batch))
+    validate_against_model("sagemaker", "CreatePipeline", {**plan.request("CreatePipeline").body,
+                                                           "ClientRequestToken": "x" * 32})
+    steps = _steps(_definition(plan)["Steps"])
+    assert {s["Type"] for s in steps.values()} == {"Training", "Condition", "RegisterModel", "Model", "Transform"}
+    for name, step in steps.items():
+        if step["Type"] == "Condition":
+            continue
+        op, names = CALLS[step["Type"]]
+        args = _concrete(model.operation_model(op).input_shape, {**step["Arguments"], **names})
+        validate_against_model("sagemaker", op, args)
+    score = steps["score-transform"]
+    assert score["Arguments"]["ModelName"] == {"Get": "Steps.score-model.ModelName"}
+    assert steps["score-model"]["Arguments"]["PrimaryContainer"]["ModelDataUrl"] == {
+        "Get": "Steps.train.ModelArtifacts.S3ModelArtifacts"}
+    # below the condition: a false condition skips the batch step too; it waits for the register step
+    assert [s["Name"] for s in _definition(plan)["Steps"][2]["Arguments"]["IfSteps"]] == [
+        "register", "score-model", "score-transform"]
+    assert steps["score-model"]["DependsOn"] == ["register"]
+    assert {p["ExceptionType"][0] for p in score["RetryPolicies"]} == {"Step.SERVICE_FAULT", "SageMaker.JOB_INTERNAL_ERROR"}
+
+
+def test_the_metric_definition_reads_what_log_metrics_prints(tmp_path, capsys, monkeypatch):
+    import re
+
+    from unijob import runtime
+
+    regex = _steps(_definition(_plan())["Steps"])["evaluate"]["Arguments"]["AlgorithmSpecification"][
+        "MetricDefinitions"][0]["Regex"]
+    monkeypatch.setenv("UNIJOB_OUTPUT_DIR", str(tmp_path))
+    runtime.log_metrics({"val_accuracy": 0.5, "accuracy": 0.9731, "test_images": 450}, output_dir=tmp_path)
+    line = [ln for ln in capsys.readouterr().out.splitlines() if ln.startswith("[unijob.metrics]")][0]
+    assert float(re.search(regex, line).group(1)) == 0.9731  # not val_accuracy's 0.5
+    runtime.log_metrics({"accuracy": 1e-05}, output_dir=tmp_path)
+    assert float(re.search(regex, capsys.readouterr().out).group(1)) == 1e-05
+
+
+def test_pipelines_run_managed_creates_and_starts_the_pipeline(aws, sent, capsys):
+    s3 = boto3_client("s3")
+    s3.create_bucket(Bucket="demo-out")
+    assert main(["pipelines", "run", str(PIPELINE), "-t", "sagemaker", "--managed", "-p", "epochs=5",
+                 "-o", "json"]) == 0
+    out = json.loads(capsys.readouterr().out)
+    assert out["pipeline"].endswith(":pipeline/digits-pipeline") and "/execution/" in out["execution"]
+    ops = [op for op, _ in sent]
+    assert ops == ["s3:HeadObject", "s3:PutObject", "s3:HeadObject", "s3:PutObject",
+                   "sagemaker:CreateModelPackageGroup", "sagemaker:CreatePipeline",
+                   "sagemaker:StartPipelineExecution"]
+    for op, params in sent:
+        if op.startswith("sagemaker:"):
+            validate_against_model("sagemaker", op.split(":")[1], params)
+    sm = boto3_client("sagemaker")
+    stored = json.loads(sm.describe_pipeline(PipelineName="digits-pipeline")["PipelineDefinition"])
+    assert stored == _definition(_plan())
+    assert sm.list_pipeline_parameters_for_execution(PipelineExecutionArn=out["execution"])["PipelineParameters"] == [
+        {"Name": "epochs", "Value": "5"}]
+    assert sm.describe_model_package_group(ModelPackageGroupName="digits")["ModelPackageGroupName"] == "digits"
+    # the training steps' code is where their HyperParameters say
+    submit_dir = json.loads(stored["Steps"][0]["Arguments"]["HyperParameters"]["sagemaker_submit_directory"])
+    bucket, _, key = submit_dir[len("s3://"):].partition("/")
+    assert s3.head_object(Bucket=bucket, Key=key)["ContentLength"] > 0
+
+    # again: the pipeline exists, so its definition is replaced and a second execution starts
+    sent.clear()
+    assert main(["pipelines", "run", str(PIPELINE), "-t", "sagemaker", "--managed"]) == 0
+    assert [op for op, _ in sent if op.startswith("sagemaker:")] == [
+        "sagemaker:CreateModelPackageGroup", "sagemaker:CreatePipeline", "sagemaker:UpdatePipeline",
+        "sagemaker:StartPipelineExecution"]
+    assert len(sm.list_pipeline_executions(PipelineName="digits-pipeline")["PipelineExecutionSummaries"]) == 2
+
+
+@pytest.mark.parametrize("mutate, loc, words", [
+    (lambda d: d["steps"].append({"name": "ship", "depends_on": ["register"],
+                                  "deploy": str(ROOT / "examples" / "pipeline" / "endpoint.yaml")}),
+     ("steps", 3, "deploy"), "step 'ship': deploy steps are not compiled"),
+    (lambda d: d["steps"][2].update(when="steps.train.state == 'SUCCEEDED'"), ("steps", 2, "when"),
+     "steps.train.state has no SageMaker Pipelines equivalent"),
+    (lambda d: d["steps"][2].update(when="not (steps.evaluate.metrics.accuracy > 0.9 and params.epochs > 3)"),
+     ("steps", 2, "when"), "'and' inside 'or' or 'not'"),
+    (lambda d: d["steps"][2].update(when="params.min_accuracy"), ("steps", 2, "when"), "is not a comparison"),
+    (lambda d: d["steps"].extend([
+        {"name": "other", "when": "params.epochs > 3", "job": d["steps"][0]["job"], "with": d["steps"][0]["with"]},
+        {"name": "both", "depends_on": ["register", "other"], "register": {
+            "model": "{{ steps.train.outputs.model }}", "name": "digits"}}]),
+     ("steps", 4, "depends_on"), "two unrelated conditions"),
+])
+def test_what_sagemaker_cannot_express_is_a_spec_error_and_nothing_is_sent(tmp_path, aws, sent, capsys,
+                                                                            mutate, loc, words):
+    path = _variant(tmp_path, mutate)
+    with pytest.raises(SpecError) as e:
+        _plan(path)
+    assert e.value.issues[0].loc == loc and words in str(e.value), str(e.value)
+    assert main(["pipelines", "run", str(path), "-t", "sagemaker", "--managed"]) == 2
+    err = capsys.readouterr().err
+    assert words in err and f"{path}:" in err, err  # file:line of the step
+    assert sent == []
+
+
+def test_a_register_step_needs_a_serving_image(tmp_path):
+    path = _variant(tmp_path, lambda d: d["targets"]["sagemaker"].pop("serving_image"))
+    with pytest.raises(SpecError) as e:
+        _plan(path)
+    assert e.value.issues[0].loc == ("steps", 2, "register") and "serving_image" in str(e.value)
+
+
+def test_conditions_or_not_and_not_equal(tmp_path):
+    path = _variant(tmp_path, lambda d: d["steps"][2].update(
+        when="steps.evaluate.metrics.accuracy >= params.min_accuracy and "
+             "(params.epochs != 3 or not steps.evaluate.metrics.accuracy < 0.5)"))
+    conds = _definition(_plan(path))["Steps"][2]["Arguments"]["Conditions"]
+    acc = {"Get": "Steps.evaluate.FinalMetricDataList['accuracy'].Value"}
+    assert conds == [
+        {"Type": "GreaterThanOrEqualTo", "LeftValue": acc, "RightValue": {"Get": "Parameters.min_accuracy"}},
+        {"Type": "Or", "Conditions": [
+            {"Type": "Not", "Condition": {"Type": "Equals", "LeftValue": {"Get": "Parameters.epochs"}, "RightValue": 3}},
+            {"Type": "Not", "Condition": {"Type": "LessThan", "LeftValue": acc, "RightValue": 0.5}}]}]
+
+
+def test_plan_imports_no_aws_sdk():
+    """`unijob plan pipeline.yaml -t sagemaker` stays pure and light (as tests/test_cli_imports.py asks of plan)."""
+    import subprocess
+    import sys
+
+    code = ("import sys\nbase = set(sys.modules)\nfrom unijob.cli import main\ncode = main(sys.argv[1:])\n"
+            "print('MODULES', ' '.join(sorted({m.split('.')[0] for m in set(sys.modules) - base})), file=sys.stderr)\n"
+            "sys.exit(code)\n")
+    r = subprocess.run([sys.executable, "-c", code, "plan", str(PIPELINE), "-t", "sagemaker", "-o", "json"],
+                       capture_output=True, text=True)
+    assert r.returncode == 0, r.stderr
+    loaded = set(r.stderr.split("MODULES", 1)[1].split())
+    assert not loaded & {"boto3", "botocore", "sagemaker"}, loaded
+    assert json.loads(r.stdout)["requests"][1]["api"] == "sagemaker:CreatePipeline"

@@ -53,6 +53,7 @@ def start(pipeline: Union[str, Path, Any], target: str, params: Optional[Mapping
         NotReady / TargetError: from the platform.
     """
     from unijob import registry
+    from unijob.errors import SpecError
     from unijob.pipeline.compile import plan_pipeline
     from unijob.pipeline.loading import Pipeline, load_pipeline
 
@@ -63,5 +64,8 @@ def start(pipeline: Union[str, Path, Any], target: str, params: Optional[Mapping
     if submit is None:
         raise UsageError(f"target '{target}' has no managed pipeline runs in unijob; run the pipeline without "
                          "--managed (the DAG runner on this machine sends each step to the target)")
-    plan = plan_pipeline(pipe, target)
+    try:
+        plan = plan_pipeline(pipe, target)
+    except SpecError as e:
+        raise (e.locate(pipe.locate) if pipe.locate else e) from None
     return submit(plan, values)
