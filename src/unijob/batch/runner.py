@@ -15,6 +15,9 @@ Config (JSON object): ``handler`` (reference), ``base_dir`` (where the handler i
 Without ``fsspec`` installed (a job image that only has unijob's runtime wheel) local paths and
 mounted volumes still work; URIs need fsspec and its filesystem (s3fs, gcsfs).
 
+Another engine may map the chunks instead of the pool (``run(config, map_chunks=...)``; the
+Databricks target's Spark task does, with ``mapInPandas``): the files written are the same.
+
 Exit status: 0 when the errors are within the budget, 1 otherwise (or when nothing could run).
 """
 
@@ -27,11 +30,15 @@ import os
 import sys
 import time
 from pathlib import Path
-from typing import Any, Iterator, Optional
+from typing import Any, Callable, Iterable, Iterator, Optional
 
 SUFFIXES = (".jsonl", ".json", ".txt")
 _handler: Any = None
 _params: dict[str, Any] = {}
+
+#: ``map_chunks(init_args, chunks)``: yields each chunk's results (``_run_chunk``'s), in order,
+#: having called ``_init(*init_args)`` once in whichever process runs the chunks.
+ChunkMapper = Callable[[tuple, Iterator[tuple[int, list[str]]]], Iterable[list[tuple[str, Optional[str]]]]]
 
 
 class _LocalFS:
@@ -184,8 +191,11 @@ def _chunks_numbered(path: str, size: int) -> Iterator[tuple[int, list[str]]]:
             yield first, buf
 
 
-def run(config: dict[str, Any]) -> dict[str, Any]:
+def run(config: dict[str, Any], map_chunks: Optional[ChunkMapper] = None) -> dict[str, Any]:
     """Run one batch; returns the summary written to ``_SUMMARY.json``.
+
+    ``map_chunks`` maps the chunks instead of this process or its pool (see :data:`ChunkMapper`);
+    the handler is then not loaded here.
 
     Raises:
         FileNotFoundError: no input. HandlerError: the handler reference is bad.
@@ -203,7 +213,10 @@ def run(config: dict[str, Any]) -> dict[str, Any]:
     init = (config["handler"], config.get("base_dir"), config.get("model"), dict(config.get("parameters") or {}))
     counts = {"lines": 0, "predictions": 0, "errors": 0}
     errors_path = f"{out_root}/{config.get('errors_file') or 'errors.jsonl'}"
-    if replicas == 1:
+    if map_chunks is not None:
+        pool = None
+        mapper = lambda fn, it: map_chunks(init, it)  # noqa: E731
+    elif replicas == 1:
         _init(*init)
         pool = None
         mapper = map
@@ -252,12 +265,21 @@ def main(argv: Optional[list[str]] = None) -> int:
         return 1
     print(f"unijob batch: {summary['predictions']} predictions, {summary['errors']} errors in {summary['lines']} lines "
           f"({summary['seconds']} s, {summary['replicas']} replica(s))", flush=True)
-    if not summary["within_budget"]:
-        print(f"unijob batch: FAILED: {summary['errors']} of {summary['lines']} lines failed "
-              f"({summary['error_fraction']:.2%} > the error budget {summary['max_error_fraction']:.2%}); "
-              f"see {config['output'].rstrip('/')}/errors.jsonl", file=sys.stderr, flush=True)
+    failure = budget_failure(summary, config["output"])
+    if failure:
+        print(f"unijob batch: {failure}", file=sys.stderr, flush=True)
         return 1
     return 0
+
+
+def budget_failure(summary: dict[str, Any], output: str) -> Optional[str]:
+    """Why the batch failed (``"FAILED: 3 of 100 lines failed (...) > the error budget ..."``), or
+    None when its errors are within ``max_error_fraction``."""
+    if summary["within_budget"]:
+        return None
+    return (f"FAILED: {summary['errors']} of {summary['lines']} lines failed "
+            f"({summary['error_fraction']:.2%} > the error budget {summary['max_error_fraction']:.2%}); "
+            f"see {output.rstrip('/')}/errors.jsonl")
 
 
 if __name__ == "__main__":
