@@ -169,6 +169,15 @@ class DatabricksAdapter(UnityCatalogRegistry, Adapter):
                              "(give the spec an output, e.g. a /Volumes/... path or dbfs:/ URI)")
         return output
 
+    # ---- batch prediction -------------------------------------------------------------------
+
+    def plan_batch(self, spec, submission_id: str) -> Plan:
+        """A one-off run mapping the handler over the input files with Spark (:mod:`.batch`);
+        submit, status, logs and cancel are the jobs'."""
+        from .batch import plan_batch
+
+        return plan_batch(spec, submission_id, self.options(spec))
+
     # ---- endpoints --------------------------------------------------------------------------
 
     def plan_endpoint(self, spec) -> Plan:

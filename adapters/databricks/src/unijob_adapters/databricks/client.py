@@ -153,6 +153,8 @@ def upload(w, up: Upload) -> list[str]:
         from unijob.bundle import runtime_wheel
 
         wheel = runtime_wheel(["databricks"])
+        if wheel.filename != up.source:  # a batch run's wheel also carries unijob.batch.runner
+            wheel = runtime_wheel(["databricks"], batch=True)
         if (wheel.filename, wheel.sha256) != (up.source, up.sha256):
             raise TargetError(f"the runtime wheel changed since the plan ({up.source} -> {wheel.filename}); plan again")
         _mkdirs(w, up.destination.rsplit("/", 1)[0])

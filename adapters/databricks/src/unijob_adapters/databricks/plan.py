@@ -252,32 +252,22 @@ def _hyper_args(hp: dict[str, Any]) -> list[str]:
     return out
 
 
-def build_job_plan(spec, submission_id: str, opts: DatabricksOptions) -> Plan:
-    """The plan for ``spec`` on Databricks. Pure: reads local files, sends nothing.
+def job_cluster(spec, opts: DatabricksOptions, run_name: str, notes: list[str], warnings: list[str]):
+    """The ``new_cluster`` of a run of ``spec`` (see the module docstring): node type, runtime,
+    workers, spot, pools, policy and log delivery. Appends its notes and warnings.
 
     Returns:
-        A :class:`Plan` with one ``runs/submit`` request, the uploads submit performs first (the
-        source dir and the launcher, content-addressed under ``upload_dir``) and the cost inputs.
+        ``(compute.ClusterSpec, node_type_id, single_node)``.
 
     Raises:
-        SpecError: input Databricks cannot take (field path named). NotReady: no databricks-sdk.
+        SpecError: a node type, runtime or secret Databricks cannot take (field path named).
     """
-    jobs, compute = sdk()
+    _, compute = sdk()
     res = spec.resources
-    run_name, token = names(spec.name, submission_id)
-    notes: list[str] = []
-    warnings: list[str] = []
     node_type, shape = _node_type(spec, opts)
     spark_version = _spark_version(spec, opts)
     single_node = res.nodes == 1 and res.max_nodes is None
     policy = spec.spot.policy
-
-    if spec.image and res.nodes > 1:
-        raise SpecError.at(("resources", "nodes"), "container jobs run their command on the cluster's driver; "
-                                                   "multi-node gangs need a script job (TorchDistributor)")
-    if spec.image and not opts.container_services:
-        raise SpecError.at(("image",), "this workspace has Databricks Container Services disabled "
-                                       "(targets.databricks.container_services: false); use a script job")
     if spec.image and opts.cloud == "aws" and _is_graviton(node_type):
         raise SpecError.at(("targets", "databricks", "node_type_id"),
                            f"'{node_type}' is an AWS Graviton type; Databricks Container Services does not run on Graviton")
@@ -325,6 +315,35 @@ def build_job_plan(spec, submission_id: str, opts: DatabricksOptions) -> Plan:
         cluster.cluster_log_conf = (compute.ClusterLogConf(volumes=compute.VolumesStorageInfo(destination=d))
                                     if d.startswith("/Volumes/") else
                                     compute.ClusterLogConf(dbfs=compute.DbfsStorageInfo(destination=d)))
+
+    return cluster, node_type, single_node
+
+
+def build_job_plan(spec, submission_id: str, opts: DatabricksOptions) -> Plan:
+    """The plan for ``spec`` on Databricks. Pure: reads local files, sends nothing.
+
+    Returns:
+        A :class:`Plan` with one ``runs/submit`` request, the uploads submit performs first (the
+        source dir and the launcher, content-addressed under ``upload_dir``) and the cost inputs.
+
+    Raises:
+        SpecError: input Databricks cannot take (field path named). NotReady: no databricks-sdk.
+    """
+    jobs, compute = sdk()
+    res = spec.resources
+    run_name, token = names(spec.name, submission_id)
+    notes: list[str] = []
+    warnings: list[str] = []
+    policy = spec.spot.policy
+
+    if spec.image and res.nodes > 1:
+        raise SpecError.at(("resources", "nodes"), "container jobs run their command on the cluster's driver; "
+                                                   "multi-node gangs need a script job (TorchDistributor)")
+    if spec.image and not opts.container_services:
+        raise SpecError.at(("image",), "this workspace has Databricks Container Services disabled "
+                                       "(targets.databricks.container_services: false); use a script job")
+    cluster, node_type, single_node = job_cluster(spec, opts, run_name, notes, warnings)
+    spark_version = cluster.spark_version
 
     uploads: list[Upload] = []
     libraries = [compute.Library(pypi=compute.PythonPyPiLibrary(package=p)) for p in _requirements(spec)]
