@@ -77,7 +77,9 @@ def test_steps_a_target_cannot_compile_are_spec_errors(tmp_path, capsys):
     path.write_text(yaml.safe_dump(data, sort_keys=False))
     with pytest.raises(SpecError) as e:
         unijob.plan(str(path), "vertex")
+    # deploy steps compile, but Vertex has no concurrency autoscaling: the adapter's reason, at the step
     assert "step 'ship'" in str(e.value) and e.value.issues[0].loc == ("steps", 3, "deploy")
+    assert "concurrency" in str(e.value)
     # SageMaker: adapters/sagemaker/tests/test_sagemaker_pipeline.py
 
 
@@ -120,3 +122,77 @@ def test_databricks_conditions_it_cannot_express(tmp_path):
     with pytest.raises(SpecError) as e:
         unijob.plan(str(path), "databricks")
     assert e.value.issues[0].loc == ("steps", 2, "when") and "'or'" in str(e.value)
+
+
+VERTEX_FULL = ROOT / "tests" / "data" / "vertex_pipeline_full.yaml"
+
+
+def test_vertex_batch_and_deploy_steps_run_gcpc_launchers_with_the_adapters_bodies():
+    """Deploy: create_endpoint, then deploy_model per variant with the Vertex adapter's DeployedModel
+    bodies and traffic split, the registered versions named by alias; batch: upload_model, then
+    batch_prediction_job with the adapter's BatchPredictionJob. Every payload parses as its
+    aiplatform_v1 type the way its launcher sends it; artifacts flow between declared ends."""
+    pytest.importorskip("unijob_adapters.vertex")
+    pytest.importorskip("kfp.pipeline_spec.pipeline_spec_pb2")
+    from google.cloud import aiplatform_v1
+
+    from unijob import registry
+    from unijob.pipeline import steps as S
+    from unijob.pipeline.kfp import check_ir
+    from unijob.pipeline.loading import load_pipeline
+
+    plan = unijob.plan(str(VERTEX_FULL), "vertex")
+    body = plan.requests[0].body
+    ir = body["pipelineSpec"]
+    check_ir(ir)
+    aiplatform_v1.PipelineJob.from_json(json.dumps(body), ignore_unknown_fields=False)
+    tasks, comps, execs = ir["root"]["dag"]["tasks"], ir["components"], ir["deploymentSpec"]["executors"]
+    assert {"deploy-endpoint", "deploy-champion", "deploy", "score-model", "score"} <= set(tasks)
+    cond = tasks["register"]["triggerPolicy"]["condition"]
+    assert all(tasks[t]["triggerPolicy"]["condition"] == cond for t in ("deploy-endpoint", "deploy", "score")), \
+        "the register step's condition holds for the steps after it"
+    for name, task in tasks.items():  # every artifact read is one its producer declares
+        comp = comps[task["componentRef"]["name"]]
+        for art, src in task.get("inputs", {}).get("artifacts", {}).items():
+            producer = src["taskOutputArtifact"]["producerTask"]
+            assert producer in task["dependentTasks"]
+            out = comps[tasks[producer]["componentRef"]["name"]]["outputDefinitions"]["artifacts"][art]
+            assert out == comp["inputDefinitions"]["artifacts"][art], (name, art)
+
+    def args(task):
+        a = execs[f"exec-{task}"]["container"]["args"]
+        return a[1], json.loads(a[a.index("--payload") + 1]), a
+
+    endpoint_name = "projects/demo-project/locations/us-central1/endpoints/123"
+    kind, ep, a = args("deploy-endpoint")
+    assert kind == "CreateEndpoint" and "--executor_input" in a
+    aiplatform_v1.Endpoint.from_json(json.dumps(ep), ignore_unknown_fields=False)
+    pipe = load_pipeline(VERTEX_FULL)
+    spec = S.build_spec(pipe.step("deploy"), pipe.base_dir, lambda r: None, "kfp", pipe.spec.targets)
+    stand_in = spec.model_copy(update={"endpoint": spec.endpoint.model_copy(update={"variants": [
+        v.model_copy(update={"model": "gs://unijob-registered-model/" + v.name}) for v in spec.endpoint.variants]})})
+    direct = [r.body for r in registry.get("vertex").plan_endpoint(stand_in).requests if r.api.endswith(":deployModel")]
+    for task, variant, want in (("deploy-champion", "champion", direct[0]), ("deploy", "candidate", direct[1])):
+        kind, dm, a = args(task)
+        assert kind == "DeployModel" and "--executor_input" not in a
+        assert dm.pop("endpoint") == "{{$.inputs.artifacts['endpoint'].metadata['resourceName']}}"
+        assert dm["deployedModel"].pop("model") == f"projects/demo-project/locations/us-central1/models/digits@{variant}"
+        want = json.loads(json.dumps(want))
+        want["deployedModel"].pop("model")
+        assert dm == want, "the adapter's DeployedModel and traffic split"
+        aiplatform_v1.DeployModelRequest.from_json(json.dumps({**dm, "endpoint": endpoint_name}), ignore_unknown_fields=False)
+    assert sorted(args("deploy")[1]["trafficSplit"].values()) == [10, 90]
+    kind, model, a = args("score-model")
+    assert kind == "UploadModel" and model["artifactUri"] == "gs://demo-out/train/model"
+    aiplatform_v1.Model.from_json(json.dumps(model), ignore_unknown_fields=False)
+    kind, job, a = args("score")
+    assert kind == "BatchPredictionJob" and job["model"] == "{{$.inputs.artifacts['model'].metadata['resourceName']}}"
+    # the launcher hands the payload to the GAPIC client as a dict: proto-plus field names
+    parsed = aiplatform_v1.BatchPredictionJob({**job, "model": "projects/p/locations/l/models/m"})
+    assert parsed.output_config.gcs_destination.output_uri_prefix == "gs://demo-out/scores"
+    assert parsed.input_config.instances_format == "jsonl"
+    # the register step's launcher takes the Model as payload and the parent as --parent_model_name
+    kind, model, a = args("register")
+    assert kind == "UploadModel" and model["versionAliases"] == ["candidate"]
+    assert a[a.index("--parent_model_name") + 1] == "projects/demo-project/locations/us-central1/models/digits"
+    aiplatform_v1.Model.from_json(json.dumps(model), ignore_unknown_fields=False)

@@ -17,8 +17,15 @@ prebuilt pipeline steps run, image :data:`GCPC_IMAGE`):
 - ``when`` becomes the task's ``triggerPolicy.condition`` (CEL over ``inputs.parameter_values``),
   and conditions are inherited by the steps that depend on a conditioned step.
 
-Batch and deploy steps are not compiled for Vertex (a SpecError naming the step): run such
-pipelines with ``unijob pipelines run -t vertex``.
+- a **register** step's launcher takes the Model as its payload and the registered model as
+  ``--parent_model_name`` (``projects/P/locations/L/models/ID``, the id the Vertex registry gives
+  that name): the model must have a first version (``unijob models register -t vertex``);
+- **batch** and **deploy** steps are GCPC's batch prediction, endpoint-create and deploy-model
+  launchers with the bodies the Vertex adapter plans (:mod:`.kfp_serving`): a deploy step is the
+  tasks ``STEP-endpoint``, ``STEP-<variant>``... and ``STEP`` (the last variant, with the spec's
+  traffic split); a batch step ``STEP-model`` (upload) and ``STEP``.
+
+``steps.S.state`` and a register step's outputs are not compiled (a SpecError naming the step).
 """
 
 from __future__ import annotations
@@ -28,7 +35,7 @@ from typing import Any, Optional
 
 from unijob.contract import NativeRequest, Plan, PlanResources, Upload
 from unijob.errors import SpecError
-from unijob.pipeline import expr
+from unijob.pipeline import expr, kfp_serving
 from unijob.pipeline.spec import step_refs
 
 #: Google Cloud Pipeline Components image whose launchers run CustomJobs and model uploads
@@ -78,8 +85,8 @@ def plan_vertex(pipe: Any) -> Plan:
     """The PipelineJob of a checked pipeline.
 
     Raises:
-        SpecError: a batch or deploy step; a reference Vertex cannot pass (a register step's
-            outputs, a ``state``); the Vertex adapter's own SpecErrors for a step's job spec.
+        SpecError: a reference Vertex cannot pass (a register step's outputs, a ``state``); the
+            Vertex adapter's own SpecErrors for a step's spec (e.g. an autoscaling metric Vertex lacks).
     """
     from unijob import registry
     from unijob.pipeline import steps as S
@@ -94,20 +101,18 @@ def plan_vertex(pipe: Any) -> Plan:
     metrics_needed: dict[str, set[str]] = {}
     conditions: dict[str, list[str]] = {}
     where: Optional[tuple[str, str]] = None
+    notes: list[str] = []
     serving_image: Optional[str] = None
     for i, name in enumerate(pipe.order):
         s = pipe.step(name)
         idx = spec.steps.index(s)
-        if s.kind in ("batch", "deploy"):
-            raise SpecError.at(("steps", idx, s.kind), f"step '{name}': {s.kind} steps are not compiled for Vertex "
-                                                        "Pipelines yet; run the pipeline with `unijob pipelines run -t vertex`")
         refs = [r for _, r in step_refs(s)]
         for r in refs:
             if r.parts[0] == "steps" and r.parts[2] == "state":
                 raise SpecError.at(("steps", idx, "when"), f"step '{name}': {r} has no Vertex Pipelines equivalent")
-            if r.parts[0] == "steps" and r.parts[2] == "outputs" and pipe.step(r.parts[1]).kind != "job":
+            if r.parts[0] == "steps" and r.parts[2] == "outputs" and pipe.step(r.parts[1]).kind == "register":
                 raise SpecError.at(("steps", idx, "with"), f"step '{name}': {r} is known only when the pipeline runs; "
-                                                            "Vertex tasks here pass job outputs and metrics only")
+                                                            "Vertex tasks here pass job, batch and deploy outputs and metrics only")
             if r.parts[0] == "steps" and r.parts[2] == "metrics":
                 metrics_needed.setdefault(r.parts[1], set()).add(r.parts[3])
         inputs: dict[str, Any] = {}
@@ -160,6 +165,53 @@ def plan_vertex(pipe: Any) -> Plan:
                 "command": ["python3", "-u", "-m", "google_cloud_pipeline_components.container.v1.custom_job.launcher"],
                 "args": ["--type", "CustomJob", "--payload", payload, "--project", str(where[0]), "--location",
                          str(where[1]), "--gcp_resources", "{{$.outputs.parameters['gcp_resources'].output_file}}"]}}
+        elif s.kind in ("batch", "deploy"):
+            sub, outs, where = _serving(adapter, s, idx, pipe, lookup, where, notes)
+            job_outputs[name] = outs
+            for t in sub:
+                tname = f"{name}-{t.suffix}" if t.suffix else name
+                if tname in tasks or (tname != name and any(x.name == tname for x in spec.steps)):
+                    raise SpecError.at(("steps", idx, "name"), f"step '{name}': its task '{tname}' clashes with a step "
+                                                               "or task of that name; rename the step")
+                args = ["--type", t.type, "--payload", json.dumps(t.payload, sort_keys=True), "--project",
+                        str(where[0]), "--location", str(where[1]),
+                        "--gcp_resources", "{{$.outputs.parameters['gcp_resources'].output_file}}"]
+                if t.executor_input:
+                    args += ["--executor_input", "{{$}}"]
+                executors[f"exec-{tname}"] = {"container": {"image": GCPC_IMAGE, "command": [
+                    "python3", "-u", "-m", kfp_serving.GCPC + t.module], "args": args}}
+                comp: dict[str, Any] = {"executorLabel": f"exec-{tname}", "outputDefinitions": {
+                    "parameters": {"gcp_resources": {"parameterType": "STRING"}}}}
+                if t.outputs:
+                    comp["outputDefinitions"]["artifacts"] = {o: {"artifactType": {
+                        "schemaTitle": kfp_serving.ARTIFACT_TYPES[o], "schemaVersion": "0.0.1"}} for o in t.outputs}
+                comp_in: dict[str, Any] = {"parameters": dict(comp_inputs)} if comp_inputs else {}
+                task_in: dict[str, Any] = {"parameters": dict(inputs)} if inputs else {}
+                for art, producer in t.reads.items():
+                    src = f"{name}-{producer}"
+                    comp_in.setdefault("artifacts", {})[art] = {"artifactType": {
+                        "schemaTitle": kfp_serving.ARTIFACT_TYPES[art], "schemaVersion": "0.0.1"}}
+                    task_in.setdefault("artifacts", {})[art] = {"taskOutputArtifact": {
+                        "producerTask": src, "outputArtifactKey": art}}
+                if comp_in:
+                    comp["inputDefinitions"] = comp_in
+                components[f"comp-{tname}"] = comp
+                sub_deps = [f"{name}-{a}" if a else name for a in [*t.after, *t.reads.values()]]
+                task = {"taskInfo": {"name": tname}, "componentRef": {"name": f"comp-{tname}"}}
+                metric_deps = [f"{r.parts[1]}-metrics" for r in refs if r.parts[0] == "steps" and r.parts[2] == "metrics"]
+                all_deps = sorted(set(deps) | set(metric_deps) | set(sub_deps))
+                if all_deps:
+                    task["dependentTasks"] = all_deps
+                if task_in:
+                    task["inputs"] = task_in
+                if cond:
+                    task["triggerPolicy"] = {"condition": " && ".join(cond)}
+                if s.retries:
+                    task["retryPolicy"] = {"maxRetryCount": s.retries}
+                tasks[tname] = task
+            if cond:
+                conditions[name] = cond
+            continue
         else:  # register
             r = s.register_
             model = S.render(r.model, lookup)
@@ -176,14 +228,18 @@ def plan_vertex(pipe: Any) -> Plan:
                                           "versionAliases": [r.alias] if r.alias else []}
             if image:
                 model_body["containerSpec"] = {"imageUri": image}
-            payload = json.dumps({"display_name": r.name, "parent_model": f"projects/{proj}/locations/{loc}/models/{r.name}",
-                                  "model": model_body}, sort_keys=True)
+            # the launcher's payload is the Model; the parent comes as --parent_model_name
+            # (model/upload_model/remote_runner.py), named as the Vertex registry names it
+            from unijob_adapters.vertex.registry import model_id
+
             executors[f"exec-{name}"] = {"container": {
                 "image": GCPC_IMAGE,
                 "command": ["python3", "-u", "-m", "google_cloud_pipeline_components.container.v1.model.upload_model.launcher"],
-                "args": ["--type", "UploadModel", "--payload", payload, "--project", str(proj), "--location", str(loc),
+                "args": ["--type", "UploadModel", "--payload", json.dumps(model_body, sort_keys=True), "--project",
+                         str(proj), "--location", str(loc),
                          "--gcp_resources", "{{$.outputs.parameters['gcp_resources'].output_file}}",
-                         "--executor_input", "{{$}}"]}}
+                         "--executor_input", "{{$}}",
+                         "--parent_model_name", f"projects/{proj}/locations/{loc}/models/{model_id(r.name)}"]}}
         components[f"comp-{name}"] = {"executorLabel": f"exec-{name}",
                                       "outputDefinitions": {"parameters": {"gcp_resources": {"parameterType": "STRING"}}}}
         if comp_inputs:
@@ -225,13 +281,35 @@ def plan_vertex(pipe: Any) -> Plan:
     proj, loc = where or ("", "")
     job = {"displayName": spec.name, "pipelineSpec": ir,
            "runtimeConfig": {"parameterValues": dict(spec.parameters)}, "labels": {"unijob-pipeline": spec.name}}
-    notes = [f"schedule {spec.schedule}: create a Vertex schedule (POST .../schedules with createPipelineJobRequest)"] \
-        if spec.schedule else []
+    if spec.schedule:
+        notes.append(f"schedule {spec.schedule}: create a Vertex schedule (POST .../schedules with createPipelineJobRequest)")
     return Plan(target="vertex", kind="pipeline", name=spec.name, submission_id="pipeline",
                 requests=[NativeRequest(api=f"POST /v1/projects/{proj}/locations/{loc}/pipelineJobs", body=job,
                                         note=f"{len(tasks)} tasks")],
                 uploads=uploads, resources=PlanResources(service="vertex-pipelines", region=loc or None),
                 notes=notes, extra={"project": proj, "location": loc})
+
+
+def _serving(adapter: Any, s: Any, idx: int, pipe: Any, lookup: Any, where: Optional[tuple[str, str]],
+             notes: list[str]) -> tuple[list[Any], dict[str, str], tuple[str, str]]:
+    """The launcher tasks of a batch or deploy step (:mod:`unijob.pipeline.kfp_serving`)."""
+    from unijob.pipeline import steps as S
+
+    try:
+        job_spec = S.build_spec(s, pipe.base_dir, lookup, "kfp", pipe.spec.targets)
+        if s.kind == "batch":
+            sub, outs, here = kfp_serving.batch_tasks(adapter, job_spec, f"pipeline-{pipe.spec.name}-{s.name}")
+        else:
+            sub, outs, more = kfp_serving.deploy_tasks(adapter, job_spec)
+            notes.extend(f"step {s.name}: {n}" for n in more)
+            from unijob_adapters.vertex.plan import resolve_where
+
+            here = resolve_where(adapter.options(job_spec))
+    except SpecError as e:
+        first = e.issues[0]
+        raise SpecError.at(("steps", idx, s.kind), f"step '{s.name}' on vertex: "
+                           f"{'.'.join(map(str, first.loc)) or 'spec'}: {first.message}") from None
+    return sub, outs, tuple(where or here)  # type: ignore[return-value]
 
 
 def check_ir(ir: dict[str, Any]) -> Any:
