@@ -103,24 +103,29 @@ def test_register_approve_alias_resolve(dbx_env, fake, spec_factory, quickstart,
     assert (v2.version, v2.aliases, v2.source) == ("2", ["champion"], str(quickstart.resolve()))
     assert v2.metadata["registered_from"] == str(quickstart.resolve())
     assert fake.files["/Models/main/ml/digits/2/model.pkl"] == (quickstart / "model.pkl").read_bytes()
-    assert len(_uc(fake, "POST", "registered-models/create")) == 2  # the second answered "already exists"
+    # a single volume file, spelled as a dbfs:/Volumes URI
+    v3 = models.register("dbfs:/Volumes/main/ml/runs/digits/model.pkl", NAME, target="databricks")
+    assert v3.source == "/Volumes/main/ml/runs/digits/model.pkl"
+    assert sorted(k for k in fake.files if k.startswith("/Models/main/ml/digits/3/")) == ["/Models/main/ml/digits/3/model.pkl"]
+    assert len(_uc(fake, "POST", "registered-models/create")) == 3  # the later ones answered "already exists"
 
     assert models.approve(NAME, "2", target="databricks").status == "Approved"
     assert models.reject(NAME, 1, target="databricks").status == "Rejected"
     tag = _uc(fake, "POST", "model-versions/set-tag")[0].json()
     assert tag == {"name": NAME, "version": "2", "key": "unijob.approval", "value": "Approved"}
     vs = models.versions(NAME, target="databricks")
-    assert [(v.version, v.status, v.aliases) for v in vs] == [("1", "Rejected", []), ("2", "Approved", ["champion"])]
+    assert [(v.version, v.status, v.aliases) for v in vs] == [
+        ("1", "Rejected", []), ("2", "Approved", ["champion"]), ("3", "PendingManualApproval", [])]
     # moving the alias: Unity Catalog takes it off version 2
     models.alias(NAME, "1", "champion", target="databricks")
     assert models.resolve(f"models:/{NAME}@champion", target="databricks").version == "1"
-    assert [v.aliases for v in models.versions(NAME, target="databricks")] == [["champion"], []]
+    assert [v.aliases for v in models.versions(NAME, target="databricks")] == [["champion"], [], []]
     models.alias(NAME, "2", "champion", target="databricks")
     champion = models.resolve(f"models:/{NAME}@champion", target="databricks")
     assert (champion.version, champion.status) == ("2", "Approved")
     assert models.show(NAME, "1", target="databricks").metadata["job_id"] == job.id
     listed = models.list_models(target="databricks")
-    assert [(m.name, m.latest_version, m.aliases) for m in listed] == [(NAME, "2", {"champion": "2"})]
+    assert [(m.name, m.latest_version, m.aliases) for m in listed] == [(NAME, "3", {"champion": "2"})]
 
 
 ENDPOINT = """

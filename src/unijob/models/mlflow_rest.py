@@ -1,5 +1,7 @@
 """A model registry behind MLflow's REST API: a self-hosted MLflow tracking server (the local and
-Kubernetes targets) or a Databricks workspace (Unity Catalog models through the same API).
+Kubernetes targets). Databricks' Unity Catalog registry speaks MLflow's Unity Catalog variant of
+this API (``/api/2.0/mlflow/unity-catalog/...``, create-then-finalize versions, no stages): see
+``unijob_adapters.databricks.registry``.
 
 Calls (MLflow REST API 2.0, https://mlflow.org/docs/latest/rest-api.html, read 2026-11-29):
 ``registered-models/create|get|search``, ``model-versions/create|get|search|set-tag``,

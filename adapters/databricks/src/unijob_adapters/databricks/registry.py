@@ -103,12 +103,16 @@ class UnityCatalogRegistry(ModelRegistry):
         return self._client({"host": getattr(options, "host", None), "profile": getattr(options, "profile", None)})
 
     def _call(self, w: Any, method: str, path: str, *, query: Optional[dict] = None, body: Optional[dict] = None,
-              not_found: str = "") -> dict:
-        from databricks.sdk.errors import BadRequest, DatabricksError
+              not_found: str = "", exists_ok: bool = False) -> dict:
+        from databricks.sdk.errors import BadRequest, DatabricksError, ResourceAlreadyExists
         from databricks.sdk.errors import NotFound as SdkNotFound
 
         try:
             return w.api_client.do(method, f"{API}/{path}", query=query, body=body) or {}
+        except ResourceAlreadyExists:
+            if exists_ok:
+                return {}
+            raise TargetError(f"Unity Catalog {path}: already exists") from None
         except SdkNotFound as e:
             raise NotFound(not_found or str(e)) from None
         except BadRequest as e:
@@ -239,11 +243,7 @@ class UnityCatalogRegistry(ModelRegistry):
                               f"unijob copies them with the Files API; set {FILES_API_ENV}=true if the workspace "
                               "accepts /Models/ paths, or register with mlflow.register_model(..., "
                               "registry_uri='databricks-uc')")
-        try:
-            self._call(w, "POST", "registered-models/create", body={"name": name})
-        except (UsageError, TargetError) as e:
-            if "ALREADY_EXISTS" not in e.message and "already exists" not in e.message:
-                raise
+        self._call(w, "POST", "registered-models/create", body={"name": name}, exists_ok=True)
         meta = {"registered_from": recorded, **metadata} if local else dict(metadata)
         tags = [{"key": APPROVAL_TAG, "value": PENDING}]
         tags += [{"key": _META + str(k), "value": str(v)} for k, v in sorted(meta.items())]
