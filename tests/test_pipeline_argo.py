@@ -246,6 +246,25 @@ def _variant(tmp_path: Path, edit) -> Path:
     return path
 
 
+def test_a_batch_step_creates_the_adapters_batch_job(tmp_path):
+    from unijob import registry
+    from unijob.spec import JobSpec
+
+    kubernetes_validate = pytest.importorskip("kubernetes_validate")
+    path = _variant(tmp_path, lambda d: d["steps"].append({"name": "score", "depends_on": ["register"], "batch": BATCH}))
+    wf = _plan(path).requests[0].body
+    _validate_crd(wf, SCHEMAS / "argoproj.io_workflows.excerpt.yaml")
+    _argo_lint(wf["spec"])
+    templates = {t["name"]: t for t in wf["spec"]["templates"]}
+    assert [x["name"] for x in templates["step-score"]["dag"]["tasks"]] == ["configmap", "job"]
+    job = json.loads(templates["job-score"]["resource"]["manifest"])
+    kubernetes_validate.validate(json.loads(_substitute(json.dumps(job), {"workflow.name": WF_NAME})), "1.33.0", strict=True)
+    spec = JobSpec.model_validate({**BATCH, "targets": yaml.safe_load(PIPE.read_text())["targets"]}, context={"base_dir": tmp_path})
+    direct = registry.get("kubernetes").plan_batch(spec, "pipeline-digits-pipeline-score")
+    assert job == json.loads(json.dumps(direct.request("batch/v1 Job").body).replace(direct.name, "{{workflow.name}}-score"))
+    assert templates["job-score"]["resource"]["successCondition"] == f"status.succeeded > {job['spec']['completions'] - 1}"
+
+
 def test_conditions_translate_to_govaluate(tmp_path):
     def edit(d):
         d["parameters"]["mode"] = "fast"
@@ -264,7 +283,6 @@ def test_conditions_translate_to_govaluate(tmp_path):
 
 
 @pytest.mark.parametrize("edit, loc, words", [
-    (lambda d: d["steps"].append({"name": "score", "batch": BATCH}), ("steps", 4, "batch"), "step 'score'"),
     (lambda d: d["steps"][2].update(when="steps.evaluate.state == 'SUCCEEDED'"), ("steps", 2, "when"), "state"),
     (lambda d: d["steps"][2].update(when="steps.evaluate.metrics.accuracy != null"), ("steps", 2, "when"), "null"),
     (lambda d: d["targets"]["kubernetes"].pop("registry_uri"), ("steps", 2, "register"), "registry_uri"),

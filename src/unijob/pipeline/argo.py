@@ -17,6 +17,11 @@ Steps (each step is one task of the DAG template ``main``, running a template ``
   ``{{workflow.name}}-<step>``. The Job template succeeds at ``status.succeeded > nodes-1`` and fails
   at ``status.failed > backoffLimit`` (a JobSet at ``status.terminalState``); ``retries:`` raise the
   Job's ``backoffLimit`` (a JobSet's ``maxRestarts``): creating the same Job again is not possible.
+- **batch**: likewise, the adapter's batch plan (an Indexed Job of shards over the input files).
+  A Job that its ``podFailurePolicy`` fails early (``FailJob``: a batch over its error budget)
+  before ``backoffLimit`` is exhausted is seen by the template's ``activeDeadlineSeconds``
+  (``max_run`` + :data:`DEADLINE_SLACK`): Argo's resource conditions are label selectors over
+  fields, which cannot look inside ``status.conditions``.
 - **metrics** a later step reads (``steps.S.metrics.M``): a ``script`` task
   (:mod:`unijob.pipeline.argo_tasks`) reads the ``[unijob.metrics]`` lines that
   ``runtime.log_metrics`` prints in rank 0's pod log and outputs each as a parameter.
@@ -28,7 +33,7 @@ Steps (each step is one task of the DAG template ``main``, running a template ``
 - ``when`` is Argo's govaluate expression over ``{{workflow.parameters.P}}`` and the metric tasks'
   outputs; ``depends: "X.Succeeded"`` makes a step whose dependency was skipped omitted.
 
-Batch steps and ``steps.S.state`` are refused (SpecError naming the step).
+``steps.S.state`` and ``null`` in conditions are refused (SpecError naming the step).
 """
 
 from __future__ import annotations
@@ -73,7 +78,7 @@ def plan_kubernetes(pipe: Any) -> Plan:
     """The Workflow (or CronWorkflow) of a checked pipeline.
 
     Raises:
-        SpecError: a batch step; a ``steps.S.state`` reference; a register step without
+        SpecError: a ``steps.S.state`` reference; a register step without
             ``targets.kubernetes.registry_uri`` or with a model that is not an object-store URI;
             ``null`` in a condition; the Kubernetes adapter's own SpecErrors for a step's spec.
     """
@@ -153,10 +158,6 @@ class _Compiler:
     def step(self, name: str) -> None:
         s = self.pipe.step(name)
         idx = self.idx(name)
-        if s.kind == "batch":
-            raise SpecError.at(("steps", idx, "batch"), f"step '{name}': the kubernetes target plans no batch "
-                                                        "prediction jobs, so an Argo Workflow cannot run this step; "
-                                                        "run the pipeline with `unijob pipelines run -t kubernetes`")
         passed: dict[str, str] = {}
 
         def lookup(ref: expr.Ref) -> Any:
@@ -167,7 +168,7 @@ class _Compiler:
                 raise SpecError.at(("steps", idx, "when"), f"step '{name}': {ref} has no Argo equivalent here; "
                                                            "write the condition over metrics and parameters")
             kind = self.pipe.step(p[1]).kind
-            if p[2] == "outputs" and kind == "job":
+            if p[2] == "outputs" and kind in ("job", "batch"):
                 if p[3] not in self.job_outputs[p[1]]:
                     raise SpecError.at(("steps", idx, "with"), f"step '{name}': {ref}: step '{p[1]}' has no output "
                                                                 "directory; give its job spec an output (s3://, gs://)")
@@ -184,7 +185,7 @@ class _Compiler:
                 lookup(r)
         when = _govaluate(expr.parse(s.when), self, idx, name) if s.when else None
         start = len(self.templates)
-        if s.kind == "job":
+        if s.kind in ("job", "batch"):
             self.job(s, idx, lookup)
         elif s.kind == "register":
             self.register(s, idx, lookup)
@@ -227,7 +228,9 @@ class _Compiler:
 
     def job(self, s: Any, idx: int, lookup: Any) -> None:
         job_spec = self._build(s, idx, lookup)
-        p = self._wrap(lambda: self.adapter.plan(job_spec, f"pipeline-{self.spec.name}-{s.name}"), s, idx)
+        sid = f"pipeline-{self.spec.name}-{s.name}"
+        plan = self.adapter.plan_batch if s.kind == "batch" else self.adapter.plan
+        p = self._wrap(lambda: plan(job_spec, sid), s, idx)
         obj = "{{workflow.name}}-" + _short(s.name)
         inner: list[dict[str, Any]] = []
         for r in p.requests:
@@ -251,7 +254,9 @@ class _Compiler:
             self.uploads.append(Upload(source=u.source, kind=u.kind, sha256=u.sha256,
                                        destination=u.destination.replace(p.name, obj)))
         out: dict[str, str] = {"job_id": obj}
-        if job_spec.output:
+        if s.kind == "batch":
+            out["output"] = job_spec.batch.output
+        elif job_spec.output:
             out.update(output=job_spec.output, model=job_spec.output)
         self.job_outputs[s.name] = out
         step_t: dict[str, Any] = {"name": f"step-{s.name}", "dag": {"tasks": inner}}

@@ -10,8 +10,10 @@ parameters (``{{job.parameters.NAME}}``), ``retries:`` is ``max_retries``, ``sch
 cron schedule (Jobs API 2.2, https://docs.databricks.com/api/workspace/jobs/create, and "Add
 branching logic with the If/else condition task", read 2026-11-29).
 
-Register, batch and deploy steps, ``or``/``not`` and step states are not compiled (SpecError
-naming the step): run such pipelines with ``unijob pipelines run -t databricks``.
+A **batch** step is the task of the one-off run the Databricks adapter plans for it
+(:mod:`unijob_adapters.databricks.batch`: the handler mapped over the input files with Spark).
+Register and deploy steps (the reasons: :data:`_REFUSED`), ``or``/``not`` and step states are not
+compiled (SpecError naming the step): run such pipelines with ``unijob pipelines run -t databricks``.
 """
 
 from __future__ import annotations
@@ -22,6 +24,14 @@ from unijob.contract import NativeRequest, Plan, PlanResources
 from unijob.errors import SpecError
 from unijob.pipeline import expr
 
+#: step kind -> why a Databricks job does not run it (shown in the SpecError).
+_REFUSED = {
+    "register": "register steps are not compiled into a Databricks job (no job task type registers a model, and "
+                "the model a job step wrote is known only when the pipeline runs)",
+    "deploy": "deploy steps are not compiled into a Databricks job: no job task type creates a serving endpoint, and "
+              "a task calling the serving-endpoints API would need the endpoint's registered model versions, which "
+              "only the pipeline run knows (the register step before it)",
+}
 _OPS = {"==": "EQUAL_TO", "!=": "NOT_EQUAL", "<": "LESS_THAN", "<=": "LESS_THAN_OR_EQUAL",
         ">": "GREATER_THAN", ">=": "GREATER_THAN_OR_EQUAL"}
 
@@ -64,9 +74,9 @@ def plan_databricks(pipe: Any) -> Plan:
     for name in pipe.order:
         s = pipe.step(name)
         idx = spec.steps.index(s)
-        if s.kind != "job":
-            raise SpecError.at(("steps", idx, s.kind), f"step '{name}': {s.kind} steps are not compiled into a Databricks "
-                                                        "job yet; run the pipeline with `unijob pipelines run -t databricks`")
+        if s.kind in _REFUSED:
+            raise SpecError.at(("steps", idx, s.kind), f"step '{name}': {_REFUSED[s.kind]}; run the pipeline with "
+                                                        "`unijob pipelines run -t databricks`")
 
         def lookup(ref: expr.Ref) -> Any:
             p = ref.parts
@@ -79,10 +89,11 @@ def plan_databricks(pipe: Any) -> Plan:
 
         try:
             job_spec = S.build_spec(s, pipe.base_dir, lookup, "databricks", spec.targets)
-            p = adapter.plan(job_spec, f"pipeline-{spec.name}-{name}")
+            sid = f"pipeline-{spec.name}-{name}"
+            p = adapter.plan_batch(job_spec, sid) if s.kind == "batch" else adapter.plan(job_spec, sid)
         except SpecError as e:
             first = e.issues[0]
-            raise SpecError.at(("steps", idx, "job"), f"step '{name}' on databricks: "
+            raise SpecError.at(("steps", idx, s.kind), f"step '{name}' on databricks: "
                                f"{'.'.join(map(str, first.loc)) or 'spec'}: {first.message}") from None
         uploads += p.uploads
         extra = extra or dict(p.extra)
