@@ -44,8 +44,8 @@ _RUNTIME_MODULES = ("_process.py", "errors.py", "registry.py", "runtime_env.py")
 
 #: What :func:`runtime_wheel` adds with ``batch=True``: the batch runner and the handler loader it
 #: uses (standard library only; fsspec is used when the image has it).
-_BATCH_MODULES = ("batch/__init__.py", "batch/runner.py", "batch/shards.py", "serve/__init__.py",
-                  "serve/handler.py", "serve/model.py")
+_BATCH_MODULES = ("batch/__init__.py", "batch/pool.py", "batch/runner.py", "batch/shards.py",
+                  "serve/__init__.py", "serve/handler.py", "serve/model.py")
 
 #: ``ZipInfo`` timestamp for every wheel entry: 1980-01-01, the earliest a zip can hold.
 _EPOCH = (1980, 1, 1, 0, 0, 0)

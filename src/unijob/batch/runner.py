@@ -1,9 +1,11 @@
 """The local batch-prediction engine: ``python -m unijob.batch.runner CONFIG_JSON``.
 
 A pool of ``replicas`` worker processes (``multiprocessing``, fork where the platform has it), each
-loading the handler and the model once; the input lines are cut into chunks of
-``instances_per_request`` and handed out in order; the parent writes each file's results in input
-order as chunks come back (``Pool.imap`` keeps order). Standard library + :mod:`unijob.serve.handler`.
+loading the handler and the model once; the parent cuts each input file into blocks of whole lines
+(bytes, at least :data:`BLOCK_LINES` lines) and hands them out in order; a worker predicts a block
+``instances_per_request`` instances per ``predict`` call and sends back its output lines as one
+bytes object, which the parent writes in input order (:class:`unijob.batch.pool.WorkerPool`).
+Standard library + :mod:`unijob.serve.handler`.
 
 Config (JSON object): ``handler`` (reference), ``base_dir`` (where the handler is imported from),
 ``model`` (local path, archive or URI; optional), ``input`` (file, directory or URI), ``output``
@@ -24,15 +26,19 @@ Exit status: 0 when the errors are within the budget, 1 otherwise (or when nothi
 from __future__ import annotations
 
 import asyncio
+import itertools
 import json
-import multiprocessing
 import os
 import sys
 import time
 from pathlib import Path
 from typing import Any, Callable, Iterable, Iterator, Optional
 
+from unijob.batch.pool import WorkerError, WorkerPool
+
 SUFFIXES = (".jsonl", ".json", ".txt")
+#: Fewest input lines in one task of the pool (few, large tasks: its per-task cost is ~0.1 ms).
+BLOCK_LINES = 128
 _handler: Any = None
 _params: dict[str, Any] = {}
 
@@ -128,13 +134,13 @@ def _predict(instances: list[Any]) -> list[Any]:
     return out
 
 
-def _run_chunk(chunk: tuple[int, list[str]]) -> list[tuple[str, Optional[str]]]:
-    """One chunk of lines -> ``[(output line, error or None)]`` in the same order."""
-    first, lines = chunk
+def _rows(numbered: list[tuple[int, str]]) -> list[tuple[str, Optional[str]]]:
+    """``[(line number, text)]`` of non-blank input lines -> ``[(output line, error or None)]`` in
+    the same order: one ``predict`` call for them all, then one by one if it raises (so that
+    only the failing instances become errors)."""
     parsed: list[Any] = []
-    results: list[Optional[tuple[str, Optional[str]]]] = [None] * len(lines)
-    for i, raw in enumerate(lines):
-        n = first + i
+    results: list[Optional[tuple[str, Optional[str]]]] = [None] * len(numbered)
+    for i, (n, raw) in enumerate(numbered):
         try:
             value = json.loads(raw)
         except ValueError as e:
@@ -152,7 +158,7 @@ def _run_chunk(chunk: tuple[int, list[str]]) -> list[tuple[str, Optional[str]]]:
         if error is None:
             row["prediction"] = prediction
         else:
-            row.update(error=error, line=first + i)
+            row.update(error=error, line=numbered[i][0])
         results[i] = (json.dumps(row, separators=(",", ":")), error)
 
     if parsed:
@@ -166,7 +172,51 @@ def _run_chunk(chunk: tuple[int, list[str]]) -> list[tuple[str, Optional[str]]]:
                     emit(item, _predict([item[2]])[0])
                 except Exception as e:  # noqa: BLE001 - the user's predict failed on this instance
                     emit(item, error=f"{type(e).__name__}: {e}")
-    return [r for r in results if r is not None]
+    return results  # type: ignore[return-value] # every slot is set above
+
+
+def _run_chunk(chunk: tuple[int, list[str]]) -> list[tuple[str, Optional[str]]]:
+    """One chunk of consecutive non-blank lines, the first numbered ``first`` -> ``[(output
+    line, error or None)]`` in the same order (the task of a :data:`ChunkMapper`)."""
+    first, lines = chunk
+    return _rows([(first + i, line) for i, line in enumerate(lines)])
+
+
+def _run_block(task: tuple[int, bytes, int]) -> tuple[bytes, int, list[tuple[int, str]]]:
+    """A block of whole input lines as bytes, its first line numbered ``first``, predicted
+    ``size`` instances per call -> ``(output bytes, output lines, [(line number, error)])``.
+
+    The pool's task: the parent only cuts the file into blocks and writes the answers, so it
+    costs next to nothing beside the workers (a list of line strings each way cost it about a
+    quarter of a worker; ``benchmarks/bench_batch.py``). Lines end at ``\\n``, ``\\r\\n`` or
+    ``\\r`` and undecodable bytes become U+FFFD, as when the file is read as UTF-8 text with
+    universal newlines; blank lines get no output line.
+    """
+    first, block, size = task
+    text = block.decode("utf-8", errors="replace")
+    if "\r" in text:
+        text = text.replace("\r\n", "\n").replace("\r", "\n")
+    numbered = [(first + i, line) for i, line in enumerate(text.split("\n")) if line.strip()]
+    rows: list[tuple[str, Optional[str]]] = []
+    for i in range(0, len(numbered), size):
+        rows += _rows(numbered[i:i + size])
+    errors = [(n, err) for (n, _), (_, err) in zip(numbered, rows) if err is not None]
+    return "".join(line + "\n" for line, _ in rows).encode(), len(rows), errors
+
+
+def _blocks(path: str, size: int) -> Iterator[tuple[int, bytes, int]]:
+    """The tasks of :func:`_run_block` for one input file: at least :data:`BLOCK_LINES` lines
+    each (a whole number of ``size`` chunks), in file order, with each block's first line number."""
+    per_block = size * max(1, -(-BLOCK_LINES // size))
+    with _open(path, "rb") as f:
+        first = 1
+        while True:
+            lines = list(itertools.islice(f, per_block))
+            if not lines:
+                return
+            block = b"".join(lines)
+            yield first, block, size
+            first += len(lines) + block.count(b"\r") - block.count(b"\r\n")  # lone CRs end lines too
 
 
 def _chunks_numbered(path: str, size: int) -> Iterator[tuple[int, list[str]]]:
@@ -191,6 +241,16 @@ def _chunks_numbered(path: str, size: int) -> Iterator[tuple[int, list[str]]]:
             yield first, buf
 
 
+Block = tuple[bytes, int, list[tuple[int, str]]]  # what _run_block returns
+
+
+def _as_blocks(chunk_results: Iterable[list[tuple[str, Optional[str]]]]) -> Iterator[Block]:
+    """:func:`_run_chunk` results as :func:`_run_block`'s."""
+    for results in chunk_results:
+        failed = [(json.loads(line)["line"], err) for line, err in results if err is not None]
+        yield "".join(line + "\n" for line, _ in results).encode(), len(results), failed
+
+
 def run(config: dict[str, Any], map_chunks: Optional[ChunkMapper] = None) -> dict[str, Any]:
     """Run one batch; returns the summary written to ``_SUMMARY.json``.
 
@@ -198,7 +258,8 @@ def run(config: dict[str, Any], map_chunks: Optional[ChunkMapper] = None) -> dic
     the handler is then not loaded here.
 
     Raises:
-        FileNotFoundError: no input. HandlerError: the handler reference is bad.
+        FileNotFoundError: no input. HandlerError: the handler reference is bad (with one
+            replica). WorkerError: a worker process could not load the handler or model, or died.
     """
     t0 = time.monotonic()
     inputs = list_inputs(config["input"])
@@ -213,35 +274,34 @@ def run(config: dict[str, Any], map_chunks: Optional[ChunkMapper] = None) -> dic
     init = (config["handler"], config.get("base_dir"), config.get("model"), dict(config.get("parameters") or {}))
     counts = {"lines": 0, "predictions": 0, "errors": 0}
     errors_path = f"{out_root}/{config.get('errors_file') or 'errors.jsonl'}"
-    if map_chunks is not None:
-        pool = None
-        mapper = lambda fn, it: map_chunks(init, it)  # noqa: E731
-    elif replicas == 1:
+    pool = None
+    if map_chunks is None and replicas == 1:
         _init(*init)
-        pool = None
-        mapper = map
-    else:
-        ctx = multiprocessing.get_context("fork" if "fork" in multiprocessing.get_all_start_methods() else "spawn")
-        pool = ctx.Pool(replicas, initializer=_init, initargs=init)
-        mapper = lambda fn, it: pool.imap(fn, it, chunksize=1)  # noqa: E731
+    elif map_chunks is None:
+        pool = WorkerPool(replicas, _init, init, _run_block)
+
+    def blocks(path: str) -> Iterable[Block]:
+        if map_chunks is not None:
+            return _as_blocks(map_chunks(init, _chunks_numbered(path, size)))
+        if pool is not None:
+            return pool.imap(_blocks(path, size))
+        return map(_run_block, _blocks(path, size))
+
     try:
         with _open(errors_path, "wt", encoding="utf-8") as errors:
             for rel, path in inputs:
-                with _open(f"{out_root}/{rel}.out", "wt", encoding="utf-8") as out:
-                    for results in mapper(_run_chunk, _chunks_numbered(path, size)):
-                        for line, err in results:
-                            out.write(line + "\n")
-                            counts["lines"] += 1
-                            if err is None:
-                                counts["predictions"] += 1
-                            else:
-                                counts["errors"] += 1
-                                errors.write(json.dumps({"file": rel, "line": json.loads(line)["line"], "error": err}) + "\n")
+                with _open(f"{out_root}/{rel}.out", "wb") as out:
+                    for data, lines, failed in blocks(path):
+                        out.write(data)
+                        counts["lines"] += lines
+                        counts["predictions"] += lines - len(failed)
+                        counts["errors"] += len(failed)
+                        for n, err in failed:
+                            errors.write(json.dumps({"file": rel, "line": n, "error": err}) + "\n")
                 print(f"unijob batch: {rel}: {counts['lines']} lines so far", flush=True)
     finally:
         if pool is not None:
             pool.close()
-            pool.join()
     budget = float(config.get("max_error_fraction", 0.0))
     fraction = counts["errors"] / counts["lines"] if counts["lines"] else 0.0
     summary = {**counts, "files": len(inputs), "error_fraction": round(fraction, 6), "max_error_fraction": budget,
@@ -260,7 +320,7 @@ def main(argv: Optional[list[str]] = None) -> int:
     config = json.loads(args[0])
     try:
         summary = run(config)
-    except FileNotFoundError as e:
+    except (FileNotFoundError, WorkerError) as e:
         print(f"unijob batch: {e}", file=sys.stderr)
         return 1
     print(f"unijob batch: {summary['predictions']} predictions, {summary['errors']} errors in {summary['lines']} lines "
