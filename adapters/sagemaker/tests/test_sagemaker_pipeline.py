@@ -296,7 +296,7 @@ def test_pipelines_run_managed_creates_and_starts_the_pipeline(aws, sent, capsys
 @pytest.mark.parametrize("mutate, loc, words", [
     (lambda d: d["steps"].append({"name": "ship", "depends_on": ["register"],
                                   "deploy": str(ROOT / "examples" / "pipeline" / "endpoint.yaml")}),
-     ("steps", 3, "deploy"), "step 'ship': deploy steps are not compiled"),
+     ("steps", 3, "deploy"), "step 'ship': variant 'champion': models:/digits@champion is a registry alias"),
     (lambda d: d["steps"][2].update(when="steps.train.state == 'SUCCEEDED'"), ("steps", 2, "when"),
      "steps.train.state has no SageMaker Pipelines equivalent"),
     (lambda d: d["steps"][2].update(when="not (steps.evaluate.metrics.accuracy > 0.9 and params.epochs > 3)"),
@@ -354,3 +354,95 @@ def test_plan_imports_no_aws_sdk():
     loaded = set(r.stderr.split("MODULES", 1)[1].split())
     assert not loaded & {"boto3", "botocore", "sagemaker"}, loaded
     assert json.loads(r.stdout)["requests"][1]["api"] == "sagemaker:CreatePipeline"
+
+
+HANDLER = str(ROOT / "examples" / "quickstart" / "serve.py") + ":Digits"
+
+
+def _with_deploy(champion: str):
+    def mutate(data):
+        data["steps"][2]["register"]["alias"] = "candidate"
+        data["steps"].append({"name": "deploy", "depends_on": ["register"], "deploy": {
+            "name": "digits", "endpoint": {"handler": HANDLER, "min_replicas": 1, "max_replicas": 1, "variants": [
+                {"name": "champion", "weight": 90, "model": champion},
+                {"name": "candidate", "weight": 10, "model": "models:/digits@candidate"}]}}})
+    return mutate
+
+
+def test_a_deploy_step_is_model_endpoint_config_and_endpoint_steps(tmp_path):
+    """A canary of a pinned champion and the version this run registers; the EndpointConfig and
+    Endpoint steps are held against the SDK's (EndpointConfigStep, EndpointStep) below."""
+    import botocore.session
+
+    model = botocore.session.get_session().get_service_model("sagemaker")
+    plan = _plan(_variant(tmp_path, _with_deploy("models:/digits/3")))
+    branch = _definition(plan)["Steps"][2]["Arguments"]["IfSteps"]
+    assert [s["Name"] for s in branch] == ["register", "deploy-model-champion", "deploy-model-candidate",
+                                           "deploy-config", "deploy"]
+    steps = {s["Name"]: s for s in branch}
+    assert steps["deploy-model-champion"]["Arguments"]["PrimaryContainer"] == {
+        "ModelPackageName": "arn:aws:sagemaker:us-east-1:123456789012:model-package/digits/3",
+        "Environment": {"UNIJOB_HANDLER": HANDLER}}
+    assert steps["deploy-model-candidate"]["Arguments"]["PrimaryContainer"]["ModelPackageName"] == {
+        "Get": "Steps.register.ModelPackageArn"}
+    assert steps["deploy-model-champion"]["DependsOn"] == steps["deploy-model-candidate"]["DependsOn"] == ["register"]
+    for name, op, names in (("deploy-model-champion", "CreateModel", {"ModelName": "m"}),
+                            ("deploy-model-candidate", "CreateModel", {"ModelName": "m"}),
+                            ("deploy-config", "CreateEndpointConfig", {"EndpointConfigName": "c"}),
+                            ("deploy", "CreateEndpoint", {})):
+        args = _concrete(model.operation_model(op).input_shape, {**steps[name]["Arguments"], **names})
+        validate_against_model("sagemaker", op, args)
+    assert not plan.warnings[1:], plan.warnings  # only the alias warning: min == max replicas, no autoscaling
+
+
+def test_a_deploy_alias_no_step_registers_is_a_spec_error(tmp_path):
+    with pytest.raises(SpecError) as e:
+        _plan(_variant(tmp_path, _with_deploy("models:/digits@champion")))
+    assert e.value.issues[0].loc == ("steps", 3, "deploy")
+    assert "variant 'champion': models:/digits@champion is a registry alias" in str(e.value)
+
+
+def test_deploy_steps_are_the_ones_the_sdk_builds(tmp_path, pipeline_session):
+    from sagemaker.model import Model
+    from sagemaker.workflow.endpoint_step import EndpointConfigStep, EndpointStep
+    from sagemaker.workflow.model_step import ModelStep
+    from sagemaker.workflow.pipeline import Pipeline
+    from sagemaker.workflow.steps import TrainingStep
+
+    def mutate(data):
+        _with_deploy("s3://demo-out/champion/model.tar.gz")(data)
+        del data["steps"][2]  # no condition: the deploy step's parts at the top level
+        data["steps"][2]["depends_on"] = ["train"]
+        data["steps"][2]["deploy"]["endpoint"]["variants"][1]["model"] = "{{ steps.train.outputs.model }}"
+
+    ours = _definition(_plan(_variant(tmp_path, mutate)))
+    ps = pipeline_session
+    mine = _steps(ours["Steps"])
+    # the training steps as they are (held against the SDK above): only their properties are used here
+    train = TrainingStep(name="train", step_args=_estimator(mine["train"]["Arguments"], ps, {}, {}).fit())
+    models = {}
+    for v, data in (("champion", "s3://demo-out/champion/model.tar.gz"),
+                    ("candidate", train.properties.ModelArtifacts.S3ModelArtifacts)):
+        m = Model(image_uri=IMAGE, model_data=data, role=ROLE, env={"UNIJOB_HANDLER": HANDLER}, sagemaker_session=ps)
+        models[v] = ModelStep(name=f"deploy-model-{v}", step_args=m.create(), depends_on=["train"])
+    variants = [{"VariantName": v, "ModelName": models[v].properties.ModelName, "InitialInstanceCount": 1,
+                 "InstanceType": "ml.c5.xlarge", "InitialVariantWeight": w} for v, w in (("champion", 90.0),
+                                                                                         ("candidate", 10.0))]
+    config = EndpointConfigStep(name="deploy-config", step_args=ps.create_endpoint_config(
+        name="digits-config", production_variants=variants))
+    endpoint = EndpointStep(name="deploy", step_args=ps.create_endpoint(
+        endpoint_name="digits", config_name=config.properties.EndpointConfigName))
+    sdk = json.loads(Pipeline(name="p", steps=[train, models["champion"], models["candidate"], config, endpoint],
+                              sagemaker_session=ps, pipeline_experiment_config=None).definition())
+    sdk_steps = {s["Name"].replace("-CreateModel", ""): s for s in sdk["Steps"]}
+    renamed = {"Name": "the SDK's ModelStep names its step <name>-CreateModel; unijob keeps the name"}
+    expected = {  # step -> (both set, different; only the SDK sends)
+        "deploy-model-champion": (renamed, {}),
+        "deploy-model-candidate": (renamed, {}),
+        "deploy-config": ({"Arguments.ProductionVariants[*].ModelName.Get": "the Model steps, named as above"},
+                          {"Arguments.EndpointConfigName": "the SDK names the endpoint config; unijob lets Pipelines "
+                                                           "name it (one per execution, as it names training jobs)",
+                           "Arguments.Tags": "the SDK writes an empty tag list"}),
+        "deploy": ({}, {"Arguments.Tags": "the SDK writes an empty tag list"})}
+    for name, (differ, sdk_only) in expected.items():
+        assert_explained(compare(sdk_steps[name], mine[name]), differ=differ, vendor_only=sdk_only, ours_only={})

@@ -19,6 +19,13 @@ https://github.com/aws-sagemaker-mlops/sagemaker-model-building-pipeline-definit
   does not);
 - a **batch** step is a ``Model`` step (the adapter's CreateModel) and a ``Transform`` step (its
   CreateTransformJob, ``ModelName`` = the Model step's);
+- a **deploy** step is a ``Model`` step per variant, an ``EndpointConfig`` step (the variants'
+  traffic weights) and an ``Endpoint`` step (Pipelines creates the endpoint, or updates it when it
+  exists; sagemaker/workflow/endpoint_step.py, SDK 2.257): the adapter's endpoint plan. A variant
+  model ``models:/NAME@ALIAS`` must be registered with that alias by a step it depends on (its
+  ``ModelPackageArn``: SageMaker has no aliases, so none other can be resolved in a pipeline);
+  ``models:/NAME/VERSION`` is that model package's ARN. Autoscaling is not part of a pipeline (a
+  warning);
 - a ``when:`` is a ``Condition`` step named ``STEP-if`` whose ``IfSteps`` hold the step and every
   step that depends on it (a false condition skips them all, as the local runner does); ``and``
   at the top is the ``Conditions`` list, ``or``/``not`` are ``Or``/``Not``, ``!=`` is
@@ -36,8 +43,8 @@ https://github.com/aws-sagemaker-mlops/sagemaker-model-building-pipeline-definit
   fails is not rerun, unlike on the local runner (said in the plan's notes);
 - ``schedule:`` is a note (Pipelines are scheduled by EventBridge, outside the definition).
 
-Deploy steps, ``steps.X.state`` and ``null`` in conditions, and a step below conditions of two
-unrelated branches are SpecErrors naming the step and field.
+``steps.X.state`` and ``null`` in conditions, a registry alias no step of the pipeline registers,
+and a step below conditions of two unrelated branches are SpecErrors naming the step and field.
 """
 
 from __future__ import annotations
@@ -153,7 +160,9 @@ def _output_parts(pipe: Any, ref: expr.Ref) -> tuple[list[Any], str]:
         if name == "uri":
             return [f"models:/{other.register_.name}/", version], "string"
         return [other.register_.name], "string"
-    raise AssertionError(f"{other.kind} outputs are refused before this")  # deploy: refused up front
+    from unijob.pipeline.sagemaker_deploy import endpoint_name
+
+    return [endpoint_name(pipe, step)], "string"  # deploy: its endpoint
 
 
 def _condition(tree: Any, operand: Callable[[Any], Any], top: bool = True) -> list[dict[str, Any]]:
@@ -191,13 +200,15 @@ def plan_sagemaker(pipe: Any) -> Plan:
     StartPipelineExecution requests of a checked pipeline.
 
     Raises:
-        SpecError: naming the step and field: a deploy step; a condition Pipelines cannot express
+        SpecError: naming the step and field: a deploy variant's alias no earlier step registers; a
+            condition Pipelines cannot express
             (``steps.X.state``, ``null``, a bare value, ``and`` inside ``or``/``not``); a step
             under two unrelated conditions; a register step without a serving image; the
             SageMaker adapter's own SpecErrors for a step's spec.
     """
     from unijob import registry
     from unijob.pipeline import steps as S
+    from unijob.pipeline.sagemaker_deploy import deploy_steps, packaged
     from unijob_adapters.sagemaker.options import resolve_region, resolve_role
 
     adapter = registry.get("sagemaker")
@@ -234,20 +245,11 @@ def plan_sagemaker(pipe: Any) -> Plan:
     for name in pipe.order:
         s = pipe.step(name)
         idx = spec.steps.index(s)
-        if s.kind == "deploy":
-            raise SpecError.at(("steps", idx, "deploy"),
-                               f"step '{name}': deploy steps are not compiled into a SageMaker pipeline (its "
-                               "endpoint variants name registry aliases, which only unijob resolves); run the pipeline "
-                               "with `unijob pipelines run -t sagemaker` (the local DAG runner deploys through the "
-                               "adapter)")
         for where, r in step_refs(s):
             if r.parts[0] == "steps" and r.parts[2] == "state":
                 raise SpecError.at(("steps", idx, where), f"step '{name}': {r} has no SageMaker Pipelines equivalent "
                                                           "(a step in a pipeline runs only when the steps before it "
                                                           "succeeded)")
-            if r.parts[0] == "steps" and r.parts[2] == "outputs" and pipe.step(r.parts[1]).kind == "deploy":
-                raise SpecError.at(("steps", idx, where), f"step '{name}': {r} comes from a deploy step, which is "
-                                                          "not compiled for SageMaker")
 
         def lookup(ref: expr.Ref) -> Any:
             p = ref.parts
@@ -299,7 +301,24 @@ def plan_sagemaker(pipe: Any) -> Plan:
         depends = [last[d] for d in s.depends_on]
         made: list[dict[str, Any]] = []
         sid = f"pipeline-{spec.name}-{name}"
-        if s.kind in ("job", "batch"):
+        if s.kind == "deploy":
+            try:
+                job_spec = S.build_spec(s, pipe.base_dir, lookup, "sagemaker-pipeline", spec.targets)
+                job_spec = packaged(pipe, s, idx, job_spec, refs, role or resolve_role(adapter.options(job_spec)),
+                                     region or resolve_region(adapter.options(job_spec)))
+                p = adapter.plan_endpoint(job_spec)
+            except SpecError as e:
+                first = e.issues[0]
+                if first.loc[:2] == ("steps", idx):
+                    raise
+                raise SpecError.at(("steps", idx, "deploy"), f"step '{name}' on sagemaker: "
+                                   f"{'.'.join(map(str, first.loc)) or 'spec'}: {first.message}") from None
+            made += deploy_steps(name, p, refs)
+            if any(r.when == "after-deploy" for r in p.requests):
+                warnings.append(f"step '{name}': the endpoint's autoscaling (Application Auto Scaling) is not part of "
+                                "a SageMaker pipeline; the variants keep min_replicas instances until `unijob deploy` "
+                                "registers it")
+        elif s.kind in ("job", "batch"):
             try:
                 job_spec = S.build_spec(s, pipe.base_dir, lookup, "sagemaker-pipeline", spec.targets)
                 p = adapter.plan(job_spec, sid) if s.kind == "job" else adapter.plan_batch(job_spec, sid)
@@ -363,11 +382,14 @@ def plan_sagemaker(pipe: Any) -> Plan:
             if r.name not in groups:
                 groups.append(r.name)
             made.append({"Name": name, "Type": "RegisterModel", "Arguments": args})
-        if depends:
-            made[0]["DependsOn"] = depends
+        if depends:  # on the first step, and on every Model step of a deploy (each stands alone)
+            for st in made:
+                if st is made[0] or (s.kind == "deploy" and st["Type"] == "Model"):
+                    st["DependsOn"] = depends
         if s.retries:
             for st in made:
-                st["RetryPolicies"] = _retry(s.retries, st["Type"] in ("Training", "Transform"))
+                if st["Type"] != "Endpoint":  # Pipelines does not retry Endpoint steps (sagemaker/workflow/endpoint_step.py)
+                    st["RetryPolicies"] = _retry(s.retries, st["Type"] in ("Training", "Transform"))
         for st in made:
             _add(branch[container], st, names, idx)
         last[name] = made[-1]["Name"]
