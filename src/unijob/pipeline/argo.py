@@ -105,7 +105,8 @@ def plan_kubernetes(pipe: Any) -> Plan:
         md["namespace"] = opts.namespace
     notes = [RBAC_NOTE]
     if spec.schedule:
-        cron_md = {"name": prefix, "labels": labels, **({"namespace": opts.namespace} if opts.namespace else {})}
+        # its Workflows are named <name>-<unix time> (10 digits): keep that within the prefix's 30
+        cron_md = {"name": prefix[:PREFIX_MAX - 11].rstrip("-"), "labels": labels, **({"namespace": opts.namespace} if opts.namespace else {})}
         body = {"apiVersion": API, "kind": "CronWorkflow", "metadata": cron_md,
                 "spec": {"schedules": [spec.schedule], "timezone": "UTC", "concurrencyPolicy": "Forbid",
                          "workflowMetadata": {"labels": labels}, "workflowSpec": wf_spec}}
