@@ -274,6 +274,7 @@ def test_conditions_translate_to_govaluate(tmp_path):
 
     body = _plan(_variant(tmp_path, edit)).requests[0].body
     assert body["kind"] == "CronWorkflow" and body["spec"]["schedules"] == ["0 3 * * 1"]
+    assert len(body["metadata"]["name"]) + len("-1764460800") <= 24, "room for Argo's -<unix time> and the step name"
     _validate_crd(body, SCHEMAS / "argoproj.io_cronworkflows.excerpt.yaml")
     _validate_crd({"apiVersion": "argoproj.io/v1alpha1", "kind": "Workflow", "metadata": {"name": "x"},
                    "spec": body["spec"]["workflowSpec"]}, SCHEMAS / "argoproj.io_workflows.excerpt.yaml")
