@@ -212,14 +212,10 @@ class _Compiler:
     def _build(self, s: Any, idx: int, lookup: Any) -> Any:
         from unijob.pipeline import steps as S
 
-        try:
-            return S.build_spec(s, self.pipe.base_dir, lookup, "argo", self.spec.targets)
-        except SpecError as e:
-            first = e.issues[0]
-            raise SpecError.at(("steps", idx, s.kind), f"step '{s.name}' on kubernetes: "
-                               f"{'.'.join(map(str, first.loc)) or 'spec'}: {first.message}") from None
+        return self._wrap(lambda: S.build_spec(s, self.pipe.base_dir, lookup, "argo", self.spec.targets), s, idx)
 
     def _wrap(self, fn: Any, s: Any, idx: int) -> Any:
+        """``fn()``, its SpecError (about the step's own spec) re-raised at the step, naming it."""
         try:
             return fn()
         except SpecError as e:
