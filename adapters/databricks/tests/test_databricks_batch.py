@@ -63,7 +63,7 @@ def test_plan_is_one_runs_submit_that_the_sdk_types_accept(dbx_adapter, project)
     config = json.loads(spt["parameters"][0])
     dest = spt["python_file"].rsplit("/", 1)[0]
     assert spt["python_file"].endswith("/_unijob_batch.py")
-    assert config == {"handler": "serve.py:Digits", "base_dir": dest, "model": f"{dest}/output",
+    assert config == {"engine": "spark", "handler": "serve.py:Digits", "base_dir": dest, "model": f"{dest}/output",
                       "input": f"{VOLUME}/in/digits.jsonl", "output": f"{VOLUME}/out", "replicas": 3,
                       "instances_per_request": 50, "max_error_fraction": 0.01, "parameters": {}}
     kinds = {u.kind for u in plan.uploads}
@@ -78,6 +78,7 @@ def test_one_replica_is_a_single_node_cluster_and_dbfs_maps_to_its_fuse_path(dbx
     cluster = plan.requests[0].body["tasks"][0]["new_cluster"]
     assert cluster["num_workers"] == 0 and cluster["spark_conf"]["spark.databricks.cluster.profile"] == "singleNode"
     config = json.loads(plan.requests[0].body["tasks"][0]["spark_python_task"]["parameters"][0])
+    assert config["engine"] == "pool"
     assert (config["input"], config["output"], config["model"]) == (
         "/dbfs/data/digits", "/Volumes/main/default/batch/o", "/dbfs/models/digits")
 
@@ -164,7 +165,7 @@ def _rows(path: Path) -> list[dict]:
     return [json.loads(x) for x in path.read_text().splitlines()]
 
 
-def _run_on_databricks(fake, spark_python, digits: Path, tmp_path: Path, budget: float, monkeypatch):
+def _run_on_databricks(fake, python, digits: Path, tmp_path: Path, budget: float, monkeypatch, replicas: int):
     import unijob
     from unijob.testing.contracts.databricks import DatabricksContract
 
@@ -174,26 +175,31 @@ def _run_on_databricks(fake, spark_python, digits: Path, tmp_path: Path, budget:
     project.mkdir()
     shutil.copy(digits / "serve.py", project / "serve.py")
     shutil.copytree(digits / "output", project / "output")
-    job = unijob.batch_predict(str(_spec(project, replicas=2, max_error_fraction=budget)), "databricks")
+    job = unijob.batch_predict(str(_spec(project, replicas=replicas, max_error_fraction=budget)), "databricks")
     [rid] = list(fake.runs)
-    runner = DatabricksContract(fake.runs[rid]["submitted"], spark_python, tmp_path / "cluster", files=fake.files,
+    runner = DatabricksContract(fake.runs[rid]["submitted"], python, tmp_path / "cluster", files=fake.files,
                                 sink=fake, task_run_id=fake.task_run_ids(rid)[0])
     result = runner.run(600)
     return job, result, runner.local(f"{VOLUME}/out")
 
 
 @pytest.mark.slow
-def test_digits_batch_on_databricks_equals_the_local_batch(dbx_env, spark_batch_python, digits, tmp_path,
-                                                          monkeypatch):
+@pytest.mark.parametrize("replicas, python, engine", [
+    (2, "spark_batch_python", "mapInPandas over"),  # worker nodes: Spark (local mode here)
+    (1, "image_python", "a pool of"),               # single-node: the driver's process pool, no pyspark needed
+])
+def test_digits_batch_on_databricks_equals_the_local_batch(dbx_env, digits, tmp_path, monkeypatch, request,
+                                                          replicas, python, engine):
     from unijob.batch.runner import run
 
     local = tmp_path / "local-out"
     run({"handler": "serve.py:Digits", "base_dir": str(digits), "model": str(digits / "output"),
          "input": str(digits / "digits.jsonl"), "output": str(local), "replicas": 2,
          "instances_per_request": 50, "max_error_fraction": 0.01})
-    job, result, out = _run_on_databricks(dbx_env, spark_batch_python, digits, tmp_path, 0.01, monkeypatch)
+    job, result, out = _run_on_databricks(dbx_env, request.getfixturevalue(python), digits, tmp_path, 0.01,
+                                          monkeypatch, replicas)
     assert result.result_state == "SUCCESS", result.logs[-4000:]
-    assert "mapInPandas over" in result.logs
+    assert f"unijob batch: {engine}" in result.logs
 
     rows = _rows(out / "digits.jsonl.out")
     assert len(rows) == 1001  # one line out per line in
@@ -212,9 +218,8 @@ def test_digits_batch_on_databricks_equals_the_local_batch(dbx_env, spark_batch_
 
 
 @pytest.mark.slow
-def test_errors_over_the_budget_fail_the_run_with_the_reason(dbx_env, spark_batch_python, digits, tmp_path,
-                                                             monkeypatch):
-    job, result, out = _run_on_databricks(dbx_env, spark_batch_python, digits, tmp_path, 0.0, monkeypatch)
+def test_errors_over_the_budget_fail_the_run_with_the_reason(dbx_env, image_python, digits, tmp_path, monkeypatch):
+    job, result, out = _run_on_databricks(dbx_env, image_python, digits, tmp_path, 0.0, monkeypatch, 1)
     assert result.result_state == "FAILED"
     assert result.error.startswith("BatchFailed: FAILED: 1 of 1001 lines failed"), result.error
     assert len(_rows(out / "digits.jsonl.out")) == 1001  # the other lines were still predicted

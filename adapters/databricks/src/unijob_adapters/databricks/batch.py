@@ -5,9 +5,10 @@ The run is the adapter's usual one-off run (:mod:`.plan`): the same ``new_cluste
 uploads (the spec's directory, holding the handler, content-addressed under ``upload_dir``), the
 runtime wheel as a task library, here built with ``batch=True`` so that it also carries
 :mod:`unijob.batch.runner` and the handler loader (:func:`unijob.bundle.runtime_wheel`). Its
-``spark_python_task`` is :mod:`.batch_task` (uploaded as ``_unijob_batch.py``), which reads the
-input on the driver and predicts with ``mapInPandas`` on the executors (why Spark and not a
-process pool on the driver: see :mod:`.batch_task`). Output and errors are the local runner's
+``spark_python_task`` is :mod:`.batch_task` (uploaded as ``_unijob_batch.py``): on a cluster with
+worker nodes it reads the input on the driver and predicts with Spark's ``mapInPandas`` on the
+executors; on a single-node cluster it runs the local runner's process pool on the driver, which
+measured faster there (why: :mod:`.batch_task`). Output and errors are the local runner's
 (:mod:`unijob.batch`): ``<file>.out`` per input file, ``errors.jsonl`` with file and line,
 ``_SUMMARY.json``; the run ends FAILED with the reason when the errors exceed
 ``batch.max_error_fraction``. Submit, status, logs and cancel are the jobs' (:mod:`.client`).
@@ -156,7 +157,7 @@ def plan_batch(spec: Any, submission_id: str, opts: DatabricksOptions) -> Plan:
         wheel_path = f"{opts.upload_dir}/{RUNTIME_DIR}/{wheel.filename}"
         uploads.append(Upload(source=wheel.filename, destination=wheel_path, sha256=wheel.sha256, kind="runtime-wheel"))
         libraries.append(compute.Library(whl=wheel_path))
-    config = {"handler": b.handler, "base_dir": dest, "model": model, "input": input_path, "output": output_path,
+    config = {"engine": "pool" if single_node else "spark", "handler": b.handler, "base_dir": dest, "model": model, "input": input_path, "output": output_path,
               "replicas": b.replicas, "instances_per_request": b.instances_per_request,
               "max_error_fraction": b.max_error_fraction, "parameters": b.parameters}
     task = jobs.SubmitTask(task_key=TASK_KEY, new_cluster=cluster, libraries=libraries or None,
@@ -165,9 +166,13 @@ def plan_batch(spec: Any, submission_id: str, opts: DatabricksOptions) -> Plan:
     body = {"run_name": run_name, "idempotency_token": token, "timeout_seconds": int(spec.max_run),
             "tasks": [task.as_dict()]}
     check_submit_body(body)
-    workers = "the driver's cores (single-node cluster)" if single_node else f"{b.replicas} worker nodes"
-    notes.append(f"mapInPandas over {workers}: each Spark Python worker loads the handler and model once and "
-                 f"predicts {b.instances_per_request} instances per call; the driver writes the files in input order")
+    if single_node:
+        notes.append(f"a single-node cluster: a pool of one process per core on the driver, each loading the handler "
+                     f"and model once, {b.instances_per_request} instances per predict call")
+    else:
+        notes.append(f"mapInPandas over {b.replicas} worker nodes: each Spark Python worker loads the handler and model "
+                     f"once and predicts {b.instances_per_request} instances per call; the driver writes the files "
+                     "in input order")
     return Plan(
         target=TARGET, kind="batch", name=run_name, submission_id=submission_id,
         requests=[NativeRequest(api=SUBMIT_API, body=body,

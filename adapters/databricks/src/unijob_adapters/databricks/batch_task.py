@@ -4,7 +4,9 @@ standard library, pyspark, pandas and pyarrow of the Databricks Runtime, and the
 
     python _unijob_batch.py CONFIG_JSON        # the runner's config (see unijob.batch.runner)
 
-The driver lists the input files and cuts them into chunks of ``instances_per_request`` lines, as
+Two engines, chosen by the plan (``"engine"`` in the config):
+
+``spark`` (a cluster with worker nodes, ``batch.replicas`` > 1): the driver lists the input files and cuts them into chunks of ``instances_per_request`` lines, as
 the local runner does (:func:`unijob.batch.runner.run`, which also writes every file). The chunks
 go to the executors as a DataFrame (``createDataFrame``, repartitioned over the cluster's cores)
 and are predicted there with ``mapInPandas``: each Python worker loads the handler and the model
@@ -12,15 +14,20 @@ once and calls ``predict`` per chunk. Each window of chunks is one Spark job who
 back to the driver and are written in input order; a window holds about :data:`WINDOW_LINES`
 lines, which bounds the driver's memory.
 
-Why Spark and not a process pool on the driver: the pool uses one machine, while ``mapInPandas``
-uses every worker of the cluster, which is what ``batch.replicas`` sizes; Databricks recommends
+``pool`` (a single-node cluster, ``batch.replicas`` 1): the local runner itself on the driver, one
+worker process per core (:func:`unijob.batch.runner.run`); Spark is not used.
+
+Why: on one machine the pool is faster (``benchmarks/bench_databricks_batch.py``: Spark's
+``mapInPandas`` on ``local[2]`` gave 0.32x the pool's instances/s here, its per-job scheduling,
+Arrow and Python-worker overhead with no machine added), while only Spark reaches the worker nodes
+that ``batch.replicas`` adds. For those, ``mapInPandas``: Databricks recommends
 pandas UDFs (``mapInPandas`` is their iterator form) for model inference
 ("Deep learning model inference workflow",
 https://docs.gcp.databricks.com/applications/machine-learning/model-inference/dl-model-inference.html,
 read 2026-11-29); and the DataFrame API, unlike RDDs (``sc.parallelize``, ``textFile``), also works
 on shared access-mode clusters ("Compute access mode limitations for Unity Catalog",
 https://learn.microsoft.com/en-us/azure/databricks/compute/access-mode-limitations: RDD APIs are
-not supported there). ``benchmarks/bench_databricks_batch.py`` measures both on this machine.
+not supported there).
 """
 
 from __future__ import annotations
@@ -103,15 +110,21 @@ def main(argv: Optional[list[str]] = None) -> int:
         print("usage: _unijob_batch.py CONFIG_JSON", file=sys.stderr)
         return 2
     config = json.loads(args[0])
-    from pyspark.sql import SparkSession
-
     from unijob.batch import runner
 
-    spark = SparkSession.builder.getOrCreate()
-    mapper = SparkChunks(spark)
-    print(f"unijob batch: mapInPandas over {mapper.parallelism} Spark task slot(s), "
-          f"{config.get('instances_per_request', 64)} instances per predict call", flush=True)
-    summary = runner.run(config, map_chunks=mapper)
+    per_call = config.get("instances_per_request", 64)
+    if config.get("engine") == "pool":
+        config["replicas"] = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
+        print(f"unijob batch: a pool of {config['replicas']} process(es) on the driver, {per_call} instances per "
+              "predict call", flush=True)
+        summary = runner.run(config)
+    else:
+        from pyspark.sql import SparkSession
+
+        mapper = SparkChunks(SparkSession.builder.getOrCreate())
+        print(f"unijob batch: mapInPandas over {mapper.parallelism} Spark task slot(s), {per_call} instances per "
+              "predict call", flush=True)
+        summary = runner.run(config, map_chunks=mapper)
     print(f"unijob batch: {summary['predictions']} predictions, {summary['errors']} errors in {summary['lines']} "
           f"lines ({summary['seconds']} s)", flush=True)
     failure = runner.budget_failure(summary, config["output"])
