@@ -201,6 +201,9 @@ def test_register_and_resolve_tasks_against_a_real_mlflow_server(mlflow_server, 
     assert res.returncode == 0, res.stderr
     assert (tmp_path / "d" / "out" / "model-candidate").read_text() == "s3://demo-out/train"
     assert (tmp_path / "d" / "out" / "model-champion").read_text() == "s3://demo-out/v1"
+    by_version = _run_task(templates["resolve-deploy"], {}, tmp_path / "v", MLFLOW_TRACKING_URI=mlflow_server,
+                           UNIJOB_MODELS=json.dumps({"model-x": f"models:/digits/{version}"}))
+    assert by_version.returncode == 0 and (tmp_path / "v" / "out" / "model-x").read_text() == "s3://demo-out/train"
     # a registry without the alias fails the task with MLflow's own message
     bad = _run_task(templates["resolve-deploy"], {}, tmp_path / "e", MLFLOW_TRACKING_URI=mlflow_server,
                     UNIJOB_MODELS=json.dumps({"model-x": "models:/digits@nope"}))
@@ -263,6 +266,20 @@ def test_a_batch_step_creates_the_adapters_batch_job(tmp_path):
     direct = registry.get("kubernetes").plan_batch(spec, "pipeline-digits-pipeline-score")
     assert job == json.loads(json.dumps(direct.request("batch/v1 Job").body).replace(direct.name, "{{workflow.name}}-score"))
     assert templates["job-score"]["resource"]["successCondition"] == f"status.succeeded > {job['spec']['completions'] - 1}"
+
+
+def test_a_variant_serving_the_version_registered_in_the_run(tmp_path):
+    variants = [{"name": "champion", "weight": 90, "model": "models:/digits@champion"},
+                {"name": "candidate", "weight": 10, "model": "{{ steps.register.outputs.uri }}"}]
+    path = _variant(tmp_path, lambda d: d["steps"][3].update({"with": {"endpoint": {"variants": variants}}}))
+    wf = _plan(path).requests[0].body
+    _argo_lint(wf["spec"])
+    templates = {t["name"]: t for t in wf["spec"]["templates"]}
+    main = {t["name"]: t for t in templates["main"]["dag"]["tasks"]}
+    assert main["deploy"]["arguments"]["parameters"] == [{"name": "register-uri",
+                                                         "value": "{{tasks.register.outputs.parameters.uri}}"}]
+    models = json.loads(next(e["value"] for e in templates["resolve-deploy"]["script"]["env"] if e["name"] == "UNIJOB_MODELS"))
+    assert models == {"model-champion": "models:/digits@champion", "model-candidate": "{{inputs.parameters.register-uri}}"}
 
 
 def test_conditions_translate_to_govaluate(tmp_path):

@@ -304,7 +304,9 @@ class _Compiler:
                                    f"({v.model}); in a pipeline, pass {{{{ steps.STEP.outputs.model }}}} instead")
         p = self._wrap(lambda: self.adapter.plan_endpoint(ep_spec), s, idx)
         self.endpoints[s.name] = p.name
-        registered = {v.name: v.model for v in variants if str(v.model or "").startswith("models:/")}
+        # registered versions, and models known only at run time (a register step's uri), resolved in the cluster
+        registered = {v.name: v.model for v in variants
+                      if str(v.model or "").startswith("models:/") or "{{inputs.parameters." in str(v.model or "")}
         inner: list[dict[str, Any]] = []
         if registered:
             env = {"UNIJOB_TASK": "resolve", "MLFLOW_TRACKING_URI": self._registry_uri(s, idx),
