@@ -208,7 +208,7 @@ def test_databricks_batch_step_is_the_adapters_batch_task_and_deploy_is_refused(
     data = yaml.safe_load((ROOT / "tests" / "data" / "databricks_pipeline.yaml").read_text())
     for step in data["steps"]:
         step["job"] = str((ROOT / "tests" / "data" / step["job"]).resolve())
-    batch = {"name": "score", "batch": {"model": "dbfs:/unijob/train/model", "handler": "serve.py:Digits",
+    batch = {"name": "score", "batch": {"model": "{{ steps.train.outputs.model }}", "handler": "serve.py:Digits",
                                         "input": "dbfs:/unijob/rows", "output": "dbfs:/unijob/scores"}}
     (tmp_path / "serve.py").write_text((ROOT / "examples" / "quickstart" / "serve.py").read_text())
     data["steps"].append({"name": "score", "depends_on": ["evaluate"], "batch": batch, "retries": 2})
@@ -218,11 +218,12 @@ def test_databricks_batch_step_is_the_adapters_batch_task_and_deploy_is_refused(
     body = plan.request("jobs/create").body
     assert jobs.JobSettings.from_dict(body).as_dict() == body
     task = next(t for t in body["tasks"] if t["task_key"] == "score")
-    spec = JobSpec.model_validate({**batch, "targets": data["targets"]}, context={"base_dir": tmp_path})
+    resolved = {**batch, "batch": {**batch["batch"], "model": "dbfs:/unijob/train"}}  # train's output location
+    spec = JobSpec.model_validate({**resolved, "targets": data["targets"]}, context={"base_dir": tmp_path})
     direct = registry.get("databricks").plan_batch(spec, "pipeline-digits-pipeline-score").requests[0].body["tasks"][0]
     assert {k: v for k, v in task.items() if k not in ("task_key", "depends_on", "max_retries")} == \
         {k: v for k, v in direct.items() if k != "task_key"}, "the adapter's batch task"
-    assert task["depends_on"] == [{"task_key": "evaluate"}] and task["max_retries"] == 2
+    assert task["depends_on"] == [{"task_key": "evaluate"}, {"task_key": "train"}] and task["max_retries"] == 2
     data["steps"].append({"name": "ship", "deploy": str(ROOT / "examples" / "pipeline" / "endpoint.yaml")})
     path.write_text(yaml.safe_dump(data, sort_keys=False))
     with pytest.raises(SpecError) as e:

@@ -71,6 +71,7 @@ def plan_databricks(pipe: Any) -> Plan:
     uploads = []
     notes: list[str] = []
     extra: dict[str, Any] = {}
+    outputs: dict[str, dict[str, str]] = {}
     for name in pipe.order:
         s = pipe.step(name)
         idx = spec.steps.index(s)
@@ -84,8 +85,11 @@ def plan_databricks(pipe: Any) -> Plan:
                 return "{{job.parameters.%s}}" % p[1]
             if p[2] == "metrics":
                 return "{{tasks.%s.values.%s}}" % (p[1], p[3])
+            if p[2] == "outputs" and p[3] in outputs.get(p[1], {}):
+                return outputs[p[1]][p[3]]
             raise SpecError.at(("steps", idx, "with"), f"step '{name}': {ref} is known only when the pipeline runs; "
-                                                        "a Databricks job passes parameters and task values")
+                                                        "a Databricks job passes parameters, task values and the "
+                                                        "output locations of job and batch steps that set one")
 
         try:
             job_spec = S.build_spec(s, pipe.base_dir, lookup, "databricks", spec.targets)
@@ -97,6 +101,10 @@ def plan_databricks(pipe: Any) -> Plan:
                                f"{'.'.join(map(str, first.loc)) or 'spec'}: {first.message}") from None
         uploads += p.uploads
         extra = extra or dict(p.extra)
+        # the adapter's model_artifact of a run is its spec's output location, known here
+        out = job_spec.batch.output if s.kind == "batch" else job_spec.output
+        if out:
+            outputs[name] = {"output": out} if s.kind == "batch" else {"output": out, "model": out}
         task = dict(p.requests[0].body["tasks"][0])
         task["task_key"] = name
         depends = [{"task_key": d} for d in pipe.deps[name]]
