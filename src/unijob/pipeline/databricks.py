@@ -26,8 +26,8 @@ from unijob.pipeline import expr
 
 #: step kind -> why a Databricks job does not run it (shown in the SpecError).
 _REFUSED = {
-    "register": "register steps are not compiled into a Databricks job (no job task type registers a model, and "
-                "the model a job step wrote is known only when the pipeline runs)",
+    "register": "register steps are not compiled into a Databricks job: no job task type registers a model, and a "
+                "task running registry calls is code the compiled job does not ship",
     "deploy": "deploy steps are not compiled into a Databricks job: no job task type creates a serving endpoint, and "
               "a task calling the serving-endpoints API would need the endpoint's registered model versions, which "
               "only the pipeline run knows (the register step before it)",
