@@ -48,3 +48,17 @@ def test_job_spec_commands_build_no_pipeline_models(argv):
     loaded = set(r.stderr.split("MODULES", 1)[1].split())
     assert "unijob.spec" in loaded  # the job spec was built (the check below is not vacuous)
     assert not {m for m in loaded if m.startswith("unijob.pipeline.")}, sorted(m for m in loaded if "pipeline" in m)
+
+
+@pytest.mark.parametrize("argv", [["validate", str(QUICKSTART)], ["plan", str(QUICKSTART), "-o", "json"]])
+def test_with_the_model_cache_warm_no_model_is_built(argv):
+    """The second start reads every model it uses from unijob.modelcache: pydantic's plugin loader
+    (and importlib.metadata, which it imports) is never needed, so no model was built."""
+    for attempt in ("cold", "warm"):
+        r = subprocess.run([sys.executable, "-c", FULL, *argv], capture_output=True, text=True)
+        assert r.returncode == 0, r.stderr
+        loaded = set(r.stderr.split("MODULES", 1)[1].split())
+        assert "unijob.spec" in loaded
+        if attempt == "cold":
+            assert "pydantic.plugin._loader" in loaded  # built by pydantic (the check below can fail)
+    assert not loaded & {"pydantic.plugin._loader", "importlib.metadata"}, sorted(loaded & {"pydantic.plugin._loader", "importlib.metadata"})

@@ -79,7 +79,7 @@ class NativeRequest(BaseModel):
         note: one line for people reading ``unijob plan``.
     """
 
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(extra="forbid", defer_build=True)  # completed by modelcache at the end
 
     api: str
     body: dict[str, Any]
@@ -97,7 +97,7 @@ class Upload(BaseModel):
         sha256: hex digest of what will be uploaded.
     """
 
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(extra="forbid", defer_build=True)  # completed by modelcache at the end
 
     source: str
     destination: str
@@ -120,7 +120,7 @@ class PlanResources(BaseModel):
         spot: the spot policy.
     """
 
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(extra="forbid", defer_build=True)  # completed by modelcache at the end
 
     service: str
     region: Optional[str] = None
@@ -152,7 +152,7 @@ class Plan(BaseModel):
         extra: adapter data that submit needs and that is not a request (region, project...).
     """
 
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(extra="forbid", defer_build=True)  # completed by modelcache at the end
 
     target: str
     kind: str = "job"
@@ -483,3 +483,10 @@ def validate_split(split: Mapping[str, int], variants: list[str]) -> dict[str, i
     if sum(full.values()) != 100:
         raise UsageError(f"traffic weights must sum to 100, got {sum(full.values())}")
     return full
+
+
+# The plan models are completed from the validators an earlier process built (keyed by the
+# installed versions and the source files), else built by pydantic now: see unijob.modelcache.
+from unijob import modelcache  # noqa: E402
+
+modelcache.install_module(__name__)

@@ -24,12 +24,8 @@ from typing import Any, Sequence
 import yaml
 from pydantic import BaseModel, ValidationError
 
-from unijob import registry
 from unijob.errors import SpecError, SpecIssue
-
-registry.spare_pydantic_plugin_scan()  # before the first model (unijob.spec's) is built
-
-from unijob.spec import JobSpec  # noqa: E402
+from unijob.spec import JobSpec
 
 Loc = tuple[Any, ...]
 

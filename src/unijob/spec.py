@@ -165,6 +165,7 @@ class JobSpec(_Model):
     model_config = ConfigDict(
         extra="forbid",
         validate_default=True,
+        defer_build=True,  # see the end of this module
         json_schema_extra={"$id": "https://unijob.dev/schemas/jobspec.schema.json",
                            "title": "unijob JobSpec"},
     )
@@ -317,3 +318,22 @@ def json_schema() -> dict[str, Any]:
     schema = JobSpec.model_json_schema(mode="validation")
     schema["$schema"] = "https://json-schema.org/draft/2020-12/schema"
     return schema
+
+
+def _spec_models() -> list[type[_Model]]:
+    """Every model of the spec modules (JobSpec and its sections), subclasses included."""
+    found, todo = [], [_Model]
+    while todo:
+        for sub in todo.pop().__subclasses__():
+            todo.append(sub)
+            if sub.__module__ in ("unijob.spec", "unijob.spec_fields", "unijob.spec_serving"):
+                found.append(sub)
+    return found
+
+
+# The spec models are declared with defer_build and completed here, all at once: from the validators
+# an earlier process built (a cache keyed by the installed versions and the source files), else
+# built by pydantic now. See unijob.modelcache.
+from unijob import modelcache  # noqa: E402
+
+modelcache.install("spec", _spec_models())

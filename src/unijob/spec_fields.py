@@ -70,7 +70,8 @@ URI_SCHEMES = ("file", "s3", "gs", "dbfs", "pvc", "http", "https", "hf", "models
 
 
 class _Model(BaseModel):
-    model_config = ConfigDict(extra="forbid", validate_default=True, populate_by_name=False)
+    # defer_build: unijob.spec completes every spec model at once, from the cache (unijob.modelcache)
+    model_config = ConfigDict(extra="forbid", validate_default=True, populate_by_name=False, defer_build=True)
 
 
 def _check_uri(value: str) -> str:

@@ -10,6 +10,11 @@ from pydantic import BaseModel, ConfigDict, Field
 from unijob.spec import Duration
 
 
+def _this_python() -> str:
+    """The interpreter running unijob (a named function, not a lambda: modelcache pickles the schema)."""
+    return sys.executable
+
+
 class LocalOptions(BaseModel):
     """Options of the local target (``targets: {local: {...}}``).
 
@@ -44,14 +49,14 @@ class LocalOptions(BaseModel):
             a server unijob starts on 127.0.0.1 (:mod:`unijob.local.registry`).
     """
 
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(extra="forbid", defer_build=True)  # completed by modelcache below
 
     simulate_preemption: Optional[Duration] = None
     simulate_preemptions: int = Field(default=1, ge=1, le=100)
     preemption_grace: Duration = 10
     master_addr: str = Field(default="127.0.0.1", min_length=1)
     master_port: Optional[int] = Field(default=None, ge=1, le=65535)
-    python: str = Field(default_factory=lambda: sys.executable, min_length=1)
+    python: str = Field(default_factory=_this_python, min_length=1)
     run_image_command: bool = False
     endpoint_host: str = Field(default="127.0.0.1", min_length=1)
     endpoint_port: Optional[int] = Field(default=None, ge=1, le=65535)
@@ -59,3 +64,10 @@ class LocalOptions(BaseModel):
     deploy_timeout: Duration = 120
     request_timeout: Duration = 60
     registry_uri: Optional[str] = Field(default=None, pattern=r"^https?://")
+
+
+# Completed from the validators an earlier process built (keyed by the installed versions and the
+# source files), else built by pydantic now: see unijob.modelcache.
+from unijob import modelcache  # noqa: E402
+
+modelcache.install_module(__name__)

@@ -40,7 +40,7 @@ class ServingOptions(BaseModel):
         route_optimized: create a route-optimized endpoint.
     """
 
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(extra="forbid", defer_build=True)  # completed by modelcache below
 
     workload_type: Optional[str] = None
     workload_size: Optional[Literal["Small", "Medium", "Large"]] = None
@@ -80,7 +80,7 @@ class DatabricksOptions(BaseModel):
         serving: Model Serving settings.
     """
 
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(extra="forbid", defer_build=True)  # completed by modelcache below
 
     host: Optional[str] = Field(default=None, pattern=r"^https?://[^\s/]+/?$")
     profile: Optional[str] = None
@@ -120,3 +120,10 @@ class DatabricksOptions(BaseModel):
     def catalog_family(self) -> str:
         """The shared instance catalog's family for this cloud (``ec2``, ``azure``, ``gcp``)."""
         return {"aws": "ec2", "azure": "azure", "gcp": "gcp"}[self.cloud]
+
+
+# Completed from the validators an earlier process built (keyed by the installed versions and the
+# source files), else built by pydantic now: see unijob.modelcache.
+from unijob import modelcache  # noqa: E402
+
+modelcache.install_module(__name__)

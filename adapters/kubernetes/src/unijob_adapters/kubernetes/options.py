@@ -69,7 +69,7 @@ PYTORCH_IMAGES: dict[str, str] = {
 
 
 class _M(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(extra="forbid", defer_build=True)  # completed by modelcache below
 
 
 class Quota(_M):
@@ -201,3 +201,10 @@ class KubernetesOptions(_M):
     def gpu_label_values(self) -> dict[str, str]:
         """The effective accelerator -> node label value map (defaults, then the spec's entries)."""
         return {**DEFAULT_GPU_PRODUCT_LABELS, **self.gpu_product_labels}
+
+
+# Completed from the validators an earlier process built (keyed by the installed versions and the
+# source files), else built by pydantic now: see unijob.modelcache.
+from unijob import modelcache  # noqa: E402
+
+modelcache.install_module(__name__)

@@ -40,7 +40,7 @@ class RayOptions(BaseModel):
         metadata: extra ``submit_job(metadata=)`` entries (strings).
     """
 
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(extra="forbid", defer_build=True)  # completed by modelcache below
 
     address: Optional[str] = Field(default=None, pattern=r"^(https?|ray)://[^\s]+$")
     python: str = Field(default="python", pattern=r"^[^\s'\"$`\\]+$")
@@ -49,3 +49,10 @@ class RayOptions(BaseModel):
     entrypoint_num_cpus: float = Field(default=0, ge=0)
     master_port: Optional[int] = Field(default=None, ge=1024, le=65535)
     metadata: dict[str, str] = Field(default_factory=dict)
+
+
+# Completed from the validators an earlier process built (keyed by the installed versions and the
+# source files), else built by pydantic now: see unijob.modelcache.
+from unijob import modelcache  # noqa: E402
+
+modelcache.install_module(__name__)

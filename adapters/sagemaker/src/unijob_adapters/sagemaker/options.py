@@ -59,7 +59,7 @@ class SageMakerOptions(BaseModel):
             (the image limit of 255 characters is CreateModel's ``ContainerDefinition.Image``).
     """
 
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(extra="forbid", defer_build=True)  # completed by modelcache below
 
     role_arn: Optional[str] = Field(default=None, pattern=ROLE_PATTERN)
     region: Optional[str] = Field(default=None, pattern=r"^[a-z]{2}(-[a-z]+)+-\d$")
@@ -113,3 +113,10 @@ def resolve_role(opts: SageMakerOptions, environ: Mapping[str, str] | None = Non
         raise SpecError.at(("targets", "sagemaker", "role_arn"),
                            f"{ROLE_ENV} is not an IAM role ARN (arn:aws:iam::ACCOUNT:role/NAME)")
     return role
+
+
+# Completed from the validators an earlier process built (keyed by the installed versions and the
+# source files), else built by pydantic now: see unijob.modelcache.
+from unijob import modelcache  # noqa: E402
+
+modelcache.install_module(__name__)

@@ -59,7 +59,7 @@ class SlurmOptions(BaseModel):
         sbatch_args: extra ``#SBATCH`` options, verbatim (e.g. ``--constraint=a100``).
     """
 
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(extra="forbid", defer_build=True)  # completed by modelcache below
 
     login: Optional[str] = Field(default=None, pattern=r"^([A-Za-z0-9._-]+@)?[A-Za-z0-9.:_-]+$")
     ssh_port: Optional[int] = Field(default=None, ge=1, le=65535)
@@ -83,3 +83,10 @@ class SlurmOptions(BaseModel):
     def gres_name(self, accelerator: str) -> str:
         """The cluster's GRES type for a canonical accelerator name."""
         return self.gres.get(accelerator) or accelerator.lower()
+
+
+# Completed from the validators an earlier process built (keyed by the installed versions and the
+# source files), else built by pydantic now: see unijob.modelcache.
+from unijob import modelcache  # noqa: E402
+
+modelcache.install_module(__name__)

@@ -60,7 +60,7 @@ class VertexOptions(BaseModel):
         storage_endpoint: override of the Cloud Storage JSON API host (default ``https://storage.googleapis.com``).
     """
 
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(extra="forbid", defer_build=True)  # completed by modelcache below
 
     project: Optional[str] = Field(default=None, pattern=r"^[a-z][-a-z0-9]{4,28}[a-z0-9]$")
     location: Optional[str] = None
@@ -124,3 +124,10 @@ def api_endpoint(opts_endpoint: Optional[str], location: str) -> str:
     """The Vertex API host: the override, else the regional ``LOCATION-aiplatform.googleapis.com``
     (https://cloud.google.com/vertex-ai/docs/reference/rest#service-endpoint, 2026-11)."""
     return opts_endpoint or f"https://{location}-aiplatform.googleapis.com"
+
+
+# Completed from the validators an earlier process built (keyed by the installed versions and the
+# source files), else built by pydantic now: see unijob.modelcache.
+from unijob import modelcache  # noqa: E402
+
+modelcache.install_module(__name__)
