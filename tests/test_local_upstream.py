@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import sys
 
 import pytest
 
@@ -149,3 +150,43 @@ def test_bad_headers_raise(raw):
             server.close()
 
     _run(go())
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="abstract Unix sockets are Linux's")
+@pytest.mark.parametrize("loop_factory", ["asyncio", "uvloop"])
+def test_a_replica_socket_is_reached_over_keep_alive_on_either_event_loop(loop_factory):
+    """The router's replicas listen on abstract Unix sockets (replica_socket); uvloop's own
+    open_unix_connection refuses those names, so the pool connects the socket itself."""
+    from unijob.local.replicas import replica_socket
+
+    async def go():
+        sock, address, up = replica_socket()
+        seen: list[bytes] = []
+
+        async def handle(reader, writer):
+            while True:
+                try:
+                    seen.append(await reader.readuntil(b"\r\n\r\n"))
+                except asyncio.IncompleteReadError:
+                    break
+                writer.write(b"HTTP/1.1 200 OK\r\ncontent-length: 2\r\n\r\nok")
+            writer.close()
+
+        server = await asyncio.start_unix_server(handle, sock=sock)
+        outs = [await up.request("GET", b"/ping", [], b"", 5) for _ in range(3)]
+        up.close()
+        server.close()
+        return address, outs, seen
+
+    if loop_factory == "uvloop":
+        uvloop = pytest.importorskip("uvloop")
+        loop = uvloop.new_event_loop()
+    else:
+        loop = asyncio.new_event_loop()
+    try:
+        address, outs, seen = loop.run_until_complete(go())
+    finally:
+        loop.close()
+    assert address.startswith("unix:@unijob-")
+    assert [o[2] for o in outs] == [b"ok"] * 3 and len(seen) == 3
+    assert seen[0].startswith(b"GET /ping HTTP/1.1\r\nhost: localhost\r\n")

@@ -4,7 +4,8 @@
 :meth:`unijob.local.adapter.LocalAdapter.deploy`) and owns everything of one endpoint:
 
 * **Replicas**: ``python -m unijob.serve`` processes, one per replica, each handed a listening
-  socket the router bound on 127.0.0.1 (so no port can be taken in between). They die with the
+  socket the router bound (a Unix socket on Linux, else 127.0.0.1; see
+  :mod:`unijob.local.replicas`). They die with the
   router (``PR_SET_PDEATHSIG`` on Linux) and are stopped SIGTERM-then-SIGKILL on undeploy. A replica
   is routed to once its ``/ping`` answers 200; one that dies is replaced while its variant is below
   ``min_replicas``.
@@ -39,15 +40,13 @@ import math
 import os
 import signal
 import socket
-import subprocess
 import sys
 import time
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Optional
 
 from unijob.local import jobdir as jd
-from unijob.local.upstream import Upstream
+from unijob.local.replicas import Replica, Variant, listen, replica_socket, signal_group, spawn
 
 #: Headers not passed on (RFC 9110 section 7.6.1 hop-by-hop fields, and those the router sets
 #: itself; ``expect``: the router has read the whole body before it forwards the request).
@@ -58,64 +57,6 @@ VARIANT_HEADER = b"x-unijob-variant"
 TICK = 0.5
 STOP_GRACE = 10.0
 MAX_EVENTS = 50
-
-
-@dataclass
-class Replica:
-    variant: str
-    index: int
-    proc: subprocess.Popen
-    port: int
-    log: Path
-    started_at: float
-    start_time: Optional[int] = None
-    ready: bool = False
-    draining: bool = False
-    in_flight: int = 0
-    upstream: Optional[Upstream] = None  # keep-alive connections to it
-
-    def to_dict(self) -> dict[str, Any]:
-        return {"index": self.index, "pid": self.proc.pid, "start_time": self.start_time, "port": self.port,
-                "ready": self.ready, "draining": self.draining, "in_flight": self.in_flight,
-                "started_at": self.started_at, "log": str(self.log)}
-
-
-@dataclass
-class Variant:
-    name: str
-    weight: int
-    handler: str
-    model: Optional[str]
-    replicas: list[Replica] = field(default_factory=list)
-    current: int = 0  # smooth weighted round-robin state
-    in_flight: int = 0
-    requests: int = 0
-    errors: int = 0
-    samples: collections.deque = field(default_factory=collections.deque)    # (t, in_flight)
-    completed: collections.deque = field(default_factory=collections.deque)  # t of completions
-    recommendations: collections.deque = field(default_factory=collections.deque)  # (t, desired)
-    last_scale_out: float = 0.0
-    last_scale_in: float = 0.0
-    next_index: int = 0
-    crash_times: collections.deque = field(default_factory=lambda: collections.deque(maxlen=5))
-    ready_event: asyncio.Event = field(default_factory=asyncio.Event)
-
-    @property
-    def serving(self) -> list[Replica]:
-        return [r for r in self.replicas if r.ready and not r.draining]
-
-    @property
-    def live(self) -> list[Replica]:
-        """Replicas counted as capacity: starting or ready, not draining."""
-        return [r for r in self.replicas if not r.draining]
-
-
-def _pdeathsig() -> Any:
-    if not sys.platform.startswith("linux"):
-        return None
-    from unijob.local.gang import _pdeathsig_preexec
-
-    return _pdeathsig_preexec(os.getpid())
 
 
 class Router:
@@ -178,8 +119,7 @@ class Router:
 
     def start_replica(self, v: Variant, reason: str) -> Replica:
         """Bind a socket, start ``python -m unijob.serve`` on it, and watch it until ready."""
-        sock = listen("127.0.0.1", 0, 1024)
-        port = sock.getsockname()[1]
+        sock, address, upstream = replica_socket()
         index = v.next_index
         v.next_index += 1
         log = self.dir / f"replica-{v.name}-{index}.log"
@@ -191,17 +131,13 @@ class Router:
             env["UNIJOB_MODEL_DIR"] = v.model
         else:
             env.pop("UNIJOB_MODEL_DIR", None)
-        argv = [self.body["python"], "-m", "unijob.serve", "--fd", str(sock.fileno()), "--host", "127.0.0.1"]
-        with open(log, "ab") as out:
-            # Popen from the event-loop thread: PDEATHSIG fires when the *thread* that forked exits.
-            proc = subprocess.Popen(argv, cwd=self.body["cwd"], env=env, stdin=subprocess.DEVNULL, stdout=out,
-                                    stderr=subprocess.STDOUT, pass_fds=(sock.fileno(),), start_new_session=True,
-                                    preexec_fn=_pdeathsig())
-        sock.close()
-        r = Replica(v.name, index, proc, port, log, time.time(), jd.proc_start_time(proc.pid),
-                    upstream=Upstream("127.0.0.1", port))
+        try:
+            proc = spawn(self.body["python"], self.body["cwd"], env, sock, log)
+        finally:
+            sock.close()
+        r = Replica(v.name, index, proc, address, log, time.time(), jd.proc_start_time(proc.pid), upstream=upstream)
         v.replicas.append(r)
-        self.event(f"{v.name}: replica {index} starting (pid {proc.pid}, port {port}): {reason}")
+        self.event(f"{v.name}: replica {index} starting (pid {proc.pid}, {address}): {reason}")
         self._spawn(self._watch_ready(v, r))
         return r
 
@@ -229,12 +165,12 @@ class Router:
         t0 = time.time()
         while r.in_flight and time.time() - t0 < drain:
             await asyncio.sleep(0.05)
-        _signal_group(r.proc, signal.SIGTERM)
+        signal_group(r.proc, signal.SIGTERM)
         t0 = time.time()
         while r.proc.poll() is None and time.time() - t0 < STOP_GRACE:
             await asyncio.sleep(0.05)
         if r.proc.poll() is None:
-            _signal_group(r.proc, signal.SIGKILL)
+            signal_group(r.proc, signal.SIGKILL)
             r.proc.wait()
         if r.upstream is not None:
             r.upstream.close()
@@ -479,32 +415,6 @@ class Router:
                                               "(deploy_timeout); see the replica logs in " + str(self.dir))
         self.event("deploy timed out")
         return False
-
-
-def _signal_group(proc: subprocess.Popen, sig: int) -> None:
-    try:
-        os.killpg(proc.pid, sig)
-    except (ProcessLookupError, PermissionError):
-        pass
-
-
-def listen(host: str, port: int, backlog: int) -> socket.socket:
-    """A listening TCP socket on ``host:port`` (0 = any free port). Created with proto
-    ``IPPROTO_TCP``: asyncio sets TCP_NODELAY only on sockets whose proto says TCP, and without
-    it a response's headers and body wait on a delayed ACK (~40 ms each).
-
-    Raises:
-        OSError: the address is taken or not local.
-    """
-    sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM, socket.IPPROTO_TCP)
-    try:
-        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        sock.bind((host, port))
-        sock.listen(backlog)
-    except OSError:
-        sock.close()
-        raise
-    return sock
 
 
 async def _read_body(receive: Any) -> bytes:

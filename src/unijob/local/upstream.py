@@ -30,15 +30,28 @@ class UpstreamError(Exception):
 
 
 class Upstream:
-    """Keep-alive connections to ``http://host:port``."""
+    """Keep-alive connections to ``http://host:port``, or with ``unix`` to the Unix socket of
+    that name (a path, or on Linux ``\\0name`` for the abstract namespace; ``host`` is then only
+    the ``Host`` header)."""
 
-    def __init__(self, host: str, port: int, *, max_idle: int = MAX_IDLE) -> None:
-        self.host, self.port = host, port
-        self.authority = f"{host}:{port}".encode()
+    def __init__(self, host: str, port: Optional[int] = None, *, unix: Optional[str] = None,
+                 max_idle: int = MAX_IDLE) -> None:
+        self.host, self.port, self.unix = host, port, unix
+        self.authority = (host if unix else f"{host}:{port}").encode()
         self.max_idle = max_idle
         self._idle: list[tuple[asyncio.StreamReader, asyncio.StreamWriter]] = []
 
     async def _connect(self) -> tuple[asyncio.StreamReader, asyncio.StreamWriter]:
+        if self.unix is not None:
+            # Connected here: uvloop's open_unix_connection refuses abstract names (EINVAL).
+            sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+            sock.setblocking(False)
+            try:
+                await asyncio.get_running_loop().sock_connect(sock, self.unix)
+            except BaseException:
+                sock.close()
+                raise
+            return await asyncio.open_unix_connection(sock=sock, limit=_MAX_HEADER)
         reader, writer = await asyncio.open_connection(self.host, self.port, limit=_MAX_HEADER)
         sock = writer.get_extra_info("socket")
         if sock is not None:
