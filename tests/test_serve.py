@@ -622,3 +622,43 @@ def test_serving_code_is_not_imported_until_a_server_starts(body, tmp_path):
     loaded = set(r.stderr.rsplit("MODULES", 1)[1].split())
     assert "unijob" in loaded  # the probe measured something
     assert not loaded & SERVER_MODULES, f"{body!r} imported {loaded & SERVER_MODULES}"
+
+
+def test_a_fast_predict_runs_on_the_event_loop_after_warm_up_and_a_slow_one_in_threads():
+    import time
+
+    from unijob.serve.app import InlinePolicy
+
+    def ident(instances):
+        if instances[0] == "slow":
+            time.sleep(InlinePolicy.BUDGET * 2)
+        return [threading.get_ident()] * len(instances)
+
+    async def loop_thread(request):
+        from starlette.responses import JSONResponse
+
+        return JSONResponse(threading.get_ident())
+
+    app = create_app(_handler(ident))
+    app.add_route("/_loop_thread", loop_thread)
+    with TestClient(app) as client:
+        loop = client.get("/_loop_thread").json()
+        fast = [client.post("/predict", json={"instances": [1]}).json()["predictions"][0] for _ in range(12)]
+        assert all(t != loop for t in fast[:InlinePolicy.WARMUP]), "unmeasured calls go to a worker thread"
+        assert all(t == loop for t in fast[InlinePolicy.WARMUP:]), "measured fast calls run inline"
+        big = client.post("/predict", json={"instances": [1] * 100_000}).json()["predictions"][0]
+        assert big != loop, "an estimate over the budget (many instances) goes to a thread"
+        client.post("/predict", json={"instances": ["slow"]})
+        after = client.post("/predict", json={"instances": [1]}).json()["predictions"][0]
+        assert after != loop, "one slow call sends the next ones to threads"
+
+
+def test_inline_policy_estimates_per_instance():
+    from unijob.serve.app import InlinePolicy
+
+    p = InlinePolicy()
+    for _ in range(InlinePolicy.WARMUP - 1):
+        p.record(10, 0.0001)
+    assert not p.allows(1)
+    p.record(10, 0.0001)  # 10 us per instance
+    assert p.allows(1) and p.allows(150) and not p.allows(250)

@@ -30,6 +30,7 @@ under the ``unijob.serve`` logger; the server keeps serving).
 from __future__ import annotations
 
 import asyncio
+import collections
 import inspect
 import json
 import logging
@@ -61,6 +62,40 @@ class _State:
         self.ready = False
         self.error: Optional[str] = None
         self.started = time.time()
+
+
+class InlinePolicy:
+    """Whether a synchronous ``predict`` may run on the event loop instead of a worker thread.
+
+    Handing a call to a worker thread and back costs ~0.05 ms of CPU and several thread wake-ups
+    (``futex``) per request, more than a small model's whole ``predict``
+    (``benchmarks/bench_serving.py``). A call runs inline when the slowest of the last
+    :data:`WINDOW` calls, per instance, times this call's instances is under :data:`BUDGET`
+    seconds, so the loop (health checks, other requests) waits at most about that long;
+    anything slower, or not yet measured (the first :data:`WARMUP` calls), runs in a thread.
+    A call that turns out slow raises the estimate, so the next ones go to threads again.
+    """
+
+    WINDOW = 64
+    WARMUP = 8
+    BUDGET = 0.002  # seconds
+
+    def __init__(self) -> None:
+        self._per_instance: collections.deque = collections.deque(maxlen=self.WINDOW)
+
+    def allows(self, instances: int) -> bool:
+        d = self._per_instance
+        return len(d) >= self.WARMUP and max(d) * max(instances, 1) < self.BUDGET
+
+    def record(self, instances: int, seconds: float) -> None:
+        self._per_instance.append(seconds / max(instances, 1))
+
+
+def _timed(fn: Callable[..., Any], args: tuple) -> tuple[Any, float]:
+    """``(fn(*args), seconds it took)``: the call alone, not the wait for a worker thread."""
+    t0 = time.perf_counter()
+    out = fn(*args)
+    return out, time.perf_counter() - t0
 
 
 def _error(status: int, message: str) -> Response:
@@ -157,6 +192,7 @@ def create_app(handler: Handler, *, model_dir: Optional[Path] = None, health_rou
     is called.
     """
     state = _State()
+    inline = InlinePolicy()
 
     async def _load() -> None:
         try:
@@ -218,8 +254,12 @@ def create_app(handler: Handler, *, model_dir: Optional[Path] = None, health_rou
             args = (instances, params) if handler.wants_parameters else (instances,)
             if handler.is_async:
                 result = await handler.predict(*args)
+            elif inline.allows(len(instances)):
+                result, seconds = _timed(handler.predict, args)
+                inline.record(len(instances), seconds)
             else:
-                result = await run_in_threadpool(handler.predict, *args)
+                result, seconds = await run_in_threadpool(_timed, handler.predict, args)
+                inline.record(len(instances), seconds)
             if inspect.isawaitable(result):  # a sync callable that returned a coroutine
                 result = await result
         except BadRequest as e:
