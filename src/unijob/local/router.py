@@ -41,6 +41,7 @@ import os
 import signal
 import socket
 import sys
+import threading
 import time
 from pathlib import Path
 from typing import Any, Optional
@@ -84,6 +85,8 @@ class Router:
         self.url = ""
         self.created = time.time()
         self._last_write = 0.0
+        self._seq = self._written = 0
+        self._write_lock = threading.Lock()
         self._server: Any = None
         self.stopping = False
         self._tasks: set[asyncio.Task] = set()
@@ -108,12 +111,31 @@ class Router:
             "events": list(self.events),
         }
 
-    def write_state(self, *, throttle: float = 0.0) -> None:
+    def write_state(self) -> None:
+        """Write ``state.json`` now (events: rare, and their order matters)."""
+        self._last_write = time.time()
+        self._write(self._next_seq(), self.snapshot())
+
+    async def write_state_soon(self, throttle: float) -> None:
+        """The periodic refresh of ``state.json``, at most once per ``throttle`` seconds, written
+        (with its fsync) on a worker thread: on a busy machine the fsync held the event loop,
+        and every request in flight, for ~10 ms once a second."""
         now = time.time()
-        if throttle and now - self._last_write < throttle:
+        if now - self._last_write < throttle:
             return
         self._last_write = now
-        jd.write_json_atomic(self.dir / "state.json", self.snapshot())
+        seq, snapshot = self._next_seq(), self.snapshot()
+        await asyncio.get_running_loop().run_in_executor(None, self._write, seq, snapshot)
+
+    def _next_seq(self) -> int:
+        self._seq += 1
+        return self._seq
+
+    def _write(self, seq: int, snapshot: dict[str, Any]) -> None:
+        with self._write_lock:  # an older snapshot never replaces a newer one
+            if seq > self._written:
+                jd.write_json_atomic(self.dir / "state.json", snapshot)
+                self._written = seq
 
     # ---- replicas ---------------------------------------------------------------------------
 
@@ -328,7 +350,7 @@ class Router:
                     v.last_scale_in = now
                     for r in victims:
                         self._spawn(self.stop_replica(v, r, drain=self.request_timeout))
-            self.write_state(throttle=1.0)
+            await self.write_state_soon(1.0)
 
     async def monitor(self) -> None:
         """Replace replicas that died while the variant is below ``min_replicas``."""
