@@ -179,36 +179,38 @@ class UnityCatalogRegistry(ModelRegistry):
         return [(p.relative_to(base).as_posix(), (lambda p=p: open(p, "rb"))) for p in files]
 
     def _volume_files(self, w: Any, vol: str, source: str) -> list[tuple[str, Callable[[], Any]]]:
+        """Every file under the volume directory ``vol`` (Files API directory listings), or ``vol``
+        itself when it is a file (its listing fails: it is then downloaded once, here)."""
         from databricks.sdk.errors import DatabricksError
         from databricks.sdk.errors import NotFound as SdkNotFound
 
-        def opener(path: str) -> Callable[[], Any]:
-            return lambda: _spooled(w, path)
+        def listing(d: str) -> list[Any]:
+            return list(w.files.list_directory_contents(d))
 
-        out: list[tuple[str, Callable[[], Any]]] = []
-        pending = [vol]
         try:
-            while pending:
-                d = pending.pop()
-                for e in w.files.list_directory_contents(d):
-                    if e.is_directory:
-                        pending.append(e.path.rstrip("/"))
-                    else:
-                        out.append((e.path[len(vol) + 1:], opener(e.path)))
-        except SdkNotFound:
-            if pending or out:
-                raise
-            # not a directory: one file
+            top = listing(vol)
+        except DatabricksError:  # not a directory: one file, or nothing
             try:
-                first = _spooled(w, vol)
+                only = _spooled(w, vol)
             except SdkNotFound:
                 raise UsageError(f"model artifact {source} does not exist in the workspace") from None
-            return [(vol.rsplit("/", 1)[-1], lambda: first)]
+            except DatabricksError as e:
+                raise TargetError(f"reading {source} failed: {e}") from None
+            return [(vol.rsplit("/", 1)[-1], lambda: only)]
+        out: list[tuple[str, Callable[[], Any]]] = []
+        pending = [top]
+        try:
+            while pending:
+                for e in pending.pop():
+                    if e.is_directory:
+                        pending.append(listing(e.path.rstrip("/")))
+                    else:
+                        out.append((e.path[len(vol) + 1:], lambda p=e.path: _spooled(w, p)))
         except DatabricksError as e:
             raise TargetError(f"listing {source} failed: {e}") from None
         if not out:
             raise UsageError(f"model artifact {source} is an empty directory")
-        return sorted(out)
+        return sorted(out, key=lambda f: f[0])
 
     def _files_api_enabled(self, w: Any) -> bool:
         forced = os.environ.get(FILES_API_ENV)
