@@ -399,8 +399,10 @@ class Router:
             self.event(f"in service at {self.url}")
             self._spawn(self.autoscale())
             self._spawn(self.monitor())
+            # proxy_headers off: the router is the first hop, and uvicorn's X-Forwarded-* middleware
+            # wrapped every request for nothing.
             self._server = uvicorn.Server(uvicorn.Config(self, lifespan="off", log_level="warning", access_log=False,
-                                                         timeout_graceful_shutdown=5))
+                                                         proxy_headers=False, timeout_graceful_shutdown=5))
             self._server.capture_signals = contextlib.nullcontext  # type: ignore[method-assign] # ours, in main()
             if not self.stopping:
                 await self._server.serve(sockets=[sock])
