@@ -16,12 +16,16 @@ import itertools
 import json
 import random
 import re
+import sys
 from datetime import datetime, timezone
 from typing import Any, Optional
 
 import pytest
 
 from unijob.testing.httpfake import FakeServer, Request, Response
+
+sys.path.insert(0, str(__import__("pathlib").Path(__file__).parent))  # pytest runs with --import-mode=importlib
+from vertex_fake_batch import FakeBatchPrediction  # noqa: E402
 
 P = r"/v1/projects/(?P<p>[^/]+)/locations/(?P<l>[^/]+)"
 JOB_FINAL = {"JOB_STATE_SUCCEEDED", "JOB_STATE_FAILED", "JOB_STATE_CANCELLED", "JOB_STATE_EXPIRED"}
@@ -36,9 +40,10 @@ def _err(code: int, status: str, message: str) -> Response:
     return Response(code, {"error": {"code": code, "status": status, "message": message}})
 
 
-class FakeVertex(FakeServer):
-    """State: ``jobs`` (name -> CustomJob JSON), ``models``, ``endpoints``, ``operations``,
-    ``logs`` (job id -> entries), ``objects`` (gs://bucket/name -> bytes)."""
+class FakeVertex(FakeBatchPrediction, FakeServer):
+    """State: ``jobs`` (name -> CustomJob JSON), ``batch_jobs`` (see :mod:`vertex_fake_batch`),
+    ``models``, ``endpoints``, ``operations``, ``logs`` (job id -> entries), ``objects``
+    (gs://bucket/name -> bytes)."""
 
     def __init__(self) -> None:
         super().__init__()
@@ -66,13 +71,16 @@ class FakeVertex(FakeServer):
         r("POST", P + r"/endpoints/(?P<id>[^/:]+):undeployModel", self.undeploy_model)
         r("POST", P + r"/endpoints/(?P<id>[^/:]+):predict", self.predict)
         r("GET", r"/(?:v1|ui)/(?P<name>projects/[^/]+/locations/[^/]+/operations/\d+)", self.get_operation)
+        self.batch_routes()
         r("POST", r"/v2/entries:list", self.list_entries)
         r("GET", r"/storage/v1/b/(?P<b>[^/]+)/o", self.list_objects)
         r("GET", r"/storage/v1/b/(?P<b>[^/]+)/o/(?P<o>.+)", self.get_object)
         r("POST", r"/upload/storage/v1/b/(?P<b>[^/]+)/o", self.put_object)
 
     def reset(self) -> None:
-        """Forget all state, recorded requests, errors and pending injected failures."""
+        """Forget all state, recorded requests, errors and pending injected failures (running
+        batch prediction jobs are cancelled and waited for first)."""
+        self.batch_reset()
         with self.lock:
             self.requests, self.errors, self._failures = [], [], []
             self.jobs: dict[str, dict] = {}
@@ -481,11 +489,12 @@ class FakeVertex(FakeServer):
         unknown = set(body) - LOG_REQUEST_KEYS
         if unknown or not body.get("resourceNames"):
             raise ValueError(f"bad entries:list request: unknown {sorted(unknown)} or no resourceNames")
-        m = re.fullmatch(r'resource\.type="ml_job" AND resource\.labels\.job_id="(\d+)"(?: AND timestamp>"([^"]+)")?',
-                         body.get("filter", ""))
+        m = re.fullmatch(r'resource\.type="(ml_job|aiplatform\.googleapis\.com/BatchPredictionJob)" AND '
+                         r'resource\.labels\.job_id="(\d+)"(?: AND timestamp>"([^"]+)")?', body.get("filter", ""))
         if not m:
             raise ValueError(f"unexpected filter {body.get('filter')!r}")
-        entries = [e for e in self.logs.get(m.group(1), []) if not m.group(2) or e["timestamp"] > m.group(2)]
+        entries = [e for e in self.logs.get(m.group(2), [])
+                   if e["resource"]["type"] == m.group(1) and (not m.group(3) or e["timestamp"] > m.group(3))]
         start = int(body.get("pageToken") or 0)
         size = int(body.get("pageSize") or 50)
         page = entries[start:start + size]

@@ -147,7 +147,8 @@ class VertexAdapter(VertexRegistry, Adapter):
     # ---- jobs -------------------------------------------------------------------------------
 
     def plan_batch(self, spec: Any, submission_id: str) -> Plan:
-        """models:upload + a BatchPredictionJob (:mod:`unijob_adapters.vertex.batch`)."""
+        """models:upload + a BatchPredictionJob (:mod:`unijob_adapters.vertex.batch`, which also
+        sends it and reads its status, logs and cancel)."""
         from unijob_adapters.vertex.batch import plan_batch
 
         return plan_batch(spec, submission_id, self.options(spec))
@@ -165,10 +166,9 @@ class VertexAdapter(VertexRegistry, Adapter):
         from unijob_adapters.vertex.plan import source_bytes
 
         if plan.kind == "batch":
-            from unijob.errors import UsageError
+            from unijob_adapters.vertex import batch
 
-            raise UsageError("sending a Vertex batch prediction is not built yet: `unijob plan --batch -t vertex` "
-                             "prints the exact requests (models:upload, batchPredictionJobs.create) to send")
+            return batch.submit(None if plan.extra.get("dry_run") else self._conn(plan.extra), plan)
         if plan.extra.get("dry_run"):
             self._dry_run(plan)
             return JobHandle(target=TARGET, native_id="", name=plan.name, submission_id=plan.submission_id,
@@ -231,6 +231,10 @@ class VertexAdapter(VertexRegistry, Adapter):
 
     def status(self, handle: JobHandle) -> JobStatus:
         conn = self._conn(handle.extra)
+        if handle.extra.get("kind") == "batch":
+            from unijob_adapters.vertex import batch
+
+            return batch.status(conn, handle)
         fallback = handle.extra.get("fallback_job")
         if fallback:
             return self._status_of(self._get(conn, fallback), message="on-demand fallback after spot capacity failure")
@@ -301,6 +305,11 @@ class VertexAdapter(VertexRegistry, Adapter):
 
     def logs(self, handle: JobHandle, *, follow: bool = False) -> Iterator[str]:
         conn = self._conn(handle.extra)
+        if handle.extra.get("kind") == "batch":
+            from unijob_adapters.vertex import batch
+
+            yield from batch.logs(conn, handle, follow=follow, poll=self.poll_interval, fmt=_format_entry)
+            return
         seen: set[str] = set()
         last: dict[str, str] = {}
         while True:
@@ -328,6 +337,10 @@ class VertexAdapter(VertexRegistry, Adapter):
         from google.api_core import exceptions as gexc
 
         conn = self._conn(handle.extra)
+        if handle.extra.get("kind") == "batch":
+            from unijob_adapters.vertex import batch
+
+            return batch.cancel(conn, handle)
         for name in self._job_names(handle):
             if JobState(JOB_STATES.get(self._get(conn, name).state.name, "QUEUED")).is_final:
                 continue  # cancelling a finished job is not an error

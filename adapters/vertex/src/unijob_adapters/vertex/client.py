@@ -185,14 +185,17 @@ class Connection:
         except gexc.RetryError as e:
             raise TargetError(f"{method} {url} kept failing: {e.cause}") from None
 
-    def list_log_entries(self, job_id: str, *, after: Optional[str] = None) -> Iterator[dict]:
-        """Cloud Logging entries of a CustomJob, oldest first (``POST /v2/entries:list``).
+    def list_log_entries(self, job_id: str, *, after: Optional[str] = None,
+                         resource_type: str = "ml_job") -> Iterator[dict]:
+        """Cloud Logging entries of a job, oldest first (``POST /v2/entries:list``).
 
         Args:
-            job_id: the numeric CustomJob id (last part of its resource name).
+            job_id: the numeric job id (last part of its resource name).
             after: only entries with a timestamp after this RFC 3339 time.
+            resource_type: the monitored resource: ``ml_job`` (CustomJob) or
+                ``aiplatform.googleapis.com/BatchPredictionJob``.
         """
-        flt = f'resource.type="ml_job" AND resource.labels.job_id="{job_id}"'
+        flt = f'resource.type="{resource_type}" AND resource.labels.job_id="{job_id}"'
         if after:
             flt += f' AND timestamp>"{after}"'
         body: dict[str, Any] = {"resourceNames": [f"projects/{self.project}"], "filter": flt,
