@@ -556,9 +556,10 @@ def _fake_server():
 
 @pytest.fixture
 def fake(_fake_server):
-    """The fake, with empty state for this test."""
+    """The fake, with empty state for this test (its running batch jobs cancelled after it)."""
     _fake_server.reset()
-    return _fake_server
+    yield _fake_server
+    _fake_server.batch_reset()
 
 
 @pytest.fixture

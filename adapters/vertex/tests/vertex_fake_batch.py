@@ -145,15 +145,16 @@ class FakeBatchPrediction:
 
     def set_batch_state(self, name: str, state: str, **fields: Any) -> None:
         """Move a job; ``fields`` (REST JSON) are merged in, and the result must parse as a
-        BatchPredictionJob (so a state that is not a ``JobState`` name fails here)."""
+        BatchPredictionJob (so a state that is not a ``JobState`` name fails here); it is kept as
+        the API would answer it (fields at their default left out)."""
         with self.lock:  # type: ignore[attr-defined]
             job = {**self.batch_jobs[name], "state": state, **fields, "updateTime": _now()}
             if state == "JOB_STATE_RUNNING":
                 job.setdefault("startTime", _now())
             if state in FINAL:
                 job["endTime"] = _now()
-            self.aip.BatchPredictionJob.from_json(json.dumps(job), ignore_unknown_fields=False)  # type: ignore[attr-defined]
-            self.batch_jobs[name] = job
+            parsed = self.aip.BatchPredictionJob.from_json(json.dumps(job), ignore_unknown_fields=False)  # type: ignore[attr-defined]
+            self.batch_jobs[name] = self.dump(parsed)  # type: ignore[attr-defined]
 
     def add_batch_log(self, name: str, task: str, text: str) -> None:
         job_id = name.rsplit("/", 1)[-1]
