@@ -1,4 +1,5 @@
-"""Shared fixtures: an isolated UNIJOB_HOME per test, and helpers for local endpoint tests."""
+"""Fixtures for local endpoint tests and the MLflow server (the isolated UNIJOB_HOME of every test,
+here and under adapters/, is the repository's root conftest.py)."""
 
 import os
 import signal
@@ -11,31 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from unijob.local import jobdir as jd
-
-
-@pytest.fixture(autouse=True)
-def _isolated_home(tmp_path, monkeypatch):
-    """Every test gets its own UNIJOB_HOME: records and local jobs never touch the user's."""
-    home = tmp_path / "unijob-home"
-    monkeypatch.setenv("UNIJOB_HOME", str(home))
-    yield home
-    # Safety net: nothing a test started under its home outlives it. Job supervisors of tests that
-    # do not wait for their job are killed quietly; a router or replica left running is reported
-    # (tests that deploy endpoints also assert it themselves).
-    served = []
-    for pid in _processes_of(home):
-        cmdline = _cmdline(str(pid))
-        try:
-            os.killpg(pid, 9) if os.getpgid(pid) == pid else os.kill(pid, 9)
-        except (OSError, ProcessLookupError):
-            continue
-        if b"unijob.local.router" in cmdline or b"unijob.serve" in cmdline:
-            served.append(pid)
-    if served:
-        import warnings
-
-        warnings.warn(f"killed {len(served)} endpoint process(es) left running under {home}: {served}")
+from unijob.testing.jobs import processes_under
 
 
 HANDLER = """\
@@ -51,32 +28,6 @@ class Predictor:
         time.sleep(float(parameters.get("sleep", 0)))
         return [{"x": x, "model": self.tag, "pid": os.getpid()} for x in instances]
 """
-
-
-def _cmdline(pid: str) -> bytes:
-    try:
-        with open(f"/proc/{pid}/cmdline", "rb") as f:
-            return f.read()
-    except OSError:
-        return b""
-
-
-def _processes_of(home: Path) -> list[int]:
-    """Pids of live processes started under this test's UNIJOB_HOME (routers inherit it, and
-    replicas inherit it from their router); the test process itself excluded."""
-    needle = f"UNIJOB_HOME={home}".encode()
-    pids = []
-    for entry in os.listdir("/proc"):
-        if not entry.isdigit() or int(entry) == os.getpid():
-            continue
-        try:
-            with open(f"/proc/{entry}/environ", "rb") as f:
-                env = f.read().split(b"\0")
-        except OSError:
-            continue
-        if needle in env and jd.alive(int(entry)) and b"resource_tracker" not in _cmdline(entry):
-            pids.append(int(entry))
-    return pids
 
 
 def _write_project(base: Path, extra: str = "", *, variants: str | None = None) -> Path:
@@ -110,7 +61,7 @@ def endpoint_project():
 @pytest.fixture
 def live_processes():
     """``pids(home) -> list[int]``: live processes started under that UNIJOB_HOME."""
-    return _processes_of
+    return processes_under
 
 
 #: the mlflow CLI of this environment (the test extra installs mlflow)

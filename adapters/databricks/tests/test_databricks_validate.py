@@ -78,6 +78,7 @@ def _real(monkeypatch):
 @pytest.mark.parametrize("text", list(JOBS.values()), ids=list(JOBS))
 def test_job_plans_equal_the_sdks_byte_for_byte(spec_factory, monkeypatch, text):
     spec = spec_factory(text, FILES)
+    monkeypatch.setattr(validate, "_SCHEMA", None)  # every test has its own UNIJOB_HOME: write its cache there
     fast = A.plan(spec, "sub-1").model_dump_json(indent=2)
     assert validate.cache_path().exists()
     _real(monkeypatch)

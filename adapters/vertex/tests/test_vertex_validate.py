@@ -38,7 +38,8 @@ DEPLOY = {"endpoint": "projects/p/locations/l/endpoints/e",
                                           ("UploadModelRequest", {"parent": "p", "model_id": "m", "service_account": "",
                                                                   "model": {"display_name": "m", "artifact_uri": "gs://b/m",
                                                                             "container_spec": {"image_uri": "i"}}})])
-def test_cached_descriptors_give_the_proto_plus_body(message, data):
+def test_cached_descriptors_give_the_proto_plus_body(message, data, monkeypatch):
+    monkeypatch.setattr(validate, "_POOL", None)  # every test has its own UNIJOB_HOME: write its cache there
     fast = validate.rest_json(message, data)
     assert validate._load_pool() is not None and validate.cache_path().exists()
     assert json.dumps(fast) == json.dumps(validate.proto_plus_json(message, data))

@@ -28,3 +28,33 @@ def wait_final(adapter: Any, handle: Any, timeout: float = 120.0) -> Any:
             return st
         time.sleep(0.5)
     raise AssertionError(f"job {handle.native_id} not final after {timeout} s: {adapter.status(handle)}")
+
+
+def cmdline(pid: int) -> bytes:
+    """``/proc/PID/cmdline`` (NUL-separated argv), or ``b""`` for a process that is gone."""
+    try:
+        with open(f"/proc/{pid}/cmdline", "rb") as f:
+            return f.read()
+    except OSError:
+        return b""
+
+
+def processes_under(home: os.PathLike) -> list[int]:
+    """Pids of live processes whose environment holds ``UNIJOB_HOME=home`` (job supervisors, routers,
+    and the replicas they start inherit it); the calling process and multiprocessing's resource
+    tracker excluded. Linux only (reads ``/proc``)."""
+    from unijob.local import jobdir as jd
+
+    needle = f"UNIJOB_HOME={home}".encode()
+    pids = []
+    for entry in os.listdir("/proc"):
+        if not entry.isdigit() or int(entry) == os.getpid():
+            continue
+        try:
+            with open(f"/proc/{entry}/environ", "rb") as f:
+                env = f.read().split(b"\0")
+        except OSError:
+            continue
+        if needle in env and jd.alive(int(entry)) and b"resource_tracker" not in cmdline(int(entry)):
+            pids.append(int(entry))
+    return pids
