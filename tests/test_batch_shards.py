@@ -96,3 +96,22 @@ def test_runner_works_without_fsspec(project, monkeypatch):
     assert [r["prediction"] for r in _rows(project / "plain" / "f0.jsonl.out")] == [i * 2 for i in range(10)]
     with pytest.raises(ImportError):
         runner.list_inputs("s3://bucket/data")
+
+
+def test_shards_over_an_fsspec_filesystem(project):
+    """Object-store style I/O (fsspec's in-memory filesystem stands for s3:// or gs://): the same
+    files, the summary published by a rename, the merge read back through fsspec."""
+    fsspec = pytest.importorskip("fsspec")
+    fs = fsspec.filesystem("memory")
+    for f in sorted((project / "data").iterdir()):
+        fs.pipe(f"/in-{id(project)}/{f.name}", f.read_bytes())
+    out = f"memory:///out-{id(project)}"
+    codes = [shards.run_shard(_config(project, index=i, shards=2, input=f"memory:///in-{id(project)}", output=out))
+             for i in (0, 1)]
+    assert codes == [0, 0]
+    assert [json.loads(x)["key"] for x in fs.cat(f"{out}/f2.jsonl.out").decode().splitlines()] == \
+        [f"2-{i}" for i in range(10)]
+    assert fs.exists(f"{out}/_shards/job-1/summary-0.json") and not fs.exists(f"{out}/_shards/job-1/.summary-0.json")
+    s = json.loads(fs.cat(f"{out}/_SUMMARY.json"))
+    assert (s["lines"], s["errors"], s["shards"]) == (50, 1, 2)
+    assert [json.loads(x)["line"] for x in fs.cat(f"{out}/errors.jsonl").decode().splitlines()] == [5]
