@@ -225,3 +225,18 @@ def test_errors_over_the_budget_fail_the_run_with_the_reason(dbx_env, image_pyth
     assert len(_rows(out / "digits.jsonl.out")) == 1001  # the other lines were still predicted
     st = job.status()
     assert st.state.value == "FAILED" and "error budget" in st.message and "errors.jsonl" in st.message, st.message
+
+
+def test_a_batch_run_is_cancelled_and_listed_as_a_job(dbx_env, project, monkeypatch, tmp_path):
+    import unijob
+
+    monkeypatch.setenv("UNIJOB_HOME", str(tmp_path / "home"))
+    job = unijob.batch_predict(str(_spec(project, replicas=2)), "databricks")
+    [rid] = list(dbx_env.runs)
+    assert job.native_id == str(rid) and job.target == "databricks"
+    assert dbx_env.runs[rid]["submitted"]["tasks"][0]["spark_python_task"]["python_file"].endswith("/_unijob_batch.py")
+    dbx_env.set_state(rid, "RUNNING", message="In run")
+    assert job.status().state.value == "RUNNING"
+    job.cancel()
+    assert job.status().state.value == "CANCELLED"
+    assert [j.id for j in unijob.jobs(target="databricks")] == [job.id]
