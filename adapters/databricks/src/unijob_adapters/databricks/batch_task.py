@@ -6,13 +6,14 @@ standard library, pyspark, pandas and pyarrow of the Databricks Runtime, and the
 
 Two engines, chosen by the plan (``"engine"`` in the config):
 
-``spark`` (a cluster with worker nodes, ``batch.replicas`` > 1): the driver lists the input files and cuts them into chunks of ``instances_per_request`` lines, as
-the local runner does (:func:`unijob.batch.runner.run`, which also writes every file). The chunks
-go to the executors as a DataFrame (``createDataFrame``, repartitioned over the cluster's cores)
-and are predicted there with ``mapInPandas``: each Python worker loads the handler and the model
-once and calls ``predict`` per chunk. Each window of chunks is one Spark job whose results come
-back to the driver and are written in input order; a window holds about :data:`WINDOW_LINES`
-lines, which bounds the driver's memory.
+``spark`` (a cluster with worker nodes, ``batch.replicas`` > 1): the driver lists the input files
+and cuts them into chunks of ``instances_per_request`` lines, as the local runner does
+(:func:`unijob.batch.runner.run`, which also writes every file). The chunks go to the executors as
+a DataFrame (``createDataFrame``, repartitioned over the cluster's cores) and are predicted there
+with ``mapInPandas``: each Python worker loads the handler and the model once and calls
+``predict`` per chunk. Each window of chunks is one Spark job whose results come back to the
+driver and are written in input order; a window holds about :data:`WINDOW_LINES` lines, which
+bounds the driver's memory.
 
 ``pool`` (a single-node cluster, ``batch.replicas`` 1): the local runner itself on the driver, one
 worker process per core (:func:`unijob.batch.runner.run`); Spark is not used.
@@ -20,9 +21,8 @@ worker process per core (:func:`unijob.batch.runner.run`); Spark is not used.
 Why: on one machine the pool is faster (``benchmarks/bench_databricks_batch.py``: Spark's
 ``mapInPandas`` on ``local[2]`` gave 0.32x the pool's instances/s here, its per-job scheduling,
 Arrow and Python-worker overhead with no machine added), while only Spark reaches the worker nodes
-that ``batch.replicas`` adds. For those, ``mapInPandas``: Databricks recommends
-pandas UDFs (``mapInPandas`` is their iterator form) for model inference
-("Deep learning model inference workflow",
+that ``batch.replicas`` adds. For those, ``mapInPandas``: Databricks recommends pandas UDFs
+(``mapInPandas`` is their iterator form) for model inference ("Deep learning model inference workflow",
 https://docs.gcp.databricks.com/applications/machine-learning/model-inference/dl-model-inference.html,
 read 2026-11-29); and the DataFrame API, unlike RDDs (``sc.parallelize``, ``textFile``), also works
 on shared access-mode clusters ("Compute access mode limitations for Unity Catalog",
