@@ -127,7 +127,8 @@ class Batch(_Model):
         handler / image: a ``unijob.serve`` handler reference, or a serving container (cloud targets).
         input / output: JSON Lines file or directory, and the output directory (paths or URIs).
         accelerator / instance_type: per replica; ``instance_type`` per target.
-        replicas: worker processes (local), instances (SageMaker ``InstanceCount``), replicas (Vertex).
+        replicas: worker processes (local), instances (SageMaker ``InstanceCount``), replicas (Vertex),
+            pods of the Indexed Job (Kubernetes), worker nodes (Databricks; 1 = a single-node cluster).
         instances_per_request: instances per ``predict`` call (SageMaker ``MultiRecord`` batches,
             Vertex ``batchSize``).
         max_error_fraction: fraction of lines allowed to fail before the job fails (0 = any error

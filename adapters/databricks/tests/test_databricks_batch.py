@@ -83,6 +83,17 @@ def test_one_replica_is_a_single_node_cluster_and_dbfs_maps_to_its_fuse_path(dbx
         "/dbfs/data/digits", "/Volumes/main/default/batch/o", "/dbfs/models/digits")
 
 
+def test_a_unity_catalog_version_is_refused_with_where_to_look(dbx_adapter, project):
+    """`unijob batch` resolves models:/main.ml.digits@champion to the version Model Serving serves;
+    the batch task reads a path, so the plan says which one to give."""
+    from unijob.errors import SpecError
+
+    with pytest.raises(SpecError) as e:
+        _plan(dbx_adapter, _spec(project, model="models:/main.ml.digits/1"))
+    assert e.value.issues[0].loc == ("batch", "model") and "Unity Catalog model version" in e.value.message
+    assert "unijob models show" in e.value.message
+
+
 def test_the_wheel_carries_the_batch_runner_and_the_jobs_wheel_does_not():
     import io
     import zipfile

@@ -11,7 +11,8 @@ cron schedule (Jobs API 2.2, https://docs.databricks.com/api/workspace/jobs/crea
 branching logic with the If/else condition task", read 2026-11-29).
 
 A **batch** step is the task of the one-off run the Databricks adapter plans for it
-(:mod:`unijob_adapters.databricks.batch`: the handler mapped over the input files with Spark).
+(:mod:`unijob_adapters.databricks.batch`: the handler mapped over the input files: a process pool
+on a single-node cluster, Spark's ``mapInPandas`` across worker nodes).
 Register and deploy steps (the reasons: :data:`_REFUSED`), ``or``/``not`` and step states are not
 compiled (SpecError naming the step): run such pipelines with ``unijob pipelines run -t databricks``.
 """

@@ -29,6 +29,7 @@ from __future__ import annotations
 import difflib
 import hashlib
 import json
+import re
 from pathlib import Path
 from typing import Any
 
@@ -123,6 +124,12 @@ def plan_batch(spec: Any, submission_id: str, opts: DatabricksOptions) -> Plan:
     if b.image:
         raise SpecError.at(("batch", "image"), "Databricks runs batch.handler (a unijob.serve handler) on the "
                                                "cluster's Python with Spark; a serving image is not run there")
+    if b.model and b.model.startswith("models:/") and re.fullmatch(r"models:/[^/@]+\.[^/@]+\.[^/@]+/\d+", b.model):
+        # what `unijob batch` resolves a Unity Catalog alias or version to (registry.model_location)
+        raise SpecError.at(("batch", "model"), f"{b.model} is a Unity Catalog model version, which Model Serving "
+                                               "serves; the batch task reads its model from a volume or DBFS path: "
+                                               "give batch.model as that path (`unijob models show NAME VERSION -t "
+                                               "databricks` prints the source the version was registered from)")
     if b.model and b.model.startswith(("models:/", "job:")):
         raise SpecError.at(("batch", "model"), f"{b.model} is resolved by `unijob batch` (or unijob.batch_predict) "
                                                "before planning; plan with the artifact it names")
