@@ -371,8 +371,11 @@ class Adapter(ModelRegistry, abc.ABC):
 
     def job_metrics(self, handle: JobHandle) -> dict[str, Any]:
         """The metrics a finished job reported with ``unijob.runtime.log_metrics`` (name -> value),
-        for pipeline conditions; ``{}`` where this target cannot read them back."""
-        return {}
+        for pipeline conditions. Default: the ``[unijob.metrics]`` lines rank 0 printed, read back
+        through :meth:`logs` (so every target whose logs can be read has them); ``{}`` when none."""
+        from unijob.runtime.metrics import metrics_from_lines
+
+        return metrics_from_lines(self.logs(handle))
 
     def output_location(self, handle: JobHandle) -> Optional[str]:
         """Where the job's outputs are (a URI or local directory), or None where unknown."""

@@ -100,6 +100,25 @@ def test_runtime_version_inside_the_job_is_the_submitting_one(aws, adapter, tmp_
     assert line == f"CTX {version} sagemaker 0 1 {{'n': 3}}"
 
 
+def test_metrics_a_job_logged_are_read_back_for_pipeline_conditions(aws, adapter, tmp_path, toolkit_python):
+    """runtime.log_metrics inside the SageMaker container; job_metrics reads the [unijob.metrics]
+    lines back from the job's CloudWatch log (what the DAG runner's conditions evaluate)."""
+    _bucket("code-bucket")
+    (tmp_path / "src").mkdir()
+    (tmp_path / "src" / "train.py").write_text(
+        "from unijob import runtime\n"
+        "runtime.log_metrics({'accuracy': 0.5, 'test_images': 450})\n"
+        "runtime.log_metrics({'accuracy': 0.9731})\n")
+    spec = JobSpec.model_validate({"name": "metrics", "script": "src/train.py", "output": "s3://code-bucket/out",
+                                   "targets": {"sagemaker": {"role_arn": ROLE, "region": REGION}}},
+                                  context={"base_dir": str(tmp_path)})
+    plan = adapter.plan(spec, "m-1")
+    handle = adapter.submit(plan)
+    out = contract.run(plan, python=toolkit_python, workdir=tmp_path / "hosts", endpoint_url=aws, timeout=120)
+    assert out.status == "Completed", out.output()[-3000:]
+    assert adapter.job_metrics(handle) == {"accuracy": 0.9731, "test_images": 450}
+
+
 def _quickstart(tmp_path: Path, **sagemaker_opts) -> Path:
     dest = tmp_path / "quickstart"
     shutil.copytree(ROOT / "examples" / "quickstart", dest,

@@ -89,3 +89,22 @@ def read_metrics(output_dir: os.PathLike) -> dict[str, Any]:
     except (FileNotFoundError, ValueError, NotADirectoryError):
         return {}
     return data if isinstance(data, dict) else {}
+
+
+def metrics_from_lines(lines: Any) -> dict[str, Any]:
+    """The metrics in a job's log: every ``[unijob.metrics] {json}`` line :func:`log_metrics`
+    printed, merged in order (a later value wins, as in ``metrics.json``). The prefix may follow
+    whatever a platform puts before a line (a timestamp, ``[rank 0]``); lines whose JSON does not
+    parse as an object are skipped. ``lines``: an iterable of str."""
+    merged: dict[str, Any] = {}
+    for line in lines:
+        at = line.find(LINE_PREFIX)
+        if at < 0:
+            continue
+        try:
+            data = json.loads(line[at + len(LINE_PREFIX):].strip())
+        except ValueError:
+            continue
+        if isinstance(data, dict):
+            merged.update(data)
+    return merged
