@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import pickle
 import sys
-from pathlib import Path
 
 import numpy as np
 from sklearn.datasets import load_digits
@@ -20,7 +19,7 @@ def main() -> int:
     ctx = runtime.context()
     hp = ctx.hyperparameters
     seed, noise = int(hp.get("seed", 7)), float(hp.get("label_noise", 0.0))
-    model_dir = Path(ctx.channels["model"])
+    model_dir = runtime.model_dir("model")  # a directory here; SageMaker hands over model.tar.gz
     model = pickle.loads((model_dir / "model.pkl").read_bytes())
     X, y = load_digits(return_X_y=True)
     _, X_test, _, y_test = train_test_split(X / 16.0, y, test_size=0.25, random_state=seed, stratify=y)

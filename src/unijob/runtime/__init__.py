@@ -33,6 +33,7 @@ if TYPE_CHECKING:
     from unijob.runtime.environment import Context, context, parse_hyperparameters
     from unijob.runtime.preemption import on_preemption, preempted, preemption_notice
     from unijob.runtime.metrics import log_metrics
+    from unijob.runtime.artifacts import model_dir
     from unijob.runtime.secrets import SecretError, secret
 
 _EXPORTS = {
@@ -47,6 +48,7 @@ _EXPORTS = {
     "preemption_notice": "preemption",
     "secret": "secrets",
     "log_metrics": "metrics",
+    "model_dir": "artifacts",
     "SecretError": "secrets",
 }
 
