@@ -155,6 +155,8 @@ class VertexAdapter(VertexRegistry, Adapter):
 
     def submit(self, plan: Plan) -> JobHandle:
         """Upload the source bundle, then find or create the CustomJob (idempotent per submission).
+        A batch plan (``plan.kind == "batch"``) goes to :func:`unijob_adapters.vertex.batch.submit`
+        (the Model, then the BatchPredictionJob, found or created the same way).
 
         With ``plan.extra["dry_run"]`` nothing is uploaded, listed or created: each CustomJob
         body is parsed with the Vertex AI types (``aiplatform_v1.CustomJob``, unknown fields
