@@ -96,7 +96,9 @@ def test_cli_batch_equals_the_local_batch(vertex, project, block, tmp_path, caps
 
     # Vertex's own output: {"instance", "prediction"} lines over the replicas' files, in no set order
     preds = _files(vertex, out_dir, "predictions")
-    assert len({u for u in vertex.objects if u.startswith(out_dir + "/predictions_")}) == 2  # one per replica
+    # one file per replica that predicted (under load one replica may be ready and take every batch first)
+    assert 1 <= len({u for u in vertex.objects if u.startswith(out_dir + "/predictions_")}) <= 2
+    assert [r.task for r in vertex.batch_outcomes[job.native_id].replicas] == ["replica-0", "replica-1"]
     assert sorted(json.dumps(p["instance"]) for p in preds) == sorted(
         json.dumps(json.loads(x)) for i, x in enumerate((project / "digits.jsonl").read_text().splitlines(), 1)
         if i != BAD_LINE)
@@ -123,7 +125,7 @@ def test_cli_batch_equals_the_local_batch(vertex, project, block, tmp_path, caps
 
     # the containers' own lines, through Cloud Logging
     lines = list(job.logs())
-    assert any(ln.startswith("[replica-0] ") for ln in lines) and any(ln.startswith("[replica-1] ") for ln in lines)
+    assert any(ln.startswith(("[replica-0] ", "[replica-1] ")) for ln in lines)
     assert vertex.errors == []
 
 
