@@ -7,8 +7,6 @@ from __future__ import annotations
 
 import json
 import os
-import shutil
-import subprocess
 import sys
 from pathlib import Path
 
@@ -31,13 +29,9 @@ def project(tmp_path_factory) -> Path:
     """A copy of examples/quickstart with a trained ./output (3 epochs) and 1,000 digit images."""
     from sklearn.datasets import load_digits
 
-    base = tmp_path_factory.mktemp("quickstart")
-    for name in ("train.py", "serve.py"):
-        shutil.copy(EXAMPLE / name, base / name)
-    env = {k: v for k, v in os.environ.items() if not k.startswith("UNIJOB_")}
-    env.update(UNIJOB_HYPERPARAMETERS=json.dumps({"epochs": 3}), UNIJOB_OUTPUT_DIR=str(base / "output"))
-    out = subprocess.run([sys.executable, "train.py"], cwd=base, env=env, capture_output=True, text=True, timeout=300)
-    assert out.returncode == 0, out.stdout + out.stderr
+    from unijob.testing.jobs import trained_quickstart
+
+    base = trained_quickstart(EXAMPLE, tmp_path_factory.mktemp("quickstart"))
     images = load_digits().data[:1000].astype(int).tolist()
     with open(base / "digits.jsonl", "w") as f:
         for i, img in enumerate(images):

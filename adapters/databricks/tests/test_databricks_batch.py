@@ -8,8 +8,6 @@ from __future__ import annotations
 import json
 import os
 import shutil
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
@@ -86,8 +84,6 @@ def test_one_replica_is_a_single_node_cluster_and_dbfs_maps_to_its_fuse_path(dbx
 def test_a_unity_catalog_version_is_refused_with_where_to_look(dbx_adapter, project):
     """`unijob batch` resolves models:/main.ml.digits@champion to the version Model Serving serves;
     the batch task reads a path, so the plan says which one to give."""
-    from unijob.errors import SpecError
-
     with pytest.raises(SpecError) as e:
         _plan(dbx_adapter, _spec(project, model="models:/main.ml.digits/1"))
     assert e.value.issues[0].loc == ("batch", "model") and "Unity Catalog model version" in e.value.message
@@ -159,13 +155,9 @@ def digits(tmp_path_factory) -> Path:
     pytest.importorskip("sklearn")
     from sklearn.datasets import load_digits
 
-    base = tmp_path_factory.mktemp("digits")
-    for name in ("train.py", "serve.py"):
-        shutil.copy(EXAMPLE / name, base / name)
-    env = {k: v for k, v in os.environ.items() if not k.startswith("UNIJOB_")}
-    env.update(UNIJOB_HYPERPARAMETERS=json.dumps({"epochs": 3}), UNIJOB_OUTPUT_DIR=str(base / "output"))
-    out = subprocess.run([sys.executable, "train.py"], cwd=base, env=env, capture_output=True, text=True, timeout=300)
-    assert out.returncode == 0, out.stdout + out.stderr
+    from unijob.testing.jobs import trained_quickstart
+
+    base = trained_quickstart(EXAMPLE, tmp_path_factory.mktemp("digits"))
     lines = [json.dumps({"key": i, "instance": img}) for i, img in enumerate(load_digits().data[:1000].astype(int).tolist())]
     lines.insert(499, "{not json")
     (base / "digits.jsonl").write_text("\n".join(lines) + "\n")

@@ -8,9 +8,6 @@ instances on Vertex and on the local target."""
 from __future__ import annotations
 
 import json
-import os
-import shutil
-import subprocess
 import sys
 import time
 from pathlib import Path
@@ -37,13 +34,9 @@ def project(tmp_path_factory) -> Path:
     line that is not JSON at line 501."""
     from sklearn.datasets import load_digits
 
-    base = tmp_path_factory.mktemp("quickstart")
-    for name in ("train.py", "serve.py"):
-        shutil.copy(EXAMPLE / name, base / name)
-    env = {k: v for k, v in os.environ.items() if not k.startswith("UNIJOB_")}
-    env.update(UNIJOB_HYPERPARAMETERS=json.dumps({"epochs": 3}), UNIJOB_OUTPUT_DIR=str(base / "output"))
-    out = subprocess.run([sys.executable, "train.py"], cwd=base, env=env, capture_output=True, text=True, timeout=300)
-    assert out.returncode == 0, out.stdout + out.stderr
+    from unijob.testing.jobs import trained_quickstart
+
+    base = trained_quickstart(EXAMPLE, tmp_path_factory.mktemp("quickstart"))
     lines = [json.dumps(img) for img in load_digits().data[:1000].astype(int).tolist()]
     lines.insert(BAD_LINE - 1, '{"not": json')
     (base / "digits.jsonl").write_text("\n".join(lines) + "\n")

@@ -1,9 +1,11 @@
-"""Small helpers for adapter tests that run real jobs (the Slurm and Ray test clusters)."""
+"""Small helpers for tests that run real jobs: specs for the test clusters, waiting, a trained quickstart
+model, and the processes a test started under its UNIJOB_HOME."""
 
 from __future__ import annotations
 
 import os
 import time
+from pathlib import Path
 from typing import Any
 
 
@@ -58,3 +60,27 @@ def processes_under(home: os.PathLike) -> list[int]:
         if needle in env and jd.alive(int(entry)) and b"resource_tracker" not in cmdline(int(entry)):
             pids.append(int(entry))
     return pids
+
+
+def trained_quickstart(example: os.PathLike, dest: os.PathLike, *, epochs: int = 3) -> Path:
+    """``dest`` holding examples/quickstart's ``train.py`` and ``serve.py`` (from ``example``) and
+    the model ``train.py`` wrote into ``dest/output`` after ``epochs`` epochs, trained by this
+    Python outside any unijob job (no ``UNIJOB_*`` variables but the hyperparameters and output).
+
+    Raises:
+        AssertionError: training failed (its output is the message).
+    """
+    import json
+    import shutil
+    import subprocess
+    import sys
+
+    base = Path(dest)
+    base.mkdir(parents=True, exist_ok=True)
+    for name in ("train.py", "serve.py"):
+        shutil.copy(Path(example) / name, base / name)
+    env = {k: v for k, v in os.environ.items() if not k.startswith("UNIJOB_")}
+    env.update(UNIJOB_HYPERPARAMETERS=json.dumps({"epochs": epochs}), UNIJOB_OUTPUT_DIR=str(base / "output"))
+    out = subprocess.run([sys.executable, "train.py"], cwd=base, env=env, capture_output=True, text=True, timeout=300)
+    assert out.returncode == 0, out.stdout + out.stderr
+    return base

@@ -88,6 +88,19 @@ def _body(body_or_plan: Any) -> dict[str, Any]:
     return body_or_plan
 
 
+def local_gcs(workdir: Path, objects: Optional[Mapping[str, bytes]] = None) -> Path:
+    """``workdir/gcs``, the local folder standing for Cloud Storage (``gs://B/K`` is ``gcs/B/K``,
+    as the job sees it under ``/gcs/B/K`` through Cloud Storage FUSE), holding ``objects``
+    (``gs://`` URI -> bytes)."""
+    gcs_root = Path(workdir) / "gcs"
+    gcs_root.mkdir(parents=True, exist_ok=True)
+    for uri, data in (objects or {}).items():
+        path = gcs_root / uri[len("gs://"):]
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_bytes(data)
+    return gcs_root
+
+
 def replica_env(job: dict[str, Any], pool: int, index: int, job_id: str, gcs_root: Path) -> dict[str, str]:
     """The environment Vertex gives replica ``index`` of worker pool ``pool`` (see the module docstring)."""
     spec = job["jobSpec"]
@@ -154,12 +167,7 @@ def run(body_or_plan: Any, *, python: Union[str, Path], workdir: Union[str, Path
     """
     job = _body(body_or_plan)
     workdir = Path(workdir)
-    gcs_root = workdir / "gcs"
-    gcs_root.mkdir(parents=True, exist_ok=True)
-    for uri, data in (objects or {}).items():
-        path = gcs_root / uri[len("gs://"):]
-        path.parent.mkdir(parents=True, exist_ok=True)
-        path.write_bytes(data)
+    gcs_root = local_gcs(workdir, objects)
     procs: list[tuple[subprocess.Popen, Replica]] = []
     for p, pool in enumerate(job["jobSpec"]["workerPoolSpecs"]):
         cs = pool["containerSpec"]

@@ -49,7 +49,7 @@ from pathlib import Path
 from typing import Any, Callable, Mapping, Optional, Union
 
 from . import clean_env
-from .vertex import Replica
+from .vertex import Replica, local_gcs
 
 #: the unijob serving image's ENTRYPOINT (:data:`unijob.serve.image.ENTRYPOINT`).
 SERVING_ENTRYPOINT = ("python", "-m", "unijob.serve")
@@ -145,12 +145,7 @@ def run_batch(job: Mapping[str, Any], model: Mapping[str, Any], *, python: Union
     import httpx
 
     workdir = Path(workdir)
-    gcs_root = workdir / "gcs"
-    gcs_root.mkdir(parents=True, exist_ok=True)
-    for uri, data in (objects or {}).items():
-        path = gcs_root / uri[len("gs://"):]
-        path.parent.mkdir(parents=True, exist_ok=True)
-        path.write_bytes(data)
+    gcs_root = local_gcs(workdir, objects)
     cancel = cancel or threading.Event()
     storage = workdir / "aip-storage"
     artifact = model.get("artifactUri")
