@@ -36,16 +36,7 @@ FIELD_NAME = re.compile(r"^[a-zA-Z0-9][-a-zA-Z0-9]*$")
 PARAM_NAME = re.compile(r"^[-a-zA-Z0-9_]+$")
 
 
-def _strict(schema: Any) -> Any:
-    """A CRD schema as the API server's strict field validation sees it: unknown fields rejected."""
-    if isinstance(schema, dict):
-        out = {k: _strict(v) for k, v in schema.items() if not k.startswith("x-kubernetes-validations")}
-        if "properties" in out and "additionalProperties" not in out and not out.get("x-kubernetes-preserve-unknown-fields"):
-            out["additionalProperties"] = False
-        return out
-    if isinstance(schema, list):
-        return [_strict(s) for s in schema]
-    return schema
+from unijob.testing.vendor import strict_crd_schema as _strict  # noqa: E402
 
 
 def _crd(path: Path) -> dict[str, Any]:

@@ -98,3 +98,18 @@ def assert_explained(d: RequestDiff, *, differ: Mapping[str, str], vendor_only: 
         problems += [f"{label}: {p} = {v!r}" for p, v in left.items()]
         problems += [f"{label}: listed {g!r} no longer differs" for g in stale]
     assert not problems, "unexplained request differences:\n  " + "\n  ".join(problems)
+
+
+def strict_crd_schema(schema: Any) -> Any:
+    """A CustomResourceDefinition's ``openAPIV3Schema`` as the API server's strict field validation
+    (``kubectl apply --validate=strict``) sees it: every object with ``properties`` and no
+    ``additionalProperties`` or ``x-kubernetes-preserve-unknown-fields`` rejects unknown fields.
+    CEL rules (``x-kubernetes-validations``) are dropped: jsonschema cannot run them."""
+    if isinstance(schema, dict):
+        out = {k: strict_crd_schema(v) for k, v in schema.items() if not k.startswith("x-kubernetes-validations")}
+        if "properties" in out and "additionalProperties" not in out and not out.get("x-kubernetes-preserve-unknown-fields"):
+            out["additionalProperties"] = False
+        return out
+    if isinstance(schema, list):
+        return [strict_crd_schema(s) for s in schema]
+    return schema

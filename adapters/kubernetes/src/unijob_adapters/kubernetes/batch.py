@@ -37,7 +37,6 @@ retried within ``backoffLimit = spot.max_restarts x replicas`` (a rerun shard re
 from __future__ import annotations
 
 import base64
-import json
 from pathlib import Path
 from typing import Any
 
@@ -149,12 +148,7 @@ def build(spec: Any, submission_id: str, opts: KubernetesOptions, target: str = 
     container["terminationMessagePolicy"] = "FallbackToLogsOnError"
 
     pod_spec: dict[str, Any] = {"restartPolicy": "Never"}
-    if opts.service_account:
-        pod_spec["serviceAccountName"] = opts.service_account
-    if opts.image_pull_secrets:
-        pod_spec["imagePullSecrets"] = [{"name": s} for s in opts.image_pull_secrets]
-    if opts.priority_class:
-        pod_spec["priorityClassName"] = opts.priority_class
+    pod_spec.update(pods.pod_identity(opts))
     if node_sel:
         pod_spec["nodeSelector"] = node_sel
     if tols:

@@ -105,12 +105,7 @@ def build(spec: Any, submission_id: str, opts: KubernetesOptions, target: str = 
     if opts.gang == "volcano":
         pod_md["annotations"] = {VOLCANO_GROUP_ANNOTATION: name}
         pod_spec["schedulerName"] = "volcano"
-    if opts.service_account:
-        pod_spec["serviceAccountName"] = opts.service_account
-    if opts.image_pull_secrets:
-        pod_spec["imagePullSecrets"] = [{"name": s} for s in opts.image_pull_secrets]
-    if opts.priority_class:
-        pod_spec["priorityClassName"] = opts.priority_class
+    pod_spec.update(pods.pod_identity(opts))
     if node_sel or s_sel:
         pod_spec["nodeSelector"] = {**node_sel, **s_sel}
     if affinity:

@@ -118,6 +118,19 @@ def pod_security(opts: KubernetesOptions) -> dict[str, Any]:
             "fsGroup": opts.run_as_user, "seccompProfile": {"type": "RuntimeDefault"}}
 
 
+def pod_identity(opts: KubernetesOptions) -> dict[str, Any]:
+    """The pod spec fields every unijob pod takes from the target's options: ``serviceAccountName``,
+    ``imagePullSecrets`` and ``priorityClassName``, each only when set."""
+    out: dict[str, Any] = {}
+    if opts.service_account:
+        out["serviceAccountName"] = opts.service_account
+    if opts.image_pull_secrets:
+        out["imagePullSecrets"] = [{"name": s} for s in opts.image_pull_secrets]
+    if opts.priority_class:
+        out["priorityClassName"] = opts.priority_class
+    return out
+
+
 def container_security() -> dict[str, Any]:
     """Container securityContext: no privilege escalation, every capability dropped."""
     return {"allowPrivilegeEscalation": False, "capabilities": {"drop": ["ALL"]}}
