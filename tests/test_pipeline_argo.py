@@ -10,6 +10,7 @@ import base64
 import json
 import os
 import re
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -23,7 +24,8 @@ from unijob.errors import SpecError
 
 pytest.importorskip("unijob_adapters.kubernetes")
 ROOT = Path(__file__).resolve().parents[1]
-PIPE = ROOT / "tests" / "data" / "kubernetes_pipeline.yaml"
+ORIG_PIPE = ROOT / "tests" / "data" / "kubernetes_pipeline.yaml"
+PIPE = ORIG_PIPE  # the copy _clean_examples makes, while this module's tests run
 SCHEMAS = ROOT / "tests" / "schemas"
 K8S_SCHEMAS = ROOT / "adapters" / "kubernetes" / "tests" / "schemas"
 TASKS = ROOT / "src" / "unijob" / "pipeline" / "argo_tasks.py"
@@ -49,8 +51,24 @@ def _validate_crd(doc: dict[str, Any], path: Path) -> None:
     jsonschema.validate(doc, _crd(path))
 
 
-def _plan(path: Path = PIPE):
-    return unijob.plan(str(path), "kubernetes")
+@pytest.fixture(scope="module", autouse=True)
+def _clean_examples(tmp_path_factory):
+    """The pipeline and the examples it names, without what a local run leaves in them: a newcomer's
+    `dev.py quickstart` writes examples/quickstart/output and checkpoints, which would not fit the
+    1 MiB ConfigMap the job steps' code travels in."""
+    global PIPE
+    root = tmp_path_factory.mktemp("repo")
+    for example in ("quickstart", "pipeline"):
+        shutil.copytree(ROOT / "examples" / example, root / "examples" / example,
+                        ignore=shutil.ignore_patterns("output", "checkpoints", "__pycache__"))
+    (root / "tests" / "data").mkdir(parents=True)
+    PIPE = Path(shutil.copy(ORIG_PIPE, root / "tests" / "data" / ORIG_PIPE.name))
+    yield
+    PIPE = ORIG_PIPE
+
+
+def _plan(path: Path | None = None):
+    return unijob.plan(str(path or PIPE), "kubernetes")
 
 
 def _argo_lint(wf_spec: dict[str, Any]) -> None:

@@ -98,7 +98,10 @@ class WorkerPool:
                 if task is _END:
                     exhausted = True
                     return
-                conn.send((sent, task))
+                try:
+                    conn.send((sent, task))
+                except OSError:  # the worker is gone (its init failed, or it died): reading its pipe
+                    return  # gives its last message or EOF, and that raises WorkerError below
                 busy[conn] += 1
                 sent += 1
 
