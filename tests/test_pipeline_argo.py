@@ -168,13 +168,145 @@ def test_a_job_step_creates_exactly_what_unijob_submit_creates():
     assert {"name": "UNIJOB_OUTPUT_URI", "value": "s3://demo-out/train"} in c["env"]
     assert '"epochs":"{{workflow.parameters.epochs}}"' in next(e["value"] for e in c["env"] if e["name"] == "UNIJOB_HYPERPARAMETERS")
     assert templates["job-train"]["resource"]["successCondition"] == "status.succeeded > 0"
-    assert templates["job-train"]["resource"]["failureCondition"] == f"status.failed > {job['spec']['backoffLimit']}"
+    assert templates["job-train"]["resource"]["failureCondition"].startswith(f"status.failed > {job['spec']['backoffLimit']}, ")
     ev = {t["name"]: t for t in templates["step-evaluate"]["dag"]["tasks"]}
     assert ev["metrics"]["depends"] == "job.Succeeded"
     ev_job = json.loads(templates["job-evaluate"]["resource"]["manifest"])
     channels = next(e["value"] for e in ev_job["spec"]["template"]["spec"]["containers"][0]["env"]
                     if e["name"] == "UNIJOB_CHANNELS")
     assert json.loads(channels) == {"model": "s3://demo-out/train"}, "evaluate reads what train writes"
+
+
+#: k8s.io/apimachinery/pkg/util/validation: IsQualifiedName (a label key without prefix) and IsValidLabelValue
+QUALIFIED_NAME = re.compile(r"^([A-Za-z0-9][-A-Za-z0-9_.]*)?[A-Za-z0-9]$")
+LABEL_VALUE = re.compile(r"^(([A-Za-z0-9][-A-Za-z0-9_.]*)?[A-Za-z0-9])?$")
+REQUIREMENT = re.compile(r"^\s*(?P<key>[^\s=!<>(),]+)\s*(?:(?P<op>==|=|!=|>|<)\s*(?P<value>[^\s=!<>(),]+)|"
+                         r"\s(?P<set>in|notin)\s*\((?P<values>[^()]*)\))\s*$")
+
+
+def _requirements(selector: str) -> list[tuple[str, str, list[str]]]:
+    """``labels.Parse`` (k8s.io/apimachinery/pkg/labels/selector.go) for the operators the compiler
+    writes, with the checks NewRequirement makes: a qualified-name key, label values, an integer
+    after ``>``/``<``. Anything else is an AssertionError, as the real parser's error would fail the step."""
+    out = []
+    for part in re.split(r",(?![^(]*\))", selector):
+        m = REQUIREMENT.match(part)
+        assert m, f"labels.Parse cannot read {part!r}"
+        key, op = m["key"], m["op"] or m["set"]
+        values = [v.strip() for v in m["values"].split(",")] if m["set"] else [m["value"]]
+        assert len(key) <= 63 and QUALIFIED_NAME.match(key), f"{key!r} is not a qualified name"
+        assert all(len(v) <= 63 and LABEL_VALUE.match(v) for v in values), values
+        if op in (">", "<"):
+            assert re.fullmatch(r"-?\d+", values[0]), f"{op} needs an integer: {values[0]!r}"
+        out.append((key, op, values))
+    return out
+
+
+def _gjson(obj: Any, path: str) -> str | None:
+    """GJSON's lookup of a plain dotted path (a number indexes an array); None where it does not exist."""
+    for part in path.split("."):
+        if isinstance(obj, list) and part.isdigit() and int(part) < len(obj):
+            obj = obj[int(part)]
+        elif isinstance(obj, dict) and part in obj:
+            obj = obj[part]
+        else:
+            return None
+    return json.dumps(obj) if isinstance(obj, (dict, list)) else str(obj)
+
+
+def _matches(req: tuple[str, str, list[str]], obj: dict[str, Any]) -> bool:
+    """labels.Requirement.Matches over argoexec's gjsonLabels."""
+    key, op, values = req
+    got = _gjson(obj, key)
+    if op in ("!=", "notin"):
+        return got is None or got not in values
+    if got is None:
+        return False
+    if op in (">", "<"):
+        if not re.fullmatch(r"-?\d+", got):
+            return False
+        return int(got) > int(values[0]) if op == ">" else int(got) < int(values[0])
+    return got in values
+
+
+def _argo_outcome(resource: dict[str, str], obj: dict[str, Any]) -> str:
+    """What argoexec's WaitResource concludes from one poll of ``obj`` (workflow/executor/resource.go,
+    matchConditions): failed when ANY failure requirement matches, succeeded when ALL success ones do."""
+    if any(_matches(r, obj) for r in _requirements(resource.get("failureCondition", ""))):
+        return "failed"
+    if all(_matches(r, obj) for r in _requirements(resource["successCondition"])):
+        return "succeeded"
+    return "waiting"
+
+
+def _cond(type_: str, status: str = "True", reason: str = "", message: str = "") -> dict[str, str]:
+    return {"type": type_, "status": status, "reason": reason, "message": message,
+            "lastProbeTime": "2026-11-30T00:05:00Z", "lastTransitionTime": "2026-11-30T00:05:00Z"}
+
+
+FAILJOB = ("Container trainer for pod ml/x-0-abcde failed with exit code 3 matching FailJob rule at index 1")
+
+
+@pytest.mark.parametrize("status, outcome", [
+    # a batch over its error budget: podFailurePolicy FailJob with one failed pod, far below backoffLimit.
+    # Kubernetes >= 1.31 sets FailureTarget at once and Failed when the other pods have terminated
+    ({"failed": 1, "active": 1, "conditions": [_cond("FailureTarget", reason="PodFailurePolicy", message=FAILJOB)]}, "failed"),
+    ({"failed": 2, "conditions": [_cond("FailureTarget", reason="PodFailurePolicy", message=FAILJOB),
+                                  _cond("Failed", reason="PodFailurePolicy", message=FAILJOB)]}, "failed"),
+    # admitted by Kueue (Suspended False stays first), then the Job's activeDeadlineSeconds ran out
+    ({"failed": 0, "conditions": [_cond("Suspended", "False", "JobResumed"),
+                                  _cond("FailureTarget", reason="DeadlineExceeded"), _cond("Failed", reason="DeadlineExceeded")]},
+     "failed"),
+    ({"failed": 1, "conditions": [_cond("Failed", reason="PodFailurePolicy")]}, "failed"),  # before 1.31: Failed only
+    ({"failed": 99}, "failed"),  # past backoffLimit, conditions not yet written
+    ({"failed": 1, "active": 2}, "waiting"),  # one pod failed and is being replaced
+    ({"active": 2, "conditions": [_cond("Suspended", "False", "JobResumed")]}, "waiting"),
+    ({}, "waiting"),  # just created
+    ({"succeeded": "COMPLETIONS", "conditions": [_cond("SuccessCriteriaMet", reason="CompletionsReached"),
+                                                 _cond("Complete", reason="CompletionsReached")]}, "succeeded"),
+])
+def test_a_failed_job_fails_its_step_at_once(tmp_path, status, outcome):
+    """The Job template's conditions as argoexec evaluates them while it polls the Job: a Job that
+    fails by any route (podFailurePolicy, deadline, backoff) fails the step on the next poll instead
+    of at the template's activeDeadlineSeconds (max_run + 10 min)."""
+    from unijob.pipeline.argo import JOB_CONDITION_TYPES
+
+    batch = {**BATCH, "batch": {**BATCH["batch"], "replicas": 3, "max_error_fraction": 0.1}}
+    wf = _plan(_variant(tmp_path, lambda d: d["steps"].append({"name": "score", "depends_on": ["register"], "batch": batch}))).requests[0].body
+    _validate_crd(wf, SCHEMAS / "argoproj.io_workflows.excerpt.yaml")
+    t = next(x for x in wf["spec"]["templates"] if x["name"] == "job-score")
+    job = json.loads(t["resource"]["manifest"])
+    assert job["spec"]["podFailurePolicy"]["rules"] and job["spec"]["backoffLimit"] < 99
+    if status.get("succeeded") == "COMPLETIONS":
+        status = {**status, "succeeded": job["spec"]["completions"]}
+    assert _argo_outcome(t["resource"], {**job, "status": status}) == outcome
+    if outcome == "failed" and status.get("failed", 0) <= job["spec"]["backoffLimit"]:
+        old = {"successCondition": t["resource"]["successCondition"],
+               "failureCondition": f"status.failed > {job['spec']['backoffLimit']}"}
+        assert _argo_outcome(old, {**job, "status": status}) == "waiting", "what the step did before"
+    # every position a condition can hold is covered: one condition per type
+    assert len(_requirements(t["resource"]["failureCondition"])) == 1 + len(JOB_CONDITION_TYPES)
+
+
+def test_a_failed_jobset_fails_its_step_at_once(tmp_path):
+    path = _variant(tmp_path, lambda d: d["targets"]["kubernetes"].update(api="jobset"))
+    wf = _plan(path).requests[0].body
+    _validate_crd(wf, SCHEMAS / "argoproj.io_workflows.excerpt.yaml")
+    _argo_lint(wf["spec"])
+    t = next(x for x in wf["spec"]["templates"] if x["name"] == "job-train")
+    js = json.loads(t["resource"]["manifest"])
+    assert js["kind"] == "JobSet"
+    _validate_crd(json.loads(_substitute(t["resource"]["manifest"], {"workflow.name": WF_NAME, "workflow.parameters.epochs": "20"})),
+                  K8S_SCHEMAS / "jobset.x-k8s.io_jobsets.excerpt.yaml")
+    restarting = _cond("RestartingJobSet", "False", "JobSetFailed")
+    failed = _cond("Failed", reason="FailedJobs", message="jobset failed due to one or more job failures")
+    for status, outcome in [
+        ({"terminalState": "Failed", "conditions": [restarting, failed]}, "failed"),  # JobSet >= 0.6
+        ({"conditions": [_cond("StartupPolicyCompleted"), failed]}, "failed"),  # older: the condition only
+        ({"restarts": 1, "conditions": [_cond("Suspended", "False", "ResumeJobs")]}, "waiting"),
+        ({"terminalState": "Completed", "conditions": [_cond("Completed", reason="AllJobsCompleted")]}, "succeeded"),
+    ]:
+        assert _argo_outcome(t["resource"], {**js, "status": status}) == outcome, status
 
 
 def _env(template: dict[str, Any], values: dict[str, str]) -> dict[str, str]:

@@ -15,13 +15,10 @@ Steps (each step is one task of the DAG template ``main``, running a template ``
   (ConfigMap with the source and runtime wheel, headless Service, Volcano PodGroup, the Job or
   JobSet), each owned by the Workflow (``setOwnerReference``), object names
   ``{{workflow.name}}-<step>``. The Job template succeeds at ``status.succeeded > nodes-1`` and fails
-  at ``status.failed > backoffLimit`` (a JobSet at ``status.terminalState``); ``retries:`` raise the
-  Job's ``backoffLimit`` (a JobSet's ``maxRestarts``): creating the same Job again is not possible.
-- **batch**: likewise, the adapter's batch plan (an Indexed Job of shards over the input files).
-  A Job that its ``podFailurePolicy`` fails early (``FailJob``: a batch over its error budget)
-  before ``backoffLimit`` is exhausted is seen by the template's ``activeDeadlineSeconds``
-  (``max_run`` + :data:`DEADLINE_SLACK`): Argo's resource conditions are label selectors over
-  fields, which cannot look inside ``status.conditions``.
+  as soon as the Job fails, for any reason (:func:`_job_conditions`); ``retries:`` raise the Job's
+  ``backoffLimit`` (a JobSet's ``maxRestarts``): creating the same Job again is not possible.
+- **batch**: likewise, the adapter's batch plan (an Indexed Job of shards over the input files); a
+  batch over its error budget (``podFailurePolicy`` ``FailJob``) fails the step at once.
 - **metrics** a later step reads (``steps.S.metrics.M``): a ``script`` task
   (:mod:`unijob.pipeline.argo_tasks`) reads the ``[unijob.metrics]`` lines that
   ``runtime.log_metrics`` prints in rank 0's pod log and outputs each as a parameter.
@@ -54,6 +51,11 @@ TASK_IMAGE = "python:3.12-slim"
 OUT_DIR = "/tmp/outputs"
 #: Seconds the Job's resource template waits past the Job's own activeDeadlineSeconds.
 DEADLINE_SLACK = 600
+#: batch/v1 ``JobConditionType`` values (k8s.io/api/batch/v1/types.go); a Job has one condition per type.
+JOB_CONDITION_TYPES = ("Suspended", "FailureTarget", "SuccessCriteriaMet", "Complete", "Failed")
+#: ``JobSetConditionType`` values (kubernetes-sigs/jobset api/jobset/v1alpha2/jobset_types.go at 08dfbdf).
+JOBSET_CONDITION_TYPES = ("Completed", "Failed", "Suspended", "StartupPolicyInProgress", "StartupPolicyCompleted",
+                          "RestartingJobSet")
 #: Above this the Workflow object nears etcd's 1.5 MiB request limit (--max-request-bytes).
 SIZE_WARN = 1024 * 1024
 #: A ``"<step>"`` object name is ``{{workflow.name}}-<short step>``: generateName's prefix is at most
@@ -360,15 +362,48 @@ def _opaque(cm: dict[str, Any], s: Any, idx: int) -> None:
                                                   "with the code and set image + command")
 
 
+def _failed_at(slots: int, types: str) -> list[str]:
+    return [f"status.conditions.{i}.type in ({types})" for i in range(slots)]
+
+
 def _job_conditions(body: dict[str, Any], retries: int) -> dict[str, str]:
+    """The resource template's ``successCondition`` and ``failureCondition`` for the Job (JobSet)
+    ``body``, after adding the step's ``retries`` to its ``backoffLimit`` (``maxRestarts``).
+
+    How Argo reads them (``workflow/executor/resource.go``, ``WaitResource``/``matchConditions``,
+    argoproj/argo-workflows at f016ad8): each is parsed by Kubernetes' label-selector parser
+    (``labels.Parse``: comma-separated requirements, keys must be qualified names, so no GJSON
+    queries such as ``#(type==Failed)``), every key is looked up in the object's JSON with GJSON (a
+    number is an array index), and while polling the object the step **fails as soon as any one**
+    failure requirement matches and succeeds when all success requirements match.
+
+    So "some condition has type Failed" is one requirement per position in ``status.conditions``,
+    a list that holds at most one condition per type (``metav1``/``JobCondition`` semantics):
+
+    - Job (batch/v1, https://kubernetes.io/docs/concepts/workloads/controllers/job/#job-termination-and-cleanup):
+      :data:`JOB_CONDITION_TYPES` bounds the positions; ``FailureTarget`` (Kubernetes >= 1.31,
+      set the moment the Job controller decides the Job fails: backoff limit, ``activeDeadlineSeconds``,
+      a ``podFailurePolicy`` ``FailJob`` rule, ``maxFailedIndexes``) precedes ``Failed`` (set once its
+      pods have terminated); both are only ever ``status: "True"``. ``status.failed > backoffLimit``
+      stays for clusters before 1.31 that count failures slower than they set conditions.
+    - JobSet (jobset.x-k8s.io/v1alpha2, ``pkg/controllers/failure_policy.go``): ``status.terminalState
+      == Failed`` (JobSet >= 0.6) or a ``Failed`` condition (older JobSets), over
+      :data:`JOBSET_CONDITION_TYPES`.
+
+    The template's ``activeDeadlineSeconds`` (``max_run`` + :data:`DEADLINE_SLACK`) remains the
+    backstop for a Job that never starts (e.g. held by a queue).
+    """
     if body["kind"] == "JobSet":
         fp = body["spec"].setdefault("failurePolicy", {})
         fp["maxRestarts"] = int(fp.get("maxRestarts", 0)) + retries
-        return {"successCondition": "status.terminalState == Completed", "failureCondition": "status.terminalState == Failed"}
+        return {"successCondition": "status.terminalState == Completed",
+                "failureCondition": ", ".join(["status.terminalState == Failed",
+                                               *_failed_at(len(JOBSET_CONDITION_TYPES), "Failed")])}
     js = body["spec"]
     js["backoffLimit"] = int(js.get("backoffLimit", 0)) + retries * int(js.get("completions", 1))
     return {"successCondition": f"status.succeeded > {int(js.get('completions', 1)) - 1}",
-            "failureCondition": f"status.failed > {js['backoffLimit']}"}
+            "failureCondition": ", ".join([f"status.failed > {js['backoffLimit']}",
+                                           *_failed_at(len(JOB_CONDITION_TYPES), "Failed,FailureTarget")])}
 
 
 def _script(name: str, env: dict[str, str], outputs: list[str], retries: int) -> dict[str, Any]:
