@@ -48,6 +48,8 @@ _LAZY = {
     "run_pipeline": "unijob.pipeline.runs:run",
     "pipeline_run": "unijob.pipeline.runs:run_of",
     "pipeline_runs": "unijob.pipeline.runs:runs",
+    "start_managed_pipeline": "unijob.pipeline.managed:start",
+    "pipeline_execution": "unijob.pipeline.managed:execution",
 }
 
 __all__ = ["__version__", "cost", *_LAZY]

@@ -64,7 +64,7 @@ def sent(monkeypatch):
         return c
 
     monkeypatch.setattr(client_mod, "client", recording)
-    for mod in ("jobs", "logs", "endpoints", "invoke", "batch"):
+    for mod in ("jobs", "logs", "endpoints", "invoke", "batch", "pipelines"):
         m = __import__(f"unijob_adapters.sagemaker.{mod}", fromlist=["client"])
         monkeypatch.setattr(m, "client", recording)
     return calls

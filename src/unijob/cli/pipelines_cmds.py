@@ -33,6 +33,25 @@ def _print_run(r: Any, fmt: str) -> None:
         click.echo(f"  {name:<20} {s['state']:<16} " + "; ".join(extra))
 
 
+def _print_managed(r: Any, fmt: str) -> None:
+    for w in r.warnings:
+        click.echo(f"warning: {w}", err=True)
+    if fmt == "json":
+        click.echo(json.dumps(r.to_dict(), indent=2))
+        return
+    click.echo(f"execution: {r.id}  ({r.name} on {r.target})")
+    click.echo(f"state:     {r.state} ({r.native_status})" + (f": {r.message}" if r.message else ""))
+    for name, s in r.steps.items():
+        extra = [x for x in (s.get("job_id"), s.get("outcome") and f"condition {s['outcome']}",
+                             s.get("attempts", 0) > 1 and f"{s['attempts']} attempts",
+                             (s.get("message") or "").splitlines()[0] if s.get("message") else "") if x]
+        click.echo(f"  {name:<28} {s['state']:<10} " + "; ".join(extra))
+
+
+def _managed_line(r: Any) -> None:
+    click.echo(f"{r.state}: " + " ".join(f"{n}:{s['state']}" for n, s in r.steps.items()), err=True)
+
+
 @click.group("pipelines")
 def pipelines() -> None:
     """Pipeline runs: run, status, list, cancel, resume (steps run as local jobs, in DAG order)."""
@@ -45,10 +64,13 @@ def pipelines() -> None:
 @click.option("--wait", is_flag=True, help="Wait for the run to end; exit 1 unless it SUCCEEDED.")
 @click.option("--managed", is_flag=True, help="Compile the pipeline for the target and start it on the target's own "
                                               "pipeline service (SageMaker Pipelines) instead of the DAG runner here.")
+@click.option("--interval", type=float, default=30.0, show_default=True,
+              help="With --managed --wait: seconds between status calls to the platform.")
 @FMT
-def run(pipeline: str, target: Optional[str], params: tuple[str, ...], wait: bool, managed: bool, fmt: str) -> None:
+def run(pipeline: str, target: Optional[str], params: tuple[str, ...], wait: bool, managed: bool, interval: float,
+        fmt: str) -> None:
     """Run PIPELINE: start its DAG runner here and print the run id (with --managed: start it on
-    the target's pipeline service and print the execution)."""
+    the target's pipeline service and print the execution ARN; with --wait too, follow it)."""
     from unijob.errors import UsageError
     from unijob.pipeline import runs
 
@@ -61,15 +83,18 @@ def run(pipeline: str, target: Optional[str], params: tuple[str, ...], wait: boo
     if managed:
         from unijob.pipeline import managed as mp
 
-        if wait:
-            raise UsageError("--wait is for runs on this machine; follow a managed run on the platform "
-                             "(e.g. aws sagemaker describe-pipeline-execution --pipeline-execution-arn ARN)")
         if not target:
             raise UsageError("--managed needs -t TARGET (e.g. -t sagemaker)")
         out = mp.start(pipeline, target, values)
-        click.echo(json.dumps(out, indent=2) if fmt == "json" else
-                   "\n".join(f"{k + ':':<11} {v}" for k, v in out.items()))
-        return
+        if not wait:
+            click.echo(json.dumps(out, indent=2) if fmt == "json" else
+                       "\n".join(f"{k + ':':<11} {v}" for k, v in out.items()))
+            return
+        click.echo(f"started pipeline execution {out['execution']}", err=True)
+        r = mp.execution(out["execution"], target)
+        r.wait(interval=interval, on_change=_managed_line)
+        _print_managed(r, fmt)
+        sys.exit(0 if r.state == "SUCCEEDED" else 1)
     r = runs.run(pipeline, target=target, params=values)
     click.echo(f"started pipeline run {r.id}", err=fmt == "json")
     if wait:
@@ -91,9 +116,15 @@ def run(pipeline: str, target: Optional[str], params: tuple[str, ...], wait: boo
 @click.argument("run_id")
 @FMT
 def status(run_id: str, fmt: str) -> None:
-    """Show a run and each step's state, job, metrics and message."""
+    """Show a run and each step's state, job, metrics and message. RUN_ID is a run started here
+    or a managed execution (a SageMaker pipeline execution ARN)."""
     from unijob.pipeline import runs
 
+    if run_id.startswith("arn:"):
+        from unijob.pipeline import managed
+
+        _print_managed(managed.execution(run_id), fmt)
+        return
     _print_run(runs.run_of(run_id), fmt)
 
 

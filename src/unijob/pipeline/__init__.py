@@ -5,7 +5,7 @@
 - :mod:`unijob.pipeline.loading` -- reading a pipeline file and checking its graph.
 - :mod:`unijob.pipeline.runs` -- runs on this machine's DAG runner (``run``, ``resume``, ``cancel``).
 - :mod:`unijob.pipeline.compile` -- the pipeline as each platform's own pipeline request.
-- :mod:`unijob.pipeline.managed` -- a compiled pipeline started on the platform's pipeline service.
+- :mod:`unijob.pipeline.managed` -- a compiled pipeline started on the platform's pipeline service, and followed there.
 
 ::
 

@@ -161,6 +161,12 @@ class SageMakerAdapter(SageMakerRegistry, Adapter):
 
         return submit_pipeline(plan, params)
 
+    def pipeline_execution(self, execution_id: str) -> dict[str, Any]:
+        """A SageMaker Pipelines execution and its steps (:func:`.pipelines.pipeline_execution`)."""
+        from .pipelines import pipeline_execution
+
+        return pipeline_execution(execution_id)
+
     # ---- endpoints --------------------------------------------------------------------------
 
     def plan_endpoint(self, spec: Any) -> Plan:
