@@ -3,6 +3,7 @@ error budget judged on the whole job by the last shard to finish (the Kubernetes
 
 import json
 import textwrap
+from pathlib import Path
 
 import pytest
 
@@ -100,7 +101,8 @@ def test_runner_works_without_fsspec(project, monkeypatch):
 
 def test_shards_over_an_fsspec_filesystem(project):
     """Object-store style I/O (fsspec's in-memory filesystem stands for s3:// or gs://): the same
-    files, the summary published by a rename, the merge read back through fsspec."""
+    files, the summary written to its final key at once (an object store's PUT, never a rename), the
+    merge read back through fsspec."""
     fsspec = pytest.importorskip("fsspec")
     fs = fsspec.filesystem("memory")
     for f in sorted((project / "data").iterdir()):
@@ -115,3 +117,54 @@ def test_shards_over_an_fsspec_filesystem(project):
     s = json.loads(fs.cat(f"{out}/_SUMMARY.json"))
     assert (s["lines"], s["errors"], s["shards"]) == (50, 1, 2)
     assert [json.loads(x)["line"] for x in fs.cat(f"{out}/errors.jsonl").decode().splitlines()] == [5]
+
+
+PEER_AFTER_A_LISTING = textwrap.dedent("""
+    import json, sys
+    import s3fs
+    from unijob.batch import shards
+
+    config = json.loads(sys.argv[1])
+    assert shards.run_shard(config) == 0  # shard 1 of 2: not last
+    base = "acme-out/out/_shards/job-1"
+    fs = s3fs.S3FileSystem()  # the instance fsspec.open and url_to_fs hand this process
+    assert sorted(p.rsplit("/", 1)[1] for p in fs.ls(base)) == ["errors-1.jsonl", "summary-1.json"]
+    peer = s3fs.S3FileSystem(skip_instance_cache=True)  # shard 0, on another machine, finishes now
+    peer.pipe(base + "/errors-0.jsonl", b"")
+    peer.pipe(base + "/summary-0.json", json.dumps({"lines": 30, "predictions": 30, "errors": 0, "files": 3,
+        "seconds": 0.1, "instances_per_request": 4}).encode())
+    print(json.dumps(shards.merge(config)))
+""")
+
+
+def test_merge_sees_summaries_written_after_its_process_listed_them(project, tmp_path, tmp_path_factory):
+    """s3fs caches listings per process (fsspec/s3fs#851): a shard that listed _shards/<run> before a
+    peer's summary landed must still find it, or no shard would ever merge."""
+    import os
+    import subprocess
+
+    import boto3
+
+    from unijob.testing.contracts import clean_env, job_python
+    from unijob.testing.objstore import ACCESS_KEY_ID, REGION, SECRET_ACCESS_KEY, moto_s3
+
+    root = os.environ.get("UNIJOB_TEST_JOB_PYTHONS") or tmp_path_factory.getbasetemp() / "job-pythons"
+    py = job_python(root, ["scikit-learn", "s3fs"])  # the same venv as the Kubernetes s3:// batch test
+    src = str(Path(shards.__file__).parents[2])
+    with moto_s3(tmp_path / "moto.log") as url:
+        c = boto3.client("s3", endpoint_url=url, region_name=REGION, aws_access_key_id=ACCESS_KEY_ID,
+                         aws_secret_access_key=SECRET_ACCESS_KEY)
+        c.create_bucket(Bucket="acme-in")
+        c.create_bucket(Bucket="acme-out")
+        for f in sorted((project / "data").iterdir()):
+            c.put_object(Bucket="acme-in", Key=f"data/{f.name}", Body=f.read_bytes())
+        config = _config(project, index=1, shards=2, input="s3://acme-in/data", output="s3://acme-out/out")
+        env = clean_env({"PYTHONPATH": src, "AWS_ENDPOINT_URL": url, "AWS_DEFAULT_REGION": REGION,
+                         "AWS_ACCESS_KEY_ID": ACCESS_KEY_ID, "AWS_SECRET_ACCESS_KEY": SECRET_ACCESS_KEY})
+        out = subprocess.run([str(py), "-c", PEER_AFTER_A_LISTING, json.dumps(config)], env=env, cwd=project,
+                             capture_output=True, text=True, timeout=120)
+        assert out.returncode == 0, out.stdout + out.stderr
+        summary = json.loads(out.stdout.strip().splitlines()[-1])
+        assert summary is not None, out.stdout
+        assert (summary["lines"], summary["errors"], summary["shards"]) == (50, 1, 2)
+        assert json.loads(c.get_object(Bucket="acme-out", Key="out/_SUMMARY.json")["Body"].read()) == summary

@@ -470,6 +470,25 @@ def image_python(tmp_path_factory):
 
 
 @pytest.fixture(scope="session")
+def s3_image_python(tmp_path_factory):
+    """The Python of a scikit-learn job image that also has s3fs (fsspec's S3 filesystem, which the
+    batch runner reads and writes s3:// through), as the README asks of an s3:// batch image."""
+    from unijob.testing.contracts import job_python
+
+    root = os.environ.get("UNIJOB_TEST_JOB_PYTHONS") or tmp_path_factory.getbasetemp() / "job-pythons"
+    return job_python(root, ["scikit-learn", "s3fs"])
+
+
+@pytest.fixture
+def s3(tmp_path):
+    """moto's server on 127.0.0.1 (a child process, stopped by its PID): the pods' S3 endpoint."""
+    from unijob.testing.objstore import moto_s3
+
+    with moto_s3(tmp_path / "moto.log") as url:
+        yield url
+
+
+@pytest.fixture(scope="session")
 def torch_python(tmp_path_factory):
     """The Python of a PyTorch image (a CPU torch, no unijob), or a skip saying why there is none."""
     from unijob.testing.contracts import job_python, torch_requirement

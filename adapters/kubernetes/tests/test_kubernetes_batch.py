@@ -243,3 +243,99 @@ def test_digits_batch_over_the_budget_fails_the_whole_job(adapter, fake, image_p
     st = adapter.status(handle)
     assert st.state == JobState.FAILED
     assert "error budget" in st.message and "errors.jsonl" in st.message and "1 of 1001 lines failed" in st.message
+
+
+# ---- the same batch with model, input and output on s3:// (moto's server) ---------------------------
+
+#: Credential values only the Kubernetes Secret holds (moto takes any); they must never reach the plan.
+S3_KEY_ID, S3_SECRET = "AKIAUNIJOBBATCHTEST1", "unijob-batch-test-secret-0f3a9c"
+
+
+def _s3_client(url: str):
+    import boto3
+
+    from unijob.testing.objstore import REGION
+
+    return boto3.client("s3", endpoint_url=url, region_name=REGION, aws_access_key_id=S3_KEY_ID,
+                        aws_secret_access_key=S3_SECRET)
+
+
+def _s3_rows(client, key: str) -> list[dict]:
+    body = client.get_object(Bucket="acme-predictions", Key=key)["Body"].read().decode()
+    return [json.loads(x) for x in body.splitlines()]
+
+
+def _k8s_s3_run(adapter, fake, python, digits: Path, tmp_path: Path, s3: str, budget: float):
+    """The digits batch with model and input in bucket acme-ml and output in acme-predictions (versioned,
+    so every object ever written can be listed); the endpoint comes from the spec's env, the credentials
+    from a Kubernetes Secret (secretKeyRef), as on a cluster reaching S3 or an S3-compatible store."""
+    from unijob.testing.objstore import REGION
+
+    c = _s3_client(s3)
+    c.create_bucket(Bucket="acme-ml")
+    c.create_bucket(Bucket="acme-predictions")
+    c.put_bucket_versioning(Bucket="acme-predictions", VersioningConfiguration={"Status": "Enabled"})
+    for sub, prefix in (("model", "models/digits"), ("digits", "data/digits")):
+        for f in sorted((digits / sub).rglob("*")):
+            if f.is_file():
+                c.put_object(Bucket="acme-ml", Key=f"{prefix}/{f.relative_to(digits / sub)}", Body=f.read_bytes())
+    proj = tmp_path / "proj"
+    proj.mkdir()
+    shutil.copy(digits / "serve.py", proj / "serve.py")
+    (proj / "batch.yaml").write_text(yaml.safe_dump({
+        "name": "digits-batch",
+        "batch": {"handler": "serve.py:Digits", "model": "s3://acme-ml/models/digits", "input": "s3://acme-ml/data/digits",
+                  "output": "s3://acme-predictions/predictions", "replicas": 2, "instances_per_request": 50,
+                  "max_error_fraction": budget},
+        "env": {"AWS_ENDPOINT_URL": s3, "AWS_DEFAULT_REGION": REGION},
+        "secrets": {"AWS_ACCESS_KEY_ID": "k8s-secret://s3-credentials/access-key-id",
+                    "AWS_SECRET_ACCESS_KEY": "k8s-secret://s3-credentials/secret-access-key"},
+        "targets": {"kubernetes": {"namespace": "ml", "image": "python:3.11-slim"}}}))
+    plan = adapter.plan_batch(load_spec(proj / "batch.yaml").spec, f"sub-s3-{budget}")
+    text = json.dumps([r.body for r in plan.requests]) + "\n".join(plan.notes)
+    assert S3_KEY_ID not in text and S3_SECRET not in text
+    env = {e["name"]: e for e in plan.request("Job").body["spec"]["template"]["spec"]["containers"][0]["env"]}
+    assert env["AWS_SECRET_ACCESS_KEY"] == {"name": "AWS_SECRET_ACCESS_KEY", "valueFrom": {"secretKeyRef": {
+        "name": "s3-credentials", "key": "secret-access-key"}}}
+    assert env["AWS_ENDPOINT_URL"]["value"] == s3
+    assert any("s3fs" in n for n in plan.notes)
+    fake.spawn_pods = False
+    handle = adapter.submit(plan)
+    secrets = {"s3-credentials/access-key-id": S3_KEY_ID, "s3-credentials/secret-access-key": S3_SECRET}
+    with KubernetesContract.from_plan(plan, python, tmp_path / "cluster", sink=fake, secrets=secrets,
+                                      api_address=("127.0.0.1", int(fake.url.rsplit(":", 1)[1]))) as run:
+        result = run.run(timeout=300)
+    return handle, result, c
+
+
+def test_digits_batch_on_s3_equals_the_local_batch(adapter, fake, s3_image_python, digits, tmp_path, s3):
+    handle, result, c = _k8s_s3_run(adapter, fake, s3_image_python, digits, tmp_path, s3, budget=0.01)
+    assert (result.condition, len(result.pods)) == ("Complete", 2), result.logs()
+    assert "shard 0/2: 2 file(s), 700 predictions, 0 errors in 700 lines" in result.logs(0), result.logs(0)
+    assert "shard 1/2: 1 file(s), 300 predictions, 1 errors in 301 lines" in result.logs(1), result.logs(1)
+    local = digits / "local"
+    for part in range(3):  # same predictions, keys, order and error rows as the local batch
+        assert _s3_rows(c, f"predictions/part-{part}.jsonl.out") == _rows(local / f"part-{part}.jsonl.out")
+    assert _s3_rows(c, "predictions/errors.jsonl") == _rows(local / "errors.jsonl")
+    summary = json.loads(c.get_object(Bucket="acme-predictions", Key="predictions/_SUMMARY.json")["Body"].read())
+    assert (summary["lines"], summary["predictions"], summary["errors"], summary["shards"]) == (1001, 1000, 1, 2)
+    assert summary["within_budget"] is True and [s["files"] for s in summary["per_shard"]] == [2, 1]
+    # every object ever written (the bucket is versioned): each shard's summary was PUT once, to its
+    # final key; nothing was written aside, copied or deleted
+    versions = c.list_object_versions(Bucket="acme-predictions", Prefix="predictions/_shards/")
+    assert "DeleteMarkers" not in versions
+    keys = sorted(v["Key"].rsplit("/", 1)[1] for v in versions["Versions"])
+    assert keys == ["errors-0.jsonl", "errors-1.jsonl", "summary-0.json", "summary-1.json"]
+    assert adapter.status(handle).state == JobState.SUCCEEDED
+
+
+def test_digits_batch_on_s3_over_the_budget_fails_the_whole_job(adapter, fake, s3_image_python, digits, tmp_path, s3):
+    handle, result, c = _k8s_s3_run(adapter, fake, s3_image_python, digits, tmp_path, s3, budget=0.0)
+    assert (result.condition, result.reason) == ("Failed", "PodFailurePolicy"), result.logs()
+    assert len(result.pods) == 2, "a budget failure is not retried"
+    assert sum(len(_s3_rows(c, f"predictions/part-{p}.jsonl.out")) for p in range(3)) == 1001
+    summary = json.loads(c.get_object(Bucket="acme-predictions", Key="predictions/_SUMMARY.json")["Body"].read())
+    assert (summary["errors"], summary["lines"], summary["within_budget"]) == (1, 1001, False)
+    st = adapter.status(handle)
+    assert st.state == JobState.FAILED
+    assert "1 of 1001 lines failed" in st.message and "s3://acme-predictions/predictions/errors.jsonl" in st.message

@@ -17,6 +17,11 @@ All of them see the same ``input`` and ``output`` (a shared volume or an object 
   into ``_SUMMARY.json`` and the errors into ``errors.jsonl`` (by file, then line), and judges
   ``max_error_fraction`` on the job's totals. Each shard writes before it lists, so at least one
   shard sees every summary. A shard that is not last exits 0 whatever its own errors.
+- **Publication**: a peer must never read half a summary. On a file system (a mounted volume) a
+  shard writes ``.summary-<i>.json`` and renames it (atomic on POSIX); on an object store
+  (:data:`OBJECT_STORES`: s3://, gs://, az://) it writes ``summary-<i>.json`` in one PUT, which
+  appears whole or not at all, and the merge drops the listings its filesystem cached so the
+  peers' summaries written since are seen (S3 and Cloud Storage are read-after-write consistent).
 
 Exit status: 0 (done, within the budget or not last), :data:`EXIT_BUDGET` (the job's errors exceed
 the budget), :data:`EXIT_CONFIG` (no input, or no handler); any other non-zero is a crash worth a
@@ -38,6 +43,24 @@ EXIT_BUDGET = 3
 #: The configuration cannot run (no input files, no handler): rerunning cannot help.
 EXIT_CONFIG = 2
 SHARDS_DIR = "_shards"
+
+
+#: fsspec protocols whose writes are one object PUT at close (s3fs/gcsfs/adlfs upload a large file
+#: as a multipart upload, which also becomes one object when completed): a reader sees the whole
+#: object or none, so nothing is written aside and renamed (a "rename" there is a copy and a delete).
+#: S3: "Amazon S3 never adds partial objects; if you receive a success response, Amazon S3 added the
+#: entire object" (PutObject, docs.aws.amazon.com/AmazonS3/latest/API/API_PutObject.html), strongly
+#: read-after-write consistent since December 2020 (S3 User Guide, "Amazon S3 data consistency
+#: model"); Cloud Storage: uploads are atomic and strongly consistent (cloud.google.com/storage/docs/
+#: consistency); Azure Blob: a block blob changes at Put Blob / Put Block List; fsspec's memory
+#: filesystem stores a file at close.
+OBJECT_STORES = frozenset({"s3", "s3a", "gs", "gcs", "az", "abfs", "abfss", "memory"})
+
+
+def whole_writes(uri: str) -> bool:
+    """True when ``uri`` is on an object store (:data:`OBJECT_STORES`): a written object appears
+    whole at close. False for local paths and mounted volumes (published by a rename instead)."""
+    return "://" in uri and uri.split("://", 1)[0].lower() in OBJECT_STORES
 
 
 def shard_index(config: dict[str, Any]) -> int:
@@ -71,6 +94,11 @@ def merge(config: dict[str, Any]) -> Optional[dict[str, Any]]:
     ``_SUMMARY.json``, the errors to ``errors.jsonl``), else None."""
     out, count, run_id = config["output"].rstrip("/"), int(config["shards"]), str(config["run_id"])
     base = f"{out}/{SHARDS_DIR}/{run_id}"
+    fs, base_path = runner._url_to_fs(base)
+    if hasattr(fs, "invalidate_cache"):
+        # peers wrote since: a listing s3fs/gcsfs cached in this process must not answer "no such
+        # file" for their summaries (fsspec/s3fs#851: "expected ... use invalidate_cache")
+        fs.invalidate_cache(base_path)
     parts = [_read_json(f"{base}/summary-{i}.json") for i in range(count)]
     if any(p is None for p in parts):
         return None
@@ -109,8 +137,10 @@ def run_shard(config: dict[str, Any]) -> int:
               "(batch.image must be a unijob serving image, `unijob serve-image`)", file=sys.stderr)
         return EXIT_CONFIG
     rel = f"{SHARDS_DIR}/{run_id}"
+    # an object store's write is one PUT, whole or absent: the summary goes to its final key at once
+    aside = "" if whole_writes(config["output"]) else "."
     part = {**config, "shard": [index, count], "errors_file": f"{rel}/errors-{index}.jsonl",
-            "summary_file": f"{rel}/.summary-{index}.json"}
+            "summary_file": f"{rel}/{aside}summary-{index}.json"}
     from unijob.serve.handler import HandlerError
 
     try:
@@ -119,13 +149,13 @@ def run_shard(config: dict[str, Any]) -> int:
         print(f"unijob batch: {e}", file=sys.stderr)
         return EXIT_CONFIG
     out = config["output"].rstrip("/")
-    # the summary appears whole (written aside, then renamed) so a peer never reads half of it
-    fs, _ = runner._url_to_fs(out)
-    src, dst = f"{out}/{rel}/.summary-{index}.json", f"{out}/{rel}/summary-{index}.json"
-    if isinstance(fs, runner._LocalFS):
-        os.replace(src, dst)
-    else:
-        fs.mv(src, dst)
+    if not whole_writes(out):  # a file system: publish the summary whole, by a rename
+        fs, _ = runner._url_to_fs(out)
+        src, dst = f"{out}/{rel}/.summary-{index}.json", f"{out}/{rel}/summary-{index}.json"
+        if isinstance(fs, runner._LocalFS):
+            os.replace(src, dst)
+        else:
+            fs.mv(src, dst)
     print(f"unijob batch: shard {index}/{count}: {mine['files']} file(s), {mine['predictions']} predictions, "
           f"{mine['errors']} errors in {mine['lines']} lines ({mine['seconds']} s)", flush=True)
     summary = merge(config)

@@ -23,8 +23,10 @@ The image: ``batch.image`` (a unijob serving image from ``unijob serve-image``: 
 handler from the image's ``UNIJOB_HANDLER`` and runs in the image's working directory), or for a
 ``handler`` batch ``targets.kubernetes.serving_image``, else ``targets.kubernetes.image`` (any image
 with Python and the handler's dependencies). Input, output and model are ``pvc://CLAIM/PATH``
-(mounted) or object-store URIs (the image then needs fsspec and s3fs/gcsfs); local paths are
-refused: pods cannot see this machine.
+(mounted) or object-store URIs (the image then needs fsspec and s3fs/gcsfs; the endpoint comes
+from the spec's ``env``, credentials from ``secrets`` as ``secretKeyRef`` or from the service
+account); local paths are refused: pods cannot see this machine. On an object store every output
+object is one PUT, whole or absent (:data:`unijob.batch.shards.OBJECT_STORES`).
 
 Failures (``podFailurePolicy``, Kubernetes docs, "Pod failure policy",
 kubernetes.io/docs/concepts/workloads/controllers/job/#pod-failure-policy): a pod preempted or
@@ -185,7 +187,9 @@ def build(spec: Any, submission_id: str, opts: KubernetesOptions, target: str = 
                  f"{b.max_error_fraction:g} of all lines")
     if "://" in b.input + b.output + (b.model or "") and not all(
             u.startswith("pvc://") for u in (b.input, b.output, b.model) if u):
-        notes.append("object-store input/output/model: the image needs fsspec and its filesystem (s3fs, gcsfs)")
+        notes.append("object-store input/output/model: the image needs fsspec and its filesystem (pip install s3fs "
+                     "for s3://, gcsfs for gs://); endpoint and region from env (AWS_ENDPOINT_URL, "
+                     "AWS_DEFAULT_REGION), keys from secrets (k8s-secret://) or the pod's service account")
     data = base64.b64decode(configmap["binaryData"][RUNTIME_WHEEL_KEY])
     uploads = [Upload(source=wheel.filename, kind="runtime-wheel", sha256=sha256(data),
                       destination=f"configmap://{ns or '<namespace>'}/{configmap['metadata']['name']}/{RUNTIME_WHEEL_KEY}")]
