@@ -134,7 +134,7 @@ def test_timeouts_refusals_and_garbage_raise():
         return errors
 
     errors = _run(go())
-    assert len(errors) == 3 and "not an HTTP/1.1 status line" in errors[0], errors
+    assert len(errors) == 3 and "not valid HTTP/1.1" in errors[0], errors
     assert errors[1:] == ["timeout", "refused"]
 
 
@@ -190,3 +190,31 @@ def test_a_replica_socket_is_reached_over_keep_alive_on_either_event_loop(loop_f
     assert address.startswith("unix:@unijob-")
     assert [o[2] for o in outs] == [b"ok"] * 3 and len(seen) == 3
     assert seen[0].startswith(b"GET /ping HTTP/1.1\r\nhost: localhost\r\n")
+
+
+def test_head_answer_has_no_body_and_its_connection_is_not_reused():
+    async def go():
+        head = b"HTTP/1.1 200 OK\r\ncontent-type: application/json\r\ncontent-length: 42\r\n\r\n"
+        server, port, seen = await _serve([head])
+        up = Upstream("127.0.0.1", port)
+        out = await up.request("HEAD", b"/ping", [], b"", 5)
+        idle = len(up._idle)
+        server.close()
+        return out, idle
+
+    (status, headers, body), idle = _run(go())
+    assert (status, body, idle) == (200, b"", 0)
+    assert (b"content-length", b"42") in headers  # passed on: the length a GET would have
+
+
+def test_response_headers_over_the_limit_raise():
+    async def go():
+        huge = b"HTTP/1.1 200 OK\r\n" + b"x-pad: " + b"a" * 70_000 + b"\r\ncontent-length: 0\r\n\r\n"
+        server, port, _ = await _serve([huge])
+        try:
+            with pytest.raises(UpstreamError, match="over 65536 bytes"):
+                await Upstream("127.0.0.1", port).request("GET", b"/", [], b"", 5)
+        finally:
+            server.close()
+
+    _run(go())

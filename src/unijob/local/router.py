@@ -28,7 +28,9 @@
   the router: ``GET /_unijob/status`` (that state) and ``PUT /_unijob/traffic`` (a new split).
 
 Request routes are passed through unchanged, so the router answers the same ``/invocations``,
-``/predict``, ``/ping`` as one replica does (see :mod:`unijob.serve.app`).
+``/predict``, ``/ping`` as one replica does (see :mod:`unijob.serve.app`). The HTTP/1.1 server side
+is :mod:`unijob.local.front` and the client side :mod:`unijob.local.upstream`, both callbacks over
+httptools: a forwarded request creates no task or coroutine once a replica is ready.
 """
 
 from __future__ import annotations
@@ -47,6 +49,7 @@ from pathlib import Path
 from typing import Any, Optional
 
 from unijob.local import jobdir as jd
+from unijob.local.front import Connection, FrontServer, Request
 from unijob.local.replicas import Replica, Variant, listen, replica_socket, signal_group, spawn
 
 #: Headers not passed on (RFC 9110 section 7.6.1 hop-by-hop fields, and those the router sets
@@ -87,7 +90,8 @@ class Router:
         self._last_write = 0.0
         self._seq = self._written = 0
         self._write_lock = threading.Lock()
-        self._server: Any = None
+        self.front = FrontServer(self.handle)
+        self._stop = asyncio.Event()
         self.stopping = False
         self._tasks: set[asyncio.Task] = set()
 
@@ -237,73 +241,83 @@ class Router:
                 return None
         return min(v.serving, key=lambda r: r.in_flight)
 
-    async def __call__(self, scope: dict, receive: Any, send: Any) -> None:
-        if scope["type"] != "http":
-            return
-        path: str = scope["path"]
-        if path.startswith("/_unijob/"):
-            return await self._admin(scope, receive, send)
-        body = await _read_body(receive)
-        headers = [(k, v) for k, v in scope["headers"] if k not in HOP_BY_HOP]
-        pinned = next((v.decode() for k, v in scope["headers"] if k == PIN_HEADER), None)
+    def handle(self, conn: Connection, req: Request) -> None:
+        """Route one request (called by the front for each request, in order per connection):
+        admin routes answered here, the rest passed to a replica of the chosen variant."""
+        if req.path.startswith("/_unijob/"):
+            return self._admin(conn, req)
+        pinned = next((v.decode("latin-1") for k, v in req.headers if k == PIN_HEADER), None)
         if pinned is not None:
             variant = self.variants.get(pinned)
             if variant is None:
-                return await _send_json(send, 400, {"error": f"no variant {pinned!r}; the endpoint has "
-                                                             f"{', '.join(self.variants)}"})
+                return conn.respond_json(req, 400, {"error": f"no variant {pinned!r}; the endpoint has "
+                                                           f"{', '.join(self.variants)}"})
         else:
             variant = self.pick_variant()
         variant.in_flight += 1
         variant.requests += 1
-        try:
-            replica = await self.acquire(variant)
-            if replica is None:
-                variant.errors += 1
-                return await _send_json(send, 503, {"error": f"variant {variant.name} has no ready replica"},
-                                        variant.name)
-            replica.in_flight += 1
-            try:
-                target = scope.get("raw_path") or path.encode()
-                if scope.get("query_string"):
-                    target += b"?" + scope["query_string"]
-                status, resp_headers, content = await replica.upstream.request(
-                    scope["method"], target, headers, body, self.request_timeout)
-            except Exception as e:  # noqa: BLE001 - the replica died or timed out
-                variant.errors += 1
-                timed_out = isinstance(e, asyncio.TimeoutError)
-                why = f"no answer within {self.request_timeout:g} s (request_timeout)" if timed_out else f"{type(e).__name__}: {e}"
-                return await _send_json(send, 504 if timed_out else 502,
-                                        {"error": f"replica {variant.name}/{replica.index} did not answer: {why}"},
-                                        variant.name)
-            finally:
-                replica.in_flight -= 1
-            out_headers = [(k, v) for k, v in resp_headers if k not in HOP_BY_HOP]
-            out_headers.append((VARIANT_HEADER, variant.name.encode()))
-            out_headers.append((b"content-length", str(len(content)).encode()))
-            await send({"type": "http.response.start", "status": status, "headers": out_headers})
-            await send({"type": "http.response.body", "body": content})
-        finally:
-            variant.in_flight -= 1
-            variant.completed.append(time.monotonic())
+        serving = variant.serving
+        if serving:
+            self._forward(conn, req, variant, min(serving, key=_in_flight))
+        else:
+            self._spawn(self._cold(conn, req, variant))
 
-    async def _admin(self, scope: dict, receive: Any, send: Any) -> None:
-        path, method = scope["path"], scope["method"]
+    async def _cold(self, conn: Connection, req: Request, variant: Variant) -> None:
+        replica = await self.acquire(variant)
+        if replica is None:
+            self._answered(variant, error=True)
+            return conn.respond_json(req, 503, {"error": f"variant {variant.name} has no ready replica"},
+                                     ((VARIANT_HEADER, variant.name.encode()),))
+        self._forward(conn, req, variant, replica)
+
+    def _forward(self, conn: Connection, req: Request, variant: Variant, replica: Replica) -> None:
+        replica.in_flight += 1
+        headers = [kv for kv in req.headers if kv[0] not in HOP_BY_HOP]
+        data = replica.upstream.encode(req.method, req.target, headers, req.body)
+        head = req.method == "HEAD"
+
+        def done(error: Optional[BaseException], answer: Optional[tuple]) -> None:
+            replica.in_flight -= 1
+            self._answered(variant, error=error is not None)
+            if error is not None:
+                timed_out = isinstance(error, asyncio.TimeoutError)
+                why = (f"no answer within {self.request_timeout:g} s (request_timeout)" if timed_out
+                       else f"{type(error).__name__}: {error}")
+                return conn.respond_json(req, 504 if timed_out else 502,
+                                         {"error": f"replica {variant.name}/{replica.index} did not answer: {why}"},
+                                         ((VARIANT_HEADER, variant.name.encode()),))
+            status, resp_headers, content = answer  # type: ignore[misc]
+            out = [kv for kv in resp_headers if kv[0] not in HOP_BY_HOP]
+            out.append((VARIANT_HEADER, variant.name.encode()))
+            length = next((int(v) for k, v in resp_headers if k == b"content-length"), 0) if head else None
+            conn.respond(req, status, out, content, content_length=length)
+
+        replica.upstream.start(data, head, self.request_timeout, done)
+
+    @staticmethod
+    def _answered(variant: Variant, *, error: bool) -> None:
+        variant.in_flight -= 1
+        variant.errors += error
+        variant.completed.append(time.monotonic())
+
+    def _admin(self, conn: Connection, req: Request) -> None:
+        path, method = req.path, req.method
         if path == "/_unijob/status" and method == "GET":
-            return await _send_json(send, 200, self.snapshot())
+            return conn.respond_json(req, 200, self.snapshot())
         if path == "/_unijob/traffic" and method == "PUT":
             try:
-                split = json.loads(await _read_body(receive))
+                split = json.loads(req.body)
                 from unijob.contract import validate_split
 
                 split = validate_split({str(k): int(w) for k, w in split.items()}, list(self.variants))
             except Exception as e:  # noqa: BLE001 - a bad request from the CLI
-                return await _send_json(send, 400, {"error": str(e)})
+                return conn.respond_json(req, 400, {"error": str(e)})
             for v in self.variants.values():
                 v.weight = split.get(v.name, 0)
                 v.current = 0
             self.event("traffic split set to " + ", ".join(f"{k}={w}%" for k, w in split.items()))
-            return await _send_json(send, 200, {"traffic": split})
-        return await _send_json(send, 404, {"error": f"no admin route {method} {path}"})
+            return conn.respond_json(req, 200, {"traffic": split})
+        return conn.respond_json(req, 404, {"error": f"no admin route {method} {path}"})
 
     # ---- control loops ----------------------------------------------------------------------
 
@@ -350,6 +364,7 @@ class Router:
                     v.last_scale_in = now
                     for r in victims:
                         self._spawn(self.stop_replica(v, r, drain=self.request_timeout))
+            self.front.sweep()
             await self.write_state_soon(1.0)
 
     async def monitor(self) -> None:
@@ -377,16 +392,11 @@ class Router:
     def request_stop(self) -> None:
         """SIGTERM/SIGINT: stop serving, then stop every replica (see :meth:`run`)."""
         self.stopping = True
-        if self._server is not None:
-            self._server.should_exit = True
+        self._stop.set()
 
     async def run(self, sock: socket.socket) -> int:
         """Start ``min_replicas`` per variant, serve until :meth:`request_stop`, stop everything.
         Returns 1 when the replicas could not be started (state FAILED), else 0."""
-        import contextlib
-
-        import uvicorn
-
         host, port = sock.getsockname()[:2]
         self.url = f"http://{host}:{port}"
         try:
@@ -399,13 +409,10 @@ class Router:
             self.event(f"in service at {self.url}")
             self._spawn(self.autoscale())
             self._spawn(self.monitor())
-            # proxy_headers off: the router is the first hop, and uvicorn's X-Forwarded-* middleware
-            # wrapped every request for nothing.
-            self._server = uvicorn.Server(uvicorn.Config(self, lifespan="off", log_level="warning", access_log=False,
-                                                         proxy_headers=False, timeout_graceful_shutdown=5))
-            self._server.capture_signals = contextlib.nullcontext  # type: ignore[method-assign] # ours, in main()
             if not self.stopping:
-                await self._server.serve(sockets=[sock])
+                await self.front.start(sock)
+                await self._stop.wait()
+                await self.front.stop(grace=STOP_GRACE / 2)
             return 0
         finally:
             final = "FAILED" if self.state == "FAILED" else "STOPPED"
@@ -441,23 +448,8 @@ class Router:
         return False
 
 
-async def _read_body(receive: Any) -> bytes:
-    """The whole request body from ASGI ``http.request`` messages."""
-    chunks = []
-    while True:
-        msg = await receive()
-        chunks.append(msg.get("body", b""))
-        if not msg.get("more_body"):
-            return b"".join(chunks)
-
-
-async def _send_json(send: Any, status: int, obj: Any, variant: Optional[str] = None) -> None:
-    data = json.dumps(obj).encode()
-    headers = [(b"content-type", b"application/json"), (b"content-length", str(len(data)).encode())]
-    if variant:
-        headers.append((VARIANT_HEADER, variant.encode()))
-    await send({"type": "http.response.start", "status": status, "headers": headers})
-    await send({"type": "http.response.body", "body": data})
+def _in_flight(r: Replica) -> int:
+    return r.in_flight
 
 
 def _new_event_loop() -> asyncio.AbstractEventLoop:
