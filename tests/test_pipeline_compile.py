@@ -198,6 +198,58 @@ def test_vertex_batch_and_deploy_steps_run_gcpc_launchers_with_the_adapters_bodi
     aiplatform_v1.Model.from_json(json.dumps(model), ignore_unknown_fields=False)
 
 
+def test_vertex_deploy_onto_an_existing_endpoint_imports_it(tmp_path):
+    """targets.vertex.existing_endpoint: the step's endpoint task is an importer of that endpoint's
+    google.VertexEndpoint artifact (no create_endpoint launcher), shaped as the KFP SDK compiles
+    dsl.importer (tests/schemas/SOURCES.md), and the deploy tasks read it unchanged."""
+    pytest.importorskip("unijob_adapters.vertex")
+    pytest.importorskip("kfp.pipeline_spec.pipeline_spec_pb2")
+    from google.cloud import aiplatform_v1
+
+    from unijob.pipeline.kfp import check_ir
+
+    data = yaml.safe_load(VERTEX_FULL.read_text())
+    for step in data["steps"]:
+        for k in ("job", "deploy"):
+            if isinstance(step.get(k), str):
+                step[k] = str((VERTEX_FULL.parent / step[k]).resolve())
+    data["targets"]["vertex"]["existing_endpoint"] = "4521"
+    path = tmp_path / "p.yaml"
+    path.write_text(yaml.safe_dump(data, sort_keys=False))
+    plan = unijob.plan(str(path), "vertex")
+    body = plan.requests[0].body
+    ir = body["pipelineSpec"]
+    check_ir(ir)
+    aiplatform_v1.PipelineJob.from_json(json.dumps(body), ignore_unknown_fields=False)
+    tasks, comps, execs = ir["root"]["dag"]["tasks"], ir["components"], ir["deploymentSpec"]["executors"]
+    name = "projects/demo-project/locations/us-central1/endpoints/4521"
+    uri = f"https://us-central1-aiplatform.googleapis.com/v1/{name}"
+    assert not any("create_endpoint" in json.dumps(e) for e in execs.values()), "nothing creates an endpoint"
+    assert execs["exec-deploy-endpoint"] == {"importer": {
+        "artifactUri": {"constant": uri}, "metadata": {"resourceName": name},
+        "typeSchema": {"schemaTitle": "google.VertexEndpoint", "schemaVersion": "0.0.1"}}}
+    # the KFP SDK's own compilation of dsl.importer of a google type feeding a consumer
+    sdk = yaml.safe_load((ROOT / "tests" / "schemas" / "kfp_sdk_pipeline_with_importer_and_gcpc_types.yaml").read_text())
+    sdk_uri = sdk["deploymentSpec"]["executors"]["exec-importer"]["importer"]["artifactUri"]["constant"]
+    swap = lambda x: json.loads(json.dumps(x).replace(sdk_uri, uri).replace("google.VertexDataset",  # noqa: E731
+                                                                               "google.VertexEndpoint"))
+    assert comps["comp-deploy-endpoint"] == {**swap(sdk["components"]["comp-importer"]),
+                                             "executorLabel": "exec-deploy-endpoint"}
+    ours = tasks["deploy-endpoint"]
+    assert ours["inputs"] == swap(sdk["root"]["dag"]["tasks"]["importer"]["inputs"])
+    assert set(execs["exec-deploy-endpoint"]["importer"]) == set(sdk["deploymentSpec"]["executors"]["exec-importer"]["importer"])
+    consumer = swap(sdk["root"]["dag"]["tasks"]["consumer-op"]["inputs"]["artifacts"]["dataset"])
+    for t in ("deploy-champion", "deploy"):
+        read = tasks[t]["inputs"]["artifacts"]["endpoint"]
+        assert read == {"taskOutputArtifact": {**consumer["taskOutputArtifact"], "producerTask": "deploy-endpoint"}}
+        assert comps[tasks[t]["componentRef"]["name"]]["inputDefinitions"]["artifacts"]["endpoint"] == \
+            comps["comp-deploy-endpoint"]["outputDefinitions"]["artifacts"]["artifact"]
+        a = execs[f"exec-{t}"]["container"]["args"]
+        assert json.loads(a[a.index("--payload") + 1])["endpoint"] == "{{$.inputs.artifacts['endpoint'].metadata['resourceName']}}"
+    assert ours["triggerPolicy"] == tasks["deploy"]["triggerPolicy"], "skipped with the step"
+    assert any("4521" in n and "importer" in n for n in plan.notes)
+
+
 def test_databricks_batch_step_is_the_adapters_batch_task_and_deploy_is_refused(tmp_path):
     pytest.importorskip("unijob_adapters.databricks")
     from databricks.sdk.service import jobs

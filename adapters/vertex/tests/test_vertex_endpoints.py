@@ -131,6 +131,44 @@ def test_single_variant_cpu_endpoint(adapter, make_spec, fake):
     assert adapter.endpoint_status(h).traffic == {"primary": 100}
 
 
+def test_deploy_onto_an_existing_endpoint(adapter, make_spec, fake):
+    """targets.vertex.existing_endpoint: no endpoint is created; the spec's variants join the
+    endpoint and take the traffic; deleting them leaves the endpoint and what else it serves."""
+    other = adapter.deploy(adapter.plan_endpoint(make_spec(
+        name="shared", endpoint={"model": "gs://bucket/other", "image": SERVE, "min_replicas": 1,
+                                 "autoscaling": {"metric": "cpu_utilization", "target": 60}})))
+    shared = other.native_id
+    (others,) = fake.endpoints[shared]["deployedModels"]
+    for ref in ("shared", shared):
+        spec = _spec(make_spec)
+        spec = spec.model_copy(update={"targets": {"vertex": {**spec.targets["vertex"], "existing_endpoint": ref}}})
+        plan = adapter.plan_endpoint(spec)
+        assert [r.api.split("/")[-1] for r in plan.requests] == [
+            "models:upload", "models:upload", "shared:deployModel", "shared:deployModel"], "no endpoint is created"
+        assert plan.extra["endpoint"] == shared and any("existing endpoint" in n for n in plan.notes)
+    h = adapter.deploy(plan)
+    assert h.native_id == shared and len(fake.calls("POST", r".*/endpoints")) == 1  # only the first endpoint's
+    ep = fake.endpoints[shared]
+    assert {d["displayName"] for d in ep["deployedModels"]} == {"primary", "blue", "green"}
+    ids = h.extra["variants"]
+    assert ep["trafficSplit"] == {ids["blue"]: 90, ids["green"]: 10}
+    assert adapter.endpoint_status(h).traffic == {"blue": 90, "green": 10}
+    adapter.undeploy(h)
+    ep = fake.endpoints[shared]
+    assert [d["id"] for d in ep["deployedModels"]] == [others["id"]] and ep["trafficSplit"] == {others["id"]: 100}
+    assert sorted(fake.models) == [others["model"]], "the spec's models are deleted, the other stays"
+    adapter.undeploy(h)  # again: nothing left of ours
+    assert shared in fake.endpoints
+
+
+def test_an_existing_endpoint_elsewhere_is_a_spec_error(adapter, make_spec):
+    spec = _spec(make_spec)
+    ref = "projects/other-project/locations/europe-west4/endpoints/123"
+    spec = spec.model_copy(update={"targets": {"vertex": {**spec.targets["vertex"], "existing_endpoint": ref}}})
+    issue = _err(adapter, spec)
+    assert issue.loc == ("targets", "vertex", "existing_endpoint") and "projects/demo-project/locations/us-central1" in issue.message
+
+
 def _err(adapter, spec):
     with pytest.raises(SpecError) as ei:
         adapter.plan_endpoint(spec)

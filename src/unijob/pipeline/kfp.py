@@ -168,31 +168,40 @@ def plan_vertex(pipe: Any) -> Plan:
         elif s.kind in ("batch", "deploy"):
             sub, outs, where = _serving(adapter, s, idx, pipe, lookup, where, notes)
             job_outputs[name] = outs
+            by_suffix = {t.suffix: t for t in sub}
             for t in sub:
                 tname = f"{name}-{t.suffix}" if t.suffix else name
                 if tname in tasks or (tname != name and any(x.name == tname for x in spec.steps)):
                     raise SpecError.at(("steps", idx, "name"), f"step '{name}': its task '{tname}' clashes with a step "
                                                                "or task of that name; rename the step")
-                args = ["--type", t.type, "--payload", json.dumps(t.payload, sort_keys=True), "--project",
-                        str(where[0]), "--location", str(where[1]),
-                        "--gcp_resources", "{{$.outputs.parameters['gcp_resources'].output_file}}"]
-                if t.executor_input:
-                    args += ["--executor_input", "{{$}}"]
-                executors[f"exec-{tname}"] = {"container": {"image": GCPC_IMAGE, "command": [
-                    "python3", "-u", "-m", kfp_serving.GCPC + t.module], "args": args}}
-                comp: dict[str, Any] = {"executorLabel": f"exec-{tname}", "outputDefinitions": {
-                    "parameters": {"gcp_resources": {"parameterType": "STRING"}}}}
-                if t.outputs:
-                    comp["outputDefinitions"]["artifacts"] = {o: {"artifactType": {
-                        "schemaTitle": kfp_serving.ARTIFACT_TYPES[o], "schemaVersion": "0.0.1"}} for o in t.outputs}
                 comp_in: dict[str, Any] = {"parameters": dict(comp_inputs)} if comp_inputs else {}
                 task_in: dict[str, Any] = {"parameters": dict(inputs)} if inputs else {}
+                if t.importer:  # as the KFP SDK compiles dsl.importer: input 'uri', output 'artifact'
+                    executors[f"exec-{tname}"] = {"importer": t.importer}
+                    comp: dict[str, Any] = {"executorLabel": f"exec-{tname}", "outputDefinitions": {"artifacts": {
+                        kfp_serving.IMPORTER_OUTPUT: {"artifactType": t.importer["typeSchema"]}}}}
+                    comp_in.setdefault("parameters", {})["uri"] = {"parameterType": "STRING"}
+                    task_in.setdefault("parameters", {})["uri"] = {"runtimeValue": {"constant": t.payload}}
+                else:
+                    args = ["--type", t.type, "--payload", json.dumps(t.payload, sort_keys=True), "--project",
+                            str(where[0]), "--location", str(where[1]),
+                            "--gcp_resources", "{{$.outputs.parameters['gcp_resources'].output_file}}"]
+                    if t.executor_input:
+                        args += ["--executor_input", "{{$}}"]
+                    executors[f"exec-{tname}"] = {"container": {"image": GCPC_IMAGE, "command": [
+                        "python3", "-u", "-m", kfp_serving.GCPC + t.module], "args": args}}
+                    comp = {"executorLabel": f"exec-{tname}", "outputDefinitions": {
+                        "parameters": {"gcp_resources": {"parameterType": "STRING"}}}}
+                    if t.outputs:
+                        comp["outputDefinitions"]["artifacts"] = {o: {"artifactType": {
+                            "schemaTitle": kfp_serving.ARTIFACT_TYPES[o], "schemaVersion": "0.0.1"}} for o in t.outputs}
                 for art, producer in t.reads.items():
                     src = f"{name}-{producer}"
                     comp_in.setdefault("artifacts", {})[art] = {"artifactType": {
                         "schemaTitle": kfp_serving.ARTIFACT_TYPES[art], "schemaVersion": "0.0.1"}}
+                    key = kfp_serving.IMPORTER_OUTPUT if by_suffix[producer].importer else art
                     task_in.setdefault("artifacts", {})[art] = {"taskOutputArtifact": {
-                        "producerTask": src, "outputArtifactKey": art}}
+                        "producerTask": src, "outputArtifactKey": key}}
                 if comp_in:
                     comp["inputDefinitions"] = comp_in
                 components[f"comp-{tname}"] = comp

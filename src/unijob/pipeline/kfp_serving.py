@@ -13,6 +13,11 @@ kubeflow/pipelines ``7b70c7b9``); each takes ``--type``, ``--project``, ``--loca
 - ``endpoint.create_endpoint.launcher`` (``--type CreateEndpoint``, ``--executor_input``): the payload
   is the ``Endpoint`` body, created under a server-chosen id (the launcher sends no ``endpointId``,
   so every run makes a new endpoint); it outputs the artifact ``endpoint`` (``google.VertexEndpoint``).
+  With ``targets.vertex.existing_endpoint`` the step creates nothing: an importer task (what
+  ``dsl.importer(artifact_uri, artifact_class=VertexEndpoint, metadata={"resourceName": ...})``
+  compiles to, as in kubeflow/pipelines ``test_data/sdk_compiled_pipelines/valid/
+  pipeline_with_importer_and_gcpc_types.yaml``) gives the deploy tasks that endpoint's artifact, its
+  URI and ``resourceName`` as ``VertexEndpoint.create`` sets them (``types/artifact_types.py``).
 - ``endpoint.deploy_model.launcher`` (``--type DeployModel``): the payload is the
   ``DeployModelRequest`` (``endpoint``, ``deployed_model``, ``traffic_split``), whose endpoint is
   read from the ``endpoint`` artifact's ``resourceName``, as GCPC's ``ModelDeployOp`` does.
@@ -51,6 +56,20 @@ class SubTask:
     after: list[str] = field(default_factory=list)
     extra_args: list[str] = field(default_factory=list)
     executor_input: bool = True
+    #: an importer task instead of a launcher: its ``ImporterSpec`` (``artifactUri``, ``typeSchema``, ``metadata``)
+    importer: Optional[dict[str, Any]] = None
+
+
+#: The output key of an importer task (KFP SDK ``dsl/importer_node.py``: ``OUTPUT_KEY``).
+IMPORTER_OUTPUT = "artifact"
+
+
+def endpoint_importer(resource_name: str, location: str) -> SubTask:
+    """The ``endpoint`` task that imports an existing endpoint as a ``google.VertexEndpoint`` artifact."""
+    uri = f"https://{location}-aiplatform.googleapis.com/v1/{resource_name}"
+    spec = {"artifactUri": {"constant": uri}, "metadata": {"resourceName": resource_name},
+            "typeSchema": {"schemaTitle": ARTIFACT_TYPES["endpoint"], "schemaVersion": "0.0.1"}}
+    return SubTask("endpoint", "", "", uri, outputs=["endpoint"], importer=spec)
 
 
 def registered(uri: str, parent: str) -> Optional[str]:
@@ -138,8 +157,12 @@ def deploy_tasks(adapter: Any, ep_spec: Any) -> tuple[list[SubTask], dict[str, s
         else:
             ep_spec = ep_spec.model_copy(update={"endpoint": ep.model_copy(update={"model": _STAND_IN + variants[0].name})})
     p = adapter.plan_endpoint(ep_spec)
-    tasks = [SubTask("endpoint", "endpoint.create_endpoint.launcher", "CreateEndpoint",
-                     next(r.body for r in p.requests if "/endpoints?endpointId=" in r.api), outputs=["endpoint"])]
+    existing = bool(p.extra.get("existing"))
+    if existing:
+        tasks = [endpoint_importer(p.extra["endpoint"], location)]
+    else:
+        tasks = [SubTask("endpoint", "endpoint.create_endpoint.launcher", "CreateEndpoint",
+                         next(r.body for r in p.requests if "/endpoints?endpointId=" in r.api), outputs=["endpoint"])]
     uploads = {r.note.split("variant ")[-1]: r.body["model"] for r in p.requests if r.api.endswith("models:upload")}
     deploys = [r for r in p.requests if r.api.endswith(":deployModel")]
     prev = "endpoint"
@@ -160,6 +183,9 @@ def deploy_tasks(adapter: Any, ep_spec: Any) -> tuple[list[SubTask], dict[str, s
         tasks.append(SubTask(suffix, "endpoint.deploy_model.launcher", "DeployModel", dm, reads=reads, after=after,
                              executor_input=False))
         prev = suffix
-    notes = [f"endpoint {p.name}: {'; '.join(p.notes)}; each run creates a new endpoint (GCPC's create_endpoint "
-             "launcher takes no endpoint id)"]
-    return tasks, {"endpoint": p.name}, notes
+    if existing:
+        notes = [f"endpoint {p.extra['endpoint']}: {'; '.join(p.notes)}; every run deploys there (an importer task)"]
+    else:
+        notes = [f"endpoint {p.name}: {'; '.join(p.notes)}; each run creates a new endpoint (GCPC's create_endpoint "
+                 "launcher takes no endpoint id; set targets.vertex.existing_endpoint to deploy to one endpoint)"]
+    return tasks, {"endpoint": p.extra["endpoint"] if existing else p.name}, notes

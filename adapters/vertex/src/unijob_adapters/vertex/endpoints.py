@@ -95,7 +95,7 @@ def build_endpoint_plan(spec: Any, opts: VertexOptions) -> Plan:
 
     name = ep.name or spec.name
     endpoint_id = _ident(name)
-    endpoint_name = f"{parent}/endpoints/{endpoint_id}"
+    endpoint_name = existing_endpoint_name(opts, parent) or f"{parent}/endpoints/{endpoint_id}"
     labels = {"unijob-endpoint": endpoint_id}
     requests: list[NativeRequest] = []
     deploys: list[NativeRequest] = []
@@ -167,8 +167,13 @@ def build_endpoint_plan(spec: Any, opts: VertexOptions) -> Plan:
     endpoint = {"display_name": name, "labels": labels}
     if opts.encryption_key:
         endpoint["encryption_spec"] = {"kms_key_name": opts.encryption_key}
-    requests.append(NativeRequest(api=f"POST /v1/{parent}/endpoints?endpointId={endpoint_id}",
-                                  body=rest_json("Endpoint", endpoint), when="deploy"))
+    notes = []
+    if opts.existing_endpoint:
+        notes.append(f"deploys onto the existing endpoint {endpoint_name} (not created here; its other deployed "
+                     "models get no traffic; `unijob endpoints delete` removes only this spec's models)")
+    else:
+        requests.append(NativeRequest(api=f"POST /v1/{parent}/endpoints?endpointId={endpoint_id}",
+                                      body=rest_json("Endpoint", endpoint), when="deploy"))
     requests.extend(deploys)
     assert first_machine is not None
     return Plan(
@@ -178,11 +183,29 @@ def build_endpoint_plan(spec: Any, opts: VertexOptions) -> Plan:
                                 accelerators_per_node=first_machine.accelerator_count, hours=730.0,
                                 spot="spot" if opts.endpoint_spot else "on_demand"),
         notes=[f"traffic split {json.dumps({v.name: v.weight for v in variants})}; autoscaling on "
-               f"{AUTOSCALING_METRICS[metric]} at {target}%"],
+               f"{AUTOSCALING_METRICS[metric]} at {target}%", *notes],
         extra={"project": project, "location": location, "parent": parent, "endpoint": endpoint_name,
                "endpoint_id": endpoint_id, "variants": deployed_ids, "models": models,
+               "existing": bool(opts.existing_endpoint),
                "traffic": {deployed_ids[v.name]: v.weight for v in variants}, "api_endpoint": opts.api_endpoint},
     )
+
+
+def existing_endpoint_name(opts: VertexOptions, parent: str) -> str | None:
+    """``targets.vertex.existing_endpoint`` as a resource name under ``parent`` (None when unset).
+
+    Raises:
+        SpecError: it names an endpoint in another project or location (deployModel cannot reach it).
+    """
+    ref = opts.existing_endpoint
+    if not ref:
+        return None
+    full = ref if ref.startswith("projects/") else f"{parent}/endpoints/{ref}"
+    if not full.startswith(parent + "/endpoints/"):
+        raise SpecError.at(("targets", "vertex", "existing_endpoint"),
+                           f"{ref} is not in {parent}; expected an endpoint of the target's project and location "
+                           "(or its ID alone)")
+    return full
 
 
 def _drop(body: dict[str, Any], *keys: str) -> dict[str, Any]:
@@ -229,7 +252,8 @@ def deploy(conn: Any, plan: Plan) -> EndpointHandle:
             conn.call(lambda: conn.endpoints.deploy_model(request=dm, retry=conn.retry).result(polling=polling))
     _settle(conn, plan)
     return EndpointHandle(target=TARGET, name=plan.name, native_id=ex["endpoint"],
-                          extra={k: ex[k] for k in ("project", "location", "variants", "models", "api_endpoint")})
+                          extra={**{k: ex[k] for k in ("project", "location", "variants", "models", "api_endpoint")},
+                                 **({"existing": True} if ex.get("existing") else {})})
 
 
 def _settle(conn: Any, plan: Plan) -> None:
@@ -284,23 +308,36 @@ def set_traffic(conn: Any, handle: EndpointHandle, split: Mapping[str, int]) -> 
 
 
 def undeploy(conn: Any, handle: EndpointHandle) -> None:
-    """Undeploy every deployed model, delete the endpoint, delete the uploaded models. What is
-    already gone is skipped, so a second undeploy is not an error."""
+    """Undeploy every deployed model, delete the endpoint, delete the uploaded models. On an
+    ``existing_endpoint`` only this spec's deployed models go (the rest keep the traffic they had,
+    scaled to 100 %) and the endpoint stays. What is already gone is skipped, so a second undeploy
+    is not an error."""
     from google.api_core import exceptions as gexc
 
     polling = conn.polling()
+    existing = bool(handle.extra.get("existing"))
     try:
         ep = conn.call(lambda: conn.endpoints.get_endpoint(name=handle.native_id))
     except gexc.NotFound:
         ep = None
     if ep is not None:
-        remaining = [d.id for d in ep.deployed_models]
-        while remaining:
+        ours, our_ids = set(handle.extra.get("models", [])), set(handle.extra.get("variants", {}).values())
+        deployed = [d.id for d in ep.deployed_models]
+        remaining = [d.id for d in ep.deployed_models if not existing or (d.model not in ours and d.id not in our_ids)]
+        current = dict(ep.traffic_split)
+        for gone in [i for i in reversed(deployed) if i not in remaining]:
+            deployed.remove(gone)
+            split = _rescaled({i: current.get(i, 0) for i in deployed})
+            conn.call(lambda: conn.endpoints.undeploy_model(
+                endpoint=handle.native_id, deployed_model_id=gone, traffic_split=split,
+                retry=conn.retry).result(polling=polling))
+        while not existing and remaining:
             gone = remaining.pop()
             split = {r: (100 if k == 0 else 0) for k, r in enumerate(remaining)}
             conn.call(lambda: conn.endpoints.undeploy_model(
                 endpoint=handle.native_id, deployed_model_id=gone, traffic_split=split,
                 retry=conn.retry).result(polling=polling))
+    if ep is not None and not existing:
         try:
             conn.call(lambda: conn.endpoints.delete_endpoint(name=handle.native_id, retry=conn.retry)
                       .result(polling=polling))
@@ -311,3 +348,16 @@ def undeploy(conn: Any, handle: EndpointHandle) -> None:
             conn.call(lambda: conn.models.delete_model(name=model, retry=conn.retry).result(polling=polling))
         except gexc.NotFound:
             pass
+
+
+def _rescaled(split: Mapping[str, int]) -> dict[str, int]:
+    """``split`` scaled to sum to 100 (integers; the remainder to the largest share; all to the
+    first when every share is 0); ``{}`` when empty."""
+    if not split:
+        return {}
+    total = sum(split.values())
+    if total == 0:
+        return {k: (100 if j == 0 else 0) for j, k in enumerate(split)}
+    out = {k: v * 100 // total for k, v in split.items()}
+    out[max(split, key=lambda k: split[k])] += 100 - sum(out.values())
+    return out

@@ -53,6 +53,10 @@ class VertexOptions(BaseModel):
             ``spot.max_restarts`` is 0.
         tensorboard: a Vertex TensorBoard resource name to stream logs to.
         endpoint_spot: deploy endpoint replicas on Spot VMs (``dedicatedResources.spot``).
+        existing_endpoint: an endpoint that exists already, ``ID`` or
+            ``projects/P/locations/L/endpoints/ID`` (same project and location): deploys (``unijob
+            deploy``, a pipeline's deploy step, a compiled Vertex pipeline) put the spec's variants
+            there instead of creating ``<name>``, and ``unijob endpoints delete`` takes only them away.
         serving_image: container used for endpoints given as ``handler``: the unijob serving image
             (``unijob serve-image``), run with ``UNIJOB_HANDLER=<handler>`` on port 8080.
         api_endpoint: override of the Vertex API host (default ``https://LOCATION-aiplatform.googleapis.com``).
@@ -75,6 +79,8 @@ class VertexOptions(BaseModel):
     tensorboard: Optional[str] = None
     serving_image: Optional[str] = None
     endpoint_spot: bool = False
+    existing_endpoint: Optional[str] = Field(
+        default=None, pattern=r"^(projects/[-a-z0-9]+/locations/[-a-z0-9]+/endpoints/)?[a-z0-9][-a-z0-9]{0,62}$")
     api_endpoint: Optional[str] = None
     logging_endpoint: Optional[str] = None
     storage_endpoint: Optional[str] = None
