@@ -198,6 +198,30 @@ def test_vertex_batch_and_deploy_steps_run_gcpc_launchers_with_the_adapters_bodi
     aiplatform_v1.Model.from_json(json.dumps(model), ignore_unknown_fields=False)
 
 
+@pytest.mark.parametrize("path", ["vertex_pipeline.yaml", "vertex_pipeline_full.yaml"])
+def test_vertex_conditions_read_only_the_tasks_own_inputs(path):
+    """KFP evaluates a task's triggerPolicy.condition over that task's inputs.parameter_values, so a
+    step below a conditioned step (deploy-*, score-* after register) takes the values the inherited
+    condition reads as its own inputs, with the tasks producing them as dependencies."""
+    pytest.importorskip("unijob_adapters.vertex")
+    import re
+
+    ir = unijob.plan(str(ROOT / "tests" / "data" / path), "vertex").requests[0].body["pipelineSpec"]
+    tasks, comps = ir["root"]["dag"]["tasks"], ir["components"]
+    conditioned = 0
+    for name, task in tasks.items():
+        cond = task.get("triggerPolicy", {}).get("condition", "")
+        read = set(re.findall(r"inputs\.parameter_values\['([^']+)'\]", cond))
+        params = task.get("inputs", {}).get("parameters", {})
+        assert read <= set(params), (name, read - set(params))
+        assert read <= set(comps[task["componentRef"]["name"]].get("inputDefinitions", {}).get("parameters", {})), name
+        for src in params.values():
+            if "taskOutputParameter" in src:
+                assert src["taskOutputParameter"]["producerTask"] in task["dependentTasks"], name
+        conditioned += bool(read)
+    assert conditioned == (6 if "full" in path else 1)
+
+
 def test_vertex_deploy_onto_an_existing_endpoint_imports_it(tmp_path):
     """targets.vertex.existing_endpoint: the step's endpoint task is an importer of that endpoint's
     google.VertexEndpoint artifact (no create_endpoint launcher), shaped as the KFP SDK compiles
@@ -233,9 +257,16 @@ def test_vertex_deploy_onto_an_existing_endpoint_imports_it(tmp_path):
     sdk_uri = sdk["deploymentSpec"]["executors"]["exec-importer"]["importer"]["artifactUri"]["constant"]
     swap = lambda x: json.loads(json.dumps(x).replace(sdk_uri, uri).replace("google.VertexDataset",  # noqa: E731
                                                                                "google.VertexEndpoint"))
-    assert comps["comp-deploy-endpoint"] == {**swap(sdk["components"]["comp-importer"]),
-                                             "executorLabel": "exec-deploy-endpoint"}
+    # beside the SDK's 'uri', the task takes the values of the register step's condition it inherits
+    # (as an importer's metadata placeholders add inputs in the SDK)
     ours = tasks["deploy-endpoint"]
+    cond = {k: v for k, v in ours["inputs"]["parameters"].items() if k.startswith("pipelinechannel--")}
+    assert set(cond) == {"pipelinechannel--evaluate-accuracy", "pipelinechannel--min_accuracy"}
+    comp = json.loads(json.dumps(comps["comp-deploy-endpoint"]))
+    for k in cond:
+        del comp["inputDefinitions"]["parameters"][k]
+        del ours["inputs"]["parameters"][k]
+    assert comp == {**swap(sdk["components"]["comp-importer"]), "executorLabel": "exec-deploy-endpoint"}
     assert ours["inputs"] == swap(sdk["root"]["dag"]["tasks"]["importer"]["inputs"])
     assert set(execs["exec-deploy-endpoint"]["importer"]) == set(sdk["deploymentSpec"]["executors"]["exec-importer"]["importer"])
     consumer = swap(sdk["root"]["dag"]["tasks"]["consumer-op"]["inputs"]["artifacts"]["dataset"])

@@ -100,6 +100,7 @@ def plan_vertex(pipe: Any) -> Plan:
     job_outputs: dict[str, dict[str, str]] = {}
     metrics_needed: dict[str, set[str]] = {}
     conditions: dict[str, list[str]] = {}
+    cond_inputs: dict[str, dict[str, tuple[Any, Any]]] = {}
     where: Optional[tuple[str, str]] = None
     notes: list[str] = []
     serving_image: Optional[str] = None
@@ -136,13 +137,22 @@ def plan_vertex(pipe: Any) -> Plan:
 
         deps = list(pipe.deps[name])
         cond = [f"({_cel(expr.parse(s.when))})"] if s.when else []
+        used: dict[str, tuple[Any, Any]] = {}  # the channels this task's condition reads
         if s.when:
             for r in expr.refs(expr.parse(s.when)):
-                channel(r)
+                ch = channel(r)
+                used[ch] = (inputs[ch], comp_inputs[ch])
         for d in pipe.deps[name]:
             for c in conditions.get(d, []):
                 if c not in cond:
                     cond.append(c)
+            # a condition inherited from a step before: the task takes the values it reads as its own
+            # inputs (KFP evaluates triggerPolicy.condition over the task's inputs.parameter_values)
+            for ch, (task_in, comp_in) in cond_inputs.get(d, {}).items():
+                inputs.setdefault(ch, task_in)
+                comp_inputs.setdefault(ch, comp_in)
+                used.setdefault(ch, (task_in, comp_in))
+        cond_inputs[name] = used
         if s.kind == "job":
             try:
                 job_spec = S.build_spec(s, pipe.base_dir, lookup, "kfp", spec.targets)
@@ -207,8 +217,7 @@ def plan_vertex(pipe: Any) -> Plan:
                 components[f"comp-{tname}"] = comp
                 sub_deps = [f"{name}-{a}" if a else name for a in [*t.after, *t.reads.values()]]
                 task = {"taskInfo": {"name": tname}, "componentRef": {"name": f"comp-{tname}"}}
-                metric_deps = [f"{r.parts[1]}-metrics" for r in refs if r.parts[0] == "steps" and r.parts[2] == "metrics"]
-                all_deps = sorted(set(deps) | set(metric_deps) | set(sub_deps))
+                all_deps = sorted(set(deps) | _producers(inputs) | set(sub_deps))
                 if all_deps:
                     task["dependentTasks"] = all_deps
                 if task_in:
@@ -254,8 +263,7 @@ def plan_vertex(pipe: Any) -> Plan:
         if comp_inputs:
             components[f"comp-{name}"]["inputDefinitions"] = {"parameters": comp_inputs}
         task: dict[str, Any] = {"taskInfo": {"name": name}, "componentRef": {"name": f"comp-{name}"}}
-        metric_deps = [f"{r.parts[1]}-metrics" for r in refs if r.parts[0] == "steps" and r.parts[2] == "metrics"]
-        all_deps = sorted(set(deps) | set(metric_deps))
+        all_deps = sorted(set(deps) | _producers(inputs))
         if all_deps:
             task["dependentTasks"] = all_deps
         if inputs:
@@ -281,7 +289,14 @@ def plan_vertex(pipe: Any) -> Plan:
         tasks[f"{producer}-metrics"] = {"taskInfo": {"name": f"{producer}-metrics"},
                                         "componentRef": {"name": f"comp-{producer}-metrics"}, "dependentTasks": [producer]}
         if producer in conditions:
-            tasks[f"{producer}-metrics"]["triggerPolicy"] = {"condition": " && ".join(conditions[producer])}
+            t = tasks[f"{producer}-metrics"]
+            t["triggerPolicy"] = {"condition": " && ".join(conditions[producer])}
+            used = cond_inputs.get(producer, {})
+            if used:
+                t["inputs"] = {"parameters": {ch: ti for ch, (ti, _) in used.items()}}
+                components[f"comp-{producer}-metrics"]["inputDefinitions"] = {
+                    "parameters": {ch: ci for ch, (_, ci) in used.items()}}
+                t["dependentTasks"] = sorted({producer} | _producers(t["inputs"]["parameters"]))
     root: dict[str, Any] = {"dag": {"tasks": tasks}}
     if spec.parameters:
         root["inputDefinitions"] = {"parameters": {k: {"parameterType": _TYPES[type(v)]} for k, v in spec.parameters.items()}}
@@ -297,6 +312,11 @@ def plan_vertex(pipe: Any) -> Plan:
                                         note=f"{len(tasks)} tasks")],
                 uploads=uploads, resources=PlanResources(service="vertex-pipelines", region=loc or None),
                 notes=notes, extra={"project": proj, "location": loc})
+
+
+def _producers(inputs: dict[str, Any]) -> set[str]:
+    """The tasks whose output parameters ``inputs`` take (each must be a dependent task)."""
+    return {v["taskOutputParameter"]["producerTask"] for v in inputs.values() if "taskOutputParameter" in v}
 
 
 def _serving(adapter: Any, s: Any, idx: int, pipe: Any, lookup: Any, where: Optional[tuple[str, str]],
