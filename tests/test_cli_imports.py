@@ -62,3 +62,36 @@ def test_with_the_model_cache_warm_no_model_is_built(argv):
         if attempt == "cold":
             assert "pydantic.plugin._loader" in loaded  # built by pydantic (the check below can fail)
     assert not loaded & {"pydantic.plugin._loader", "importlib.metadata"}, sorted(loaded & {"pydantic.plugin._loader", "importlib.metadata"})
+
+
+def test_validate_checks_every_targets_block_with_options_modules_only():
+    """`unijob validate` checks each `targets.<name>` block with the options model registered under
+    the `unijob.options` entry point: the adapters themselves (plan, client, registry) stay unloaded."""
+    from unijob import registry
+
+    portable = QUICKSTART.parents[1] / "portable" / "job.yaml"
+    r = subprocess.run([sys.executable, "-c", FULL, "validate", str(portable)], capture_output=True, text=True)
+    assert r.returncode == 0, r.stderr
+    loaded = set(r.stderr.split("MODULES", 1)[1].split())
+    with_options = [n for n, _ in registry.entry_points(registry.OPTIONS_GROUP)]
+    assert len(with_options) >= 2, with_options
+    for name, value in registry.entry_points(registry.OPTIONS_GROUP):
+        assert value.split(":")[0] in loaded, f"{name}'s options model was not used"
+    adapters = {value.split(":")[0] for _, value in registry.entry_points(registry.GROUP)}
+    assert not (adapters & loaded), sorted(adapters & loaded)
+
+
+def test_a_broken_options_entry_point_falls_back_to_the_adapter(monkeypatch):
+    from unijob import registry
+
+    real = registry.entry_points
+
+    def broken(group):
+        if group == registry.OPTIONS_GROUP:
+            return (("local", "unijob.no_such_module:Nothing"),)
+        return real(group)
+
+    monkeypatch.setattr(registry, "entry_points", broken)
+    from unijob.local.adapter import LocalAdapter
+
+    assert registry.options_model("local") is LocalAdapter.options_model

@@ -36,6 +36,9 @@ if TYPE_CHECKING:
 
 GROUP = "unijob.adapters"
 RUNTIME_GROUP = "unijob.runtime_envs"
+#: optional: target name -> its options model (``module:Class``), so that checking a spec's
+#: ``targets`` blocks imports each adapter's options module instead of the whole adapter
+OPTIONS_GROUP = "unijob.options"
 
 #: Targets unijob's own project ships, and how to install each one.
 KNOWN_TARGETS: dict[str, str] = {
@@ -196,7 +199,23 @@ def get(name: str) -> "Adapter":
 
 
 def options_model(name: str) -> "type[BaseModel]":
-    """The pydantic options model of target ``name`` (imports the adapter, not its SDK)."""
+    """The pydantic options model of target ``name``: from the ``unijob.options`` entry point
+    when the adapter's distribution registers one (its options module alone is imported: ~6 ms
+    against ~25 ms for all of an adapter's modules, for each target a spec names), else the
+    adapter class's ``options_model`` (imports the adapter, not its SDK).
+
+    Raises:
+        UsageError, NotReady: as :func:`adapter_class`.
+    """
+    value = dict(entry_points(OPTIONS_GROUP)).get(name)
+    if value is not None and name in _entry_points():
+        module, _, attr = value.partition(":")
+        try:
+            import importlib
+
+            return getattr(importlib.import_module(module), attr)
+        except Exception:  # a broken entry point: the adapter itself says what is wrong
+            pass
     return adapter_class(name).options_model
 
 

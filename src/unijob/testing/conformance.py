@@ -72,6 +72,10 @@ class AdapterConformance:
         assert isinstance(adapter, Adapter)
         assert registry.adapter_class(adapter.name) is type(adapter)
 
+    def test_options_entry_point_is_the_adapters_options_model(self, adapter: Adapter) -> None:
+        """``unijob.options`` (optional) must name the very class the adapter validates with."""
+        assert registry.options_model(adapter.name) is adapter.options_model
+
     def test_options_model_rejects_unknown_keys(self, adapter: Adapter) -> None:
         assert issubclass(adapter.options_model, BaseModel)
         with pytest.raises(ValidationError):
