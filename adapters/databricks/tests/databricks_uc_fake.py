@@ -11,7 +11,9 @@ GET, the JSON body otherwise): an unknown or mistyped field fails the request (4
 
 What the fake holds to, as Unity Catalog does: three-level names in an existing schema
 (``uc_schemas``); a version is ``PENDING_REGISTRATION`` until ``finalize``, which needs its files
-under ``/Models/...``; files are written only to a pending version; an alias names one version
+under ``/Models/...`` (``uc_fail_finalize`` makes the next finalize end ``FAILED_REGISTRATION``
+with a ``status_message``, the state mlflow's ``ModelVersionStatus`` names for a registration that
+did not complete); files are written only to a pending version; an alias names one version
 (setting it moves it); search answers carry no tags or aliases (mlflow's
 ``model_version_search_from_uc_proto`` and ``registered_model_search_from_uc_proto`` drop them);
 there are no stage APIs (any stage call is answered 404 by the router).
@@ -62,6 +64,8 @@ class UnityCatalogModelsFake:
         uc_schemas: ``catalog.schema`` that exist.
         uc_files_api: the workspace's answer to is-databricks-sdk-models-artifact-repository-enabled.
         uc_refused_writes: how many of the next /Models/ file writes to answer 403 PERMISSION_DENIED.
+        uc_fail_finalize: the status_message with which the next finalize leaves its version
+            FAILED_REGISTRATION (answered 400), or "".
     """
 
     def __init__(self) -> None:
@@ -70,6 +74,7 @@ class UnityCatalogModelsFake:
         self.uc_schemas: set[str] = {"main.ml"}
         self.uc_files_api = True
         self.uc_refused_writes = 0
+        self.uc_fail_finalize = ""
         self._uc_clock = itertools.count(1764460800000, 1000)
         r = self.route  # type: ignore[attr-defined]
         r("GET", UC + r"/registered-models:is-databricks-sdk-models-artifact-repository-enabled", self.uc_files_enabled)
@@ -98,6 +103,8 @@ class UnityCatalogModelsFake:
     def _mv(self, m: dict, v: dict, *, search: bool = False) -> dict:
         out = {k: v[k] for k in ("name", "version", "creation_timestamp", "last_updated_timestamp", "source",
                                  "status", "storage_location")}
+        if v.get("status_message"):
+            out["status_message"] = v["status_message"]
         if not search:
             out["tags"] = [{"key": k, "value": val} for k, val in sorted(v["tags"].items())]
             out["aliases"] = [{"alias": a, "version": ver} for a, ver in sorted(m["aliases"].items()) if ver == v["version"]]
@@ -218,8 +225,12 @@ class UnityCatalogModelsFake:
         prefix = self._prefix(msg.name, msg.version)
         if not any(k.startswith(prefix) for k in self.files):  # type: ignore[attr-defined]
             return _err(400, "INVALID_PARAMETER_VALUE", f"Model version {msg.name}/{msg.version} has no files.")
-        v["status"] = "READY"
         v["last_updated_timestamp"] = next(self._uc_clock)
+        if self.uc_fail_finalize:
+            v["status"], v["status_message"], self.uc_fail_finalize = "FAILED_REGISTRATION", self.uc_fail_finalize, ""
+            return _err(400, "INVALID_STATE", f"Model version {msg.name}/{msg.version} failed registration: "
+                                              f"{v['status_message']}")
+        v["status"] = "READY"
         return _answer("FinalizeModelVersionResponse", {"model_version": self._mv(m, v)})
 
     def uc_delete_version(self, req: Request) -> Response:

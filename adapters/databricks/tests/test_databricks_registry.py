@@ -264,8 +264,10 @@ def test_the_adapter_has_a_registry_and_says_what_it_cannot_serve():
     assert "registry" not in DatabricksAdapter.unsupported
     assert "registered MLflow models (Unity Catalog)" in DatabricksAdapter.unsupported["endpoint.image / endpoint.handler"]
     assert files_path(NAME, "3") == "/Models/main/ml/digits/3"
-    v = models.ModelVersion(name=NAME, version="3", source="/Volumes/x")
+    v = models.ModelVersion(name=NAME, version="3", source="/Volumes/x", registry_status="READY")
     assert DatabricksAdapter().model_location(v) == "models:/main.ml.digits/3"
+    with pytest.raises(UsageError, match="version 3 of main.ml.digits is in no known state, not READY"):
+        DatabricksAdapter().model_location(models.ModelVersion(name=NAME, version="3", source="/Volumes/x"))
 
 
 def test_the_fake_parses_bodies_into_mlflows_messages(dbx_env):
@@ -284,3 +286,97 @@ def test_the_fake_parses_bodies_into_mlflows_messages(dbx_env):
     assert len(dbx_env.errors) == 2 and all("has no field named" in str(e) for e in dbx_env.errors), dbx_env.errors
     assert dbx_env.uc_models[NAME]["versions"] == {}
     dbx_env.errors.clear()
+
+
+# ---- versions that are not READY ---------------------------------------------------------------------
+
+UC_API = "/api/2.0/mlflow/unity-catalog"
+
+
+def _registered_elsewhere(dbx_env, *, fail: str = "") -> str:
+    """A version another client (mlflow's create, files, finalize) left PENDING_REGISTRATION (it never
+    finalized) or, with ``fail``, FAILED_REGISTRATION (its finalize failed with that message); its number."""
+    from databricks.sdk import WorkspaceClient
+    from databricks.sdk.errors import DatabricksError
+
+    w = WorkspaceClient(host=dbx_env.url, token="x")
+    mv = w.api_client.do("POST", f"{UC_API}/model-versions/create",
+                         body={"name": NAME, "source": "/Volumes/main/ml/runs/other"})["model_version"]
+    if fail:
+        w.api_client.do("PUT", f"/api/2.0/fs/files/Models/main/ml/digits/{mv['version']}/model.pkl", data=b"partial")
+        dbx_env.uc_fail_finalize = fail
+        with pytest.raises(DatabricksError, match="failed registration"):
+            w.api_client.do("POST", f"{UC_API}/model-versions/finalize", body={"name": NAME, "version": mv["version"]})
+    return str(mv["version"])
+
+
+def test_a_version_that_is_not_ready_is_never_served(dbx_env, fake, quickstart, home, tmp_path, capsys,
+                                                      monkeypatch):
+    """models:/...@alias or /VERSION naming a PENDING_REGISTRATION or FAILED_REGISTRATION version stops
+    plan and deploy at the variant's model field (exit 2), and no serving endpoint is created."""
+    models.register(str(quickstart), NAME, target="databricks", alias="champion")  # 1: READY
+    pending = _registered_elsewhere(dbx_env)
+    failed = _registered_elsewhere(dbx_env, fail="copying the model files timed out")
+    assert [fake.uc_models[NAME]["versions"][v]["status"] for v in ("1", pending, failed)] == [
+        "READY", "PENDING_REGISTRATION", "FAILED_REGISTRATION"]
+    vs = models.versions(NAME, target="databricks")
+    assert [(v.version, v.registry_status) for v in vs] == [
+        ("1", "READY"), ("2", "PENDING_REGISTRATION"), ("3", "FAILED_REGISTRATION")]
+    assert main(["models", "versions", NAME, "-t", "databricks", "-o", "json"]) == 0
+    assert [v["registry_status"] for v in json.loads(capsys.readouterr().out)] == [
+        "READY", "PENDING_REGISTRATION", "FAILED_REGISTRATION"]
+    monkeypatch.setenv("COLUMNS", "200")
+    assert main(["models", "versions", NAME, "-t", "databricks"]) == 0
+    table = capsys.readouterr().out
+    assert "PendingManualApproval (FAILED_REGISTRATION)" in table and "(READY)" not in table
+    models.alias(NAME, pending, "champion", target="databricks")  # a pending version may be aliased
+    spec = tmp_path / "endpoint.yaml"
+    cases = [(f"models:/{NAME}@champion", "version 2 of main.ml.digits is PENDING_REGISTRATION, not READY: "
+                                           "cannot serve or run it; its files are still being written", "wait for READY"),
+             (f"models:/{NAME}/{failed}", "version 3 of main.ml.digits is FAILED_REGISTRATION, not READY: "
+                                          "cannot serve or run it; its registration failed", "register the model again")]
+    for current, says, hint in cases:
+        spec.write_text(textwrap.dedent(ENDPOINT.format(current=current)))
+        with pytest.raises(SpecError) as e:
+            unijob.plan(str(spec), "databricks", endpoint=True)
+        assert e.value.issues[0].loc == ("endpoint", "variants", 0, "model")
+        assert e.value.issues[0].message.startswith(f"{current}: {says}") and hint in str(e.value)
+        assert main(["deploy", str(spec), "-t", "databricks"]) == 2
+        err = capsys.readouterr().err
+        assert f"{spec}:7:" in err and "endpoint.variants[0].model" in err and says in err
+    assert fake.endpoints == {} and not fake.calls("POST", r"/api/2\.0/serving-endpoints")
+    # the READY version still deploys
+    models.alias(NAME, "1", "champion", target="databricks")
+    spec.write_text(textwrap.dedent(ENDPOINT.format(current=f"models:/{NAME}@champion")))
+    assert main(["deploy", str(spec), "-t", "databricks"]) == 0
+    ents = fake.calls("POST", r"/api/2\.0/serving-endpoints")[0].json()["config"]["served_entities"]
+    assert [(e["entity_name"], e["entity_version"]) for e in ents] == [(NAME, "1"), (NAME, "1")]
+
+
+def test_a_failed_registration_is_never_approved_or_aliased(dbx_env, fake, quickstart, home, capsys):
+    models.register(str(quickstart), NAME, target="databricks", alias="champion")
+    failed = _registered_elsewhere(dbx_env, fail="copying the model files timed out")
+    sent = len(fake.requests)
+    with pytest.raises(UsageError) as e:
+        models.alias(NAME, failed, "champion", target="databricks")
+    assert e.value.message.startswith("version 2 of main.ml.digits is FAILED_REGISTRATION (copying the model files "
+                                      "timed out), not READY: cannot point alias 'champion' at it; its registration "
+                                      "failed")
+    with pytest.raises(UsageError, match="FAILED_REGISTRATION .*cannot approve it"):
+        models.approve(NAME, failed, target="databricks")
+    assert main(["models", "alias", NAME, failed, "champion", "-t", "databricks"]) == 2
+    assert "FAILED_REGISTRATION" in capsys.readouterr().err
+    assert main(["models", "approve", NAME, failed, "-t", "databricks"]) == 2
+    assert "cannot approve it" in capsys.readouterr().err
+    writes = [r.path for r in fake.requests[sent:] if r.method != "GET"]
+    assert writes == [], "nothing is sent but reads"
+    assert fake.uc_models[NAME]["aliases"] == {"champion": "1"}
+    assert "unijob.approval" not in fake.uc_models[NAME]["versions"][failed]["tags"]
+    assert models.reject(NAME, failed, target="databricks").status == "Rejected"  # rejecting it is fine
+
+
+def test_our_own_failed_finalize_leaves_no_failed_version(dbx_env, fake, quickstart, home):
+    fake.uc_fail_finalize = "the metastore refused the version"
+    with pytest.raises(TargetError, match="so the version was deleted again: .*failed registration"):
+        models.register(str(quickstart), NAME, target="databricks")
+    assert fake.uc_models[NAME]["versions"] == {}

@@ -35,7 +35,8 @@ def _print_versions(vs: list[Any], fmt: str) -> None:
         table.add_column(col)
     for v in vs:
         created = time.strftime("%Y-%m-%d %H:%M", time.localtime(v.created_at)) if v.created_at else "-"
-        table.add_row(v.name, v.version, v.status, ",".join(v.aliases) or "-", created, v.source)
+        state = v.status if v.registry_status in (None, "READY") else f"{v.status} ({v.registry_status})"
+        table.add_row(v.name, v.version, state, ",".join(v.aliases) or "-", created, v.source)
     Console(soft_wrap=True).print(table)
 
 

@@ -136,7 +136,7 @@ def resolve_endpoint_models(spec: Any, target: str) -> tuple[Any, dict[str, Mode
 
     Raises:
         SpecError: at ``endpoint.model`` / ``endpoint.variants.<i>.model`` when a URI names no
-            version (with the registry's reason).
+            version, or one the target cannot serve (with the registry's reason).
     """
     ep = getattr(spec, "endpoint", None)
     if ep is None:
@@ -155,13 +155,13 @@ def resolve_endpoint_models(spec: Any, target: str) -> tuple[Any, dict[str, Mode
         uri = holder.model
         if not (isinstance(uri, str) and uri.startswith("models:/")):
             continue
-        if uri not in resolved:
-            try:
-                resolved[uri] = resolve(uri, target=target, spec=spec)
-            except (NotFound, UsageError) as e:
-                raise SpecError.at(where, f"{uri}: {e.message}") from None
         adapter, opts = _adapter(target, spec)
-        holder.model = adapter.model_location(resolved[uri], options=opts)
+        try:
+            if uri not in resolved:
+                resolved[uri] = resolve(uri, target=target, spec=spec)
+            holder.model = adapter.model_location(resolved[uri], options=opts)
+        except (NotFound, UsageError) as e:
+            raise SpecError.at(where, f"{uri}: {e.message}") from None
     return out, resolved
 
 

@@ -54,6 +54,10 @@ class ModelVersion:
         target: the target whose registry holds it.
         native_id: the registry's own id (model package ARN, Vertex model resource name@version,
             MLflow ``name/version``).
+        registry_status: the registry's own state of the version's files, where it reports one
+            (MLflow and Unity Catalog ``ModelVersionStatus``: ``PENDING_REGISTRATION``,
+            ``FAILED_REGISTRATION``, ``READY``); None where it reports none. Not the approval
+            ``status``: a version is served only once ``READY``.
     """
 
     name: str
@@ -65,6 +69,7 @@ class ModelVersion:
     created_at: Optional[float] = None
     target: str = ""
     native_id: str = ""
+    registry_status: Optional[str] = None
 
     @property
     def uri(self) -> str:
@@ -173,5 +178,9 @@ class ModelRegistry:
 
     def model_location(self, version: ModelVersion, *, options: Any = None) -> str:
         """Where this target's endpoints read ``version``'s artifacts from; default its ``source``
-        (the local target downloads registry-held artifacts to a directory)."""
+        (the local target downloads registry-held artifacts to a directory).
+
+        Raises:
+            UsageError: the version cannot be served (an adapter's refusal, e.g. not ``READY``).
+        """
         return version.source

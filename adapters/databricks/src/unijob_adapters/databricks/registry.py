@@ -32,6 +32,14 @@ Not chosen: ``/api/2.1/unity-catalog/models`` (databricks-sdk 0.156 ``Registered
 
 Model Serving serves a version only if its files are an MLflow model (an ``MLmodel`` file); the
 registry itself stores any files, and unijob does not check.
+
+A version's registration state is Unity Catalog's ``ModelVersionStatus`` (mlflow's
+``databricks_uc_registry_messages.proto``: ``PENDING_REGISTRATION`` while its files are being
+written, ``FAILED_REGISTRATION``, ``READY``), kept as :attr:`ModelVersion.registry_status`. Only a
+``READY`` version is served or run (:meth:`UnityCatalogRegistry.model_location` refuses the others,
+so ``plan``/``deploy``/``batch`` stop at the model field with nothing sent, as mlflow's own
+``_await_model_version_creation`` refuses a version that did not become ``READY``); a
+``FAILED_REGISTRATION`` version is never approved or aliased (its files may be partial or absent).
 """
 
 from __future__ import annotations
@@ -45,12 +53,14 @@ from typing import Any, Callable, Mapping, Optional
 
 from unijob.errors import NotFound, TargetError, UsageError
 from unijob.models.mlflow_rest import APPROVAL_TAG
-from unijob.models.types import APPROVAL_STATUSES, PENDING, ModelRegistry, ModelVersion, RegisteredModel, check_alias
+from unijob.models.types import APPROVAL_STATUSES, APPROVED, PENDING, ModelRegistry, ModelVersion, RegisteredModel, check_alias
 
 API = "/api/2.0/mlflow/unity-catalog"
 #: MLflow's switch for copying model files through the Files API (mlflow/environment_variables.py).
 FILES_API_ENV = "MLFLOW_USE_DATABRICKS_SDK_MODEL_ARTIFACTS_REPO_FOR_UC"
 _META = "unijob.meta."
+#: Unity Catalog's ModelVersionStatus values (mlflow/protos/databricks_uc_registry_messages.proto).
+READY, PENDING_REGISTRATION, FAILED_REGISTRATION = "READY", "PENDING_REGISTRATION", "FAILED_REGISTRATION"
 _PART = r"[A-Za-z0-9_-]+"
 _UC_NAME = re.compile(rf"^{_PART}\.{_PART}\.{_PART}$")
 
@@ -133,7 +143,26 @@ class UnityCatalogRegistry(ModelRegistry):
             status=tags.get(APPROVAL_TAG, PENDING), aliases=sorted(a["alias"] for a in mv.get("aliases", [])),
             metadata={k[len(_META):]: v for k, v in tags.items() if k.startswith(_META)},
             created_at=float(created) / 1000 if created else None, target="databricks",
-            native_id=f"{mv['name']}/{mv['version']}")
+            native_id=f"{mv['name']}/{mv['version']}", registry_status=mv.get("status") or None)
+
+    @staticmethod
+    def _not_ready(v: ModelVersion, doing: str, message: str = "") -> str:
+        why = {PENDING_REGISTRATION: "its files are still being written (or a registration was abandoned "
+                                     "half-way); wait for READY, or register the model again",
+               FAILED_REGISTRATION: "its registration failed, so its files may be partial or absent; register "
+                                    "the model again and use the new version"}.get(
+            v.registry_status or "", "Unity Catalog reports no READY state for it")
+        detail = f" ({message})" if message else ""
+        return (f"version {v.version} of {v.name} is {v.registry_status or 'in no known state'}{detail}, not READY: "
+                f"cannot {doing}; {why}")
+
+    def _refuse_failed(self, w: Any, name: str, version: str, doing: str) -> None:
+        """UsageError when ``version`` is FAILED_REGISTRATION (NotFound when there is none)."""
+        out = self._call(w, "GET", "model-versions/get", query={"name": name, "version": str(version)},
+                         not_found=f"no version {version} of registered model '{name}'")["model_version"]
+        v = self._version(out)
+        if v.registry_status == FAILED_REGISTRATION:
+            raise UsageError(self._not_ready(v, doing, out.get("status_message", "")))
 
     def _get(self, w: Any, name: str, version: str) -> ModelVersion:
         out = self._call(w, "GET", "model-versions/get", query={"name": name, "version": str(version)},
@@ -305,7 +334,10 @@ class UnityCatalogRegistry(ModelRegistry):
             raise UsageError(f"approval status must be one of {', '.join(APPROVAL_STATUSES)}")
         uc_name(name)
         w = self._w(options)
-        self._get(w, name, version)
+        if status == APPROVED:
+            self._refuse_failed(w, name, version, "approve it")
+        else:
+            self._get(w, name, version)
         self._call(w, "POST", "model-versions/set-tag",
                    body={"name": name, "version": str(version), "key": APPROVAL_TAG, "value": status})
         return self._get(w, name, version)
@@ -314,7 +346,7 @@ class UnityCatalogRegistry(ModelRegistry):
         uc_name(name)
         check_alias(alias)
         w = self._w(options)
-        self._get(w, name, version)
+        self._refuse_failed(w, name, version, f"point alias '{alias}' at it")
         self._call(w, "POST", "registered-models/alias", body={"name": name, "alias": alias, "version": str(version)})
         return self._get(w, name, version)
 
@@ -333,5 +365,12 @@ class UnityCatalogRegistry(ModelRegistry):
 
     def model_location(self, version: ModelVersion, *, options: Any = None) -> str:
         """``models:/catalog.schema.model/VERSION``: Model Serving serves the registered version
-        itself (``entity_name`` + ``entity_version``), never a path."""
+        itself (``entity_name`` + ``entity_version``), never a path.
+
+        Raises:
+            UsageError: the version is not ``READY`` (pending or failed registration), with its
+                state and what to do; the caller sends nothing.
+        """
+        if version.registry_status != READY:
+            raise UsageError(self._not_ready(version, "serve or run it"))
         return f"models:/{version.name}/{version.version}"
