@@ -12,6 +12,12 @@ SageMaker Python SDK 2.x). Under CI (``CI`` set) or with ``UNIJOB_SAGEMAKER3=1``
 ``.venv-sagemaker3`` (the SageMaker Python SDK 3.x, which cannot share a venv with 2.x: ~1.1 GB,
 about 6 minutes on a busy 2-core machine with a warm pip cache) for the ModelTrainer tests, which
 skip with the reason where it is missing.
+
+``test`` also installs the CPU build of PyTorch (``torch==2.13.0``) for the tests marked ``torch``,
+but only from a file pip finds with no index (``--no-index``: pip's configured ``find-links``,
+e.g. ``PIP_FIND_LINKS``), never from an index: PyPI's Linux ``torch`` is a CUDA build of several
+GB. Where no such file is found, or with ``UNIJOB_TEST_TORCH=0``, nothing is installed and those
+tests skip with the reason. Here it adds ~20 s to the first setup and ~750 MB to ``.venv``.
 """
 
 from __future__ import annotations
@@ -66,6 +72,35 @@ def ensure_sagemaker3() -> None:
     stamp.touch()
 
 
+#: The PyTorch the torch-marked tests run with: a CPU build, taken only from a local file (see above).
+TORCH = "torch==2.13.0"
+
+
+def ensure_torch() -> None:
+    """Install :data:`TORCH` into ``.venv`` from a file pip finds without an index, once; say why not.
+
+    Step 1 is ``pip install --no-index --no-deps torch==2.13.0``: it can only take a wheel from the
+    ``find-links`` folders pip is configured with, so it never downloads (a CUDA build from PyPI is
+    several GB). Step 2 installs torch's own small dependencies (sympy, networkx, ...) from the index;
+    torch itself is then already satisfied, so pip fetches no torch."""
+    stamp = VENV / f".unijob-{TORCH.replace('==', '-')}"
+    if stamp.exists():
+        return
+    if os.environ.get("UNIJOB_TEST_TORCH") == "0":
+        print("UNIJOB_TEST_TORCH=0: torch not installed; the tests marked torch skip", flush=True)
+        return
+    pip = [str(PY), "-m", "pip", "install", "--disable-pip-version-check", "-q"]
+    local = subprocess.run([*pip, "--no-index", "--no-deps", TORCH], cwd=ROOT, capture_output=True, text=True)
+    if local.returncode != 0:
+        errors = [ln for ln in local.stderr.splitlines() if ln.startswith("ERROR")] or ["pip found no file"]
+        why = errors[0]
+        print(f"{TORCH} (CPU) not installed: no local wheel found without an index ({why}); the tests "
+              "marked torch skip. Put a CPU torch wheel in a folder on PIP_FIND_LINKS to run them.", flush=True)
+        return
+    run(*pip, TORCH)  # its dependencies; torch itself is installed already
+    stamp.touch()
+
+
 def ensure(kind: str) -> None:
     """Create the venv and install what ``kind`` ('quickstart' or 'test') needs, once."""
     if sys.version_info < (3, 10):
@@ -91,6 +126,8 @@ def main(argv: list[str]) -> int:
         return 2
     cmd, rest = argv[0], argv[1:]
     ensure(cmd)
+    if cmd == "test":
+        ensure_torch()
     if cmd == "test" and (os.environ.get("CI") or os.environ.get("UNIJOB_SAGEMAKER3") == "1"):
         ensure_sagemaker3()
     env = dict(os.environ)
