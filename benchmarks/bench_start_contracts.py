@@ -195,7 +195,7 @@ def _databricks_files(plan, src: Path) -> dict[str, bytes]:
     files: dict[str, bytes] = {}
     for u in plan.uploads:
         if u.kind == "directory":
-            for rel, p in bundle.iter_source_files(u.source):
+            for rel, p in bundle.iter_source_files(u.source, u.exclude):
                 files[f"{u.destination}/{rel}"] = p.read_bytes()
         elif u.kind == "runtime-wheel":
             files[u.destination] = bundle.runtime_wheel(["databricks"]).data

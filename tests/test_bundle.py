@@ -105,3 +105,60 @@ def test_cli_writes_the_wheel(tmp_path):
     assert out.returncode == 0, out.stderr
     files = list(tmp_path.glob("unijob-*.whl"))
     assert len(files) == 1 and files[0].read_bytes() == bundle.runtime_wheel().data
+
+
+def _spec_file(tmp_path, text: str):
+    from unijob.loading import load_spec
+
+    (tmp_path / "src" / "data").mkdir(parents=True, exist_ok=True)
+    (tmp_path / "src" / "train.py").write_text("pass\n")
+    (tmp_path / "job.yaml").write_text(text)
+    return load_spec(tmp_path / "job.yaml").spec
+
+
+@pytest.mark.parametrize("fields, expected", [
+    ("output: src/out\ncheckpoint: {uri: 'file://{root}/src/ckpt/run'}\n", ("ckpt/run", "out")),
+    ("output: ./src/out/../out\n", ("out",)),                         # normalised
+    ("output: src\n", ()),                                             # the source dir itself: not skippable
+    ("output: ./elsewhere\ncheckpoint: {uri: s3://b/ck}\n", ()),       # outside it, or remote
+    ("output: src/data\ninputs: {train: src/data/train.csv}\n", ()),   # holds what the job reads
+    ("output: src/data/out\ninputs: {train: src/data}\n", ("data/out",)),
+])
+def test_local_outputs_are_the_spec_s_local_writes_inside_the_source_dir(tmp_path, fields, expected):
+    spec = _spec_file(tmp_path, "name: j\nscript: src/train.py\nsource_dir: src\n" + fields.replace("{root}", str(tmp_path)))
+    assert bundle.local_outputs(spec) == expected
+
+
+def test_a_replaced_output_still_skips_the_file_s_own(tmp_path):
+    """A caller (or a pipeline step's `with`) that moves output to a bucket: the directory the spec
+    file's local runs wrote stays out of the bundle."""
+    spec = _spec_file(tmp_path, "name: j\nscript: src/train.py\nsource_dir: src\noutput: src/out\n")
+    moved = spec.model_copy(update={"output": "s3://b/out"})
+    assert moved.output == "s3://b/out" and bundle.local_outputs(moved) == ("out",)
+
+
+def test_iter_source_files_excludes_paths_not_names(tmp_path):
+    for rel in ("out/model.pkl", "pkg/out/keep.py", "out.py", ".unijob/state.json", "a.py"):
+        (tmp_path / rel).parent.mkdir(parents=True, exist_ok=True)
+        (tmp_path / rel).write_text("x\n")
+    names = [rel for rel, _ in bundle.iter_source_files(tmp_path, ["out"])]
+    assert names == ["a.py", "out.py", "pkg/out/keep.py"]
+    assert bundle.pack_dir(tmp_path, exclude=["out"]) != bundle.pack_dir(tmp_path)
+
+
+def test_ignore_patterns_match_what_iter_source_files_skips(tmp_path):
+    """The .gitignore patterns handed to Ray select the same files (checked with Ray's own matcher
+    when Ray is installed, else the pathspec library Ray vendors)."""
+    try:
+        from ray._private.thirdparty.pathspec import PathSpec
+    except ImportError:
+        PathSpec = pytest.importorskip("pathspec").PathSpec
+    for rel in ("out/model.pkl", "pkg/out/keep.py", "we*ird [1]/x.bin", "pkg/__pycache__/m.pyc", "m.pyc",
+                ".git/HEAD", "train.py", "pkg/m.py"):
+        (tmp_path / rel).parent.mkdir(parents=True, exist_ok=True)
+        (tmp_path / rel).write_text("x\n")
+    exclude = ["out", "we*ird [1]"]
+    spec = PathSpec.from_lines("gitwildmatch", bundle.ignore_patterns(exclude))
+    everything = sorted(p.relative_to(tmp_path).as_posix() for p in tmp_path.rglob("*") if p.is_file())
+    kept = [rel for rel in everything if not spec.match_file(rel)]
+    assert kept == [rel for rel, _ in bundle.iter_source_files(tmp_path, exclude)] == ["pkg/m.py", "pkg/out/keep.py", "train.py"]

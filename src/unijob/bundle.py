@@ -11,6 +11,11 @@ submitting version and no package index is involved. The job's start command ins
 Everything here is deterministic (sorted entries, fixed timestamps, normalised modes), so equal
 inputs hash equal and content-addressed upload keys are stable across machines and retries.
 
+What a bundle leaves out is decided here and nowhere else: :data:`SKIP_DIRS` (VCS data, caches,
+virtual environments), compiled Python files, and what a local run of the spec writes inside its
+source directory (:func:`local_outputs`: ``output``, ``checkpoint.uri``, ``batch.output``), so a
+source directory after ``unijob submit -t local`` bundles byte for byte as a clean one.
+
 Wheel format: PEP 427 (binary distribution format) and PEP 376 ``RECORD``
 (https://packaging.python.org/en/latest/specifications/binary-distribution-format/, read 2026-11-29).
 """
@@ -27,11 +32,13 @@ import tarfile
 import zipfile
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Iterable, Mapping, Optional, Sequence, Union
+from typing import Any, Iterable, Mapping, Optional, Sequence, Union
 
-#: Directories never packed into a source bundle (VCS data, caches, virtual environments).
+#: Directories never packed into a source bundle (VCS data, caches, virtual environments, and
+#: ``.unijob``: the name unijob's ``.gitignore`` reserves for local state; unijob itself keeps its
+#: state under :func:`unijob.paths.home`, outside source directories).
 SKIP_DIRS = frozenset({"__pycache__", ".git", ".hg", ".svn", ".mypy_cache", ".pytest_cache", ".venv",
-                       ".tox", ".ipynb_checkpoints"})
+                       ".tox", ".ipynb_checkpoints", ".unijob"})
 
 #: Default size limit of a source directory, in bytes (100 MiB). Source bundles are uploaded on
 #: every submit whose content changed and unpacked on every node; datasets and checkpoints belong
@@ -55,11 +62,99 @@ def _skip_file(name: str) -> bool:
     return name.endswith((".pyc", ".pyo"))
 
 
-def iter_source_files(source_dir: Union[str, Path]) -> list[tuple[str, Path]]:
+def written_locations(data: Any) -> tuple[str, ...]:
+    """``output``, ``checkpoint.uri`` and ``batch.output`` of a spec file's raw data (a mapping), where
+    they are strings: the locations a local run of that file writes."""
+    if not isinstance(data, Mapping):
+        return ()
+    ck, batch = data.get("checkpoint"), data.get("batch")
+    found = [data.get("output"), ck.get("uri") if isinstance(ck, Mapping) else None,
+             batch.get("output") if isinstance(batch, Mapping) else None]
+    return tuple(w for w in found if isinstance(w, str))
+
+
+def _written_locations(spec: Any) -> list[str]:
+    """The locations a local run of ``spec``, or of the file it was read from, writes (paths or URIs)."""
+    out = [spec.output] if spec.output else []
+    if spec.checkpoint:
+        out.append(spec.checkpoint.uri)
+    if spec.batch is not None:
+        out.append(spec.batch.output)
+    return out + list(getattr(spec, "_file_writes", ()))
+
+
+def _read_locations(spec: Any) -> list[str]:
+    """The local paths and URIs ``spec`` reads (never skipped, nor any directory holding one)."""
+    out = [p for p in (spec.script, spec.requirements) if p]
+    out += list(spec.inputs.values())
+    if spec.batch is not None:
+        out += [spec.batch.input] + ([spec.batch.model] if spec.batch.model else [])
+    if spec.endpoint is not None:
+        out += [v.model for v in spec.endpoint.resolved_variants() if v.model]
+    return out
+
+
+def local_outputs(spec: Any, root: Union[str, Path, None] = None) -> tuple[str, ...]:
+    """What a local run of ``spec`` leaves inside ``root``, which a bundle of ``root`` leaves out.
+
+    The local target writes ``output``, ``checkpoint.uri`` and ``batch.output`` where they point
+    (relative paths resolve against the spec's directory, :func:`unijob.local.plan.local_path`);
+    the quickstart's ``./output`` and ``./checkpoints`` sit inside its source directory. Also counted:
+    the same fields of the spec's file as written (:func:`written_locations`, kept as
+    ``JobSpec._file_writes`` by :func:`unijob.loading.load_spec` and
+    :func:`unijob.pipeline.steps.build_spec`), for when a pipeline step's ``with`` or a caller's
+    ``model_copy`` replaced them with remote URIs: a local run of that file wrote there. The list
+    depends on the spec only, not on what exists, so the plans of a clean directory and of one after
+    a local run are equal. Not counted: what a local run of *another* spec file wrote.
+
+    Args:
+        spec: a :class:`unijob.spec.JobSpec`.
+        root: the directory being bundled; default ``spec.source_path``.
+
+    Returns:
+        sorted POSIX paths relative to ``root`` (no ``.``: a location that is ``root`` itself, or
+        outside it, is not listed), without any location holding something the spec reads (its
+        script, requirements, inputs, batch input or model, endpoint models).
+    """
+    from unijob.local.plan import local_path
+
+    base = root if root is not None else spec.source_path
+    if base is None:
+        return ()
+    try:
+        base = Path(base).resolve()
+    except (OSError, RuntimeError):
+        return ()
+
+    def resolved(locations: Iterable[str]) -> list[Path]:
+        out = []
+        for uri in locations:
+            p = local_path(spec, uri)
+            if p is None:
+                continue
+            try:
+                out.append(Path(p).resolve())
+            except (OSError, RuntimeError):
+                continue
+        return out
+
+    reads = resolved(_read_locations(spec))
+    found = set()
+    for p in resolved(_written_locations(spec)):
+        if p == base or not p.is_relative_to(base):
+            continue
+        if any(r == p or r.is_relative_to(p) for r in reads):
+            continue
+        found.add(p.relative_to(base).as_posix())
+    return tuple(sorted(found))
+
+
+def iter_source_files(source_dir: Union[str, Path], exclude: Iterable[str] = ()) -> list[tuple[str, Path]]:
     """The files of ``source_dir`` that a bundle carries, as sorted ``(posix relative path, path)``.
 
-    Skips :data:`SKIP_DIRS` and compiled Python files. Symbolic links to files are followed;
-    links to directories are not (they could leave the directory or loop).
+    Skips :data:`SKIP_DIRS`, compiled Python files, and ``exclude`` (POSIX paths relative to
+    ``source_dir``, files or whole directories; :func:`local_outputs` gives a spec's). Symbolic
+    links to files are followed; links to directories are not (they could leave the directory or loop).
 
     Raises:
         FileNotFoundError: ``source_dir`` is not a directory.
@@ -67,16 +162,34 @@ def iter_source_files(source_dir: Union[str, Path]) -> list[tuple[str, Path]]:
     root = Path(source_dir)
     if not root.is_dir():
         raise FileNotFoundError(str(root))
+    skip = frozenset(exclude)
     out: list[tuple[str, Path]] = []
     for here, dirs, files in os.walk(root):
-        dirs[:] = sorted(d for d in dirs if d not in SKIP_DIRS)
         rel = Path(here).relative_to(root)
+        dirs[:] = sorted(d for d in dirs if d not in SKIP_DIRS and (rel / d).as_posix() not in skip)
         for f in sorted(files):
             p = Path(here) / f
-            if _skip_file(f) or not p.is_file():
+            name = (rel / f).as_posix()
+            if _skip_file(f) or name in skip or not p.is_file():
                 continue
-            out.append(((rel / f).as_posix(), p))
+            out.append((name, p))
     return sorted(out)
+
+
+def ignore_patterns(exclude: Iterable[str] = ()) -> list[str]:
+    """What :func:`iter_source_files` skips, as ``.gitignore`` patterns, for a platform that packs the
+    directory itself (Ray's ``runtime_env["excludes"]``, matched with gitwildmatch, relative to the
+    directory; https://docs.ray.io/en/latest/ray-core/handling-dependencies.html, read 2026-11-30).
+
+    Returns:
+        :data:`SKIP_DIRS` names (any depth), ``*.pyc``, ``*.pyo``, then each ``exclude`` path anchored
+        at the root (``/output``), its wildcard characters escaped; sorted, so plans are stable.
+    """
+    def anchored(rel: str) -> str:
+        escaped = "".join("\\" + c if c in "\\*?[]" else c for c in rel)
+        return "/" + escaped.rstrip(" ") + ("\\ " * (len(escaped) - len(escaped.rstrip(" "))))
+
+    return sorted(SKIP_DIRS) + ["*.pyc", "*.pyo"] + sorted(anchored(r) for r in exclude)
 
 
 @dataclass(frozen=True)
@@ -103,17 +216,19 @@ def _mib(n: int) -> str:
     return f"{n / (1024 * 1024):.1f} MiB"
 
 
-def source_size(source_dir: Union[str, Path]) -> SizeReport:
+def source_size(source_dir: Union[str, Path], exclude: Iterable[str] = ()) -> SizeReport:
     """Measure what a bundle of ``source_dir`` carries (see :func:`iter_source_files`)."""
-    sizes = [(rel, p.stat().st_size) for rel, p in iter_source_files(source_dir)]
+    sizes = [(rel, p.stat().st_size) for rel, p in iter_source_files(source_dir, exclude)]
     largest = tuple(sorted(sizes, key=lambda s: (-s[1], s[0]))[:5])
     return SizeReport(sum(s for _, s in sizes), len(sizes), largest)
 
 
 def check_source_size(source_dir: Union[str, Path], *, limit: int = SOURCE_DIR_LIMIT,
                       why: str = "source bundles are uploaded on every changed submit and unpacked on "
-                                 "every node; put data in inputs (channels) and checkpoint.uri") -> SizeReport:
-    """Refuse a source directory larger than ``limit`` bytes.
+                                 "every node; put data in inputs (channels) and checkpoint.uri",
+                      exclude: Iterable[str] = ()) -> SizeReport:
+    """Refuse a source directory larger than ``limit`` bytes (what :func:`iter_source_files` with
+    ``exclude`` carries).
 
     Returns:
         the :class:`SizeReport` when within the limit.
@@ -121,7 +236,7 @@ def check_source_size(source_dir: Union[str, Path], *, limit: int = SOURCE_DIR_L
     Raises:
         SpecError: at ``source_dir`` with the size, the largest files, the limit and ``why``.
     """
-    report = source_size(source_dir)
+    report = source_size(source_dir, exclude)
     if report.total_bytes > limit:
         from unijob.errors import SpecError
 
@@ -130,13 +245,15 @@ def check_source_size(source_dir: Union[str, Path], *, limit: int = SOURCE_DIR_L
     return report
 
 
-def pack_dir(source_dir: Union[str, Path], extra: Optional[Mapping[str, Union[bytes, Path]]] = None) -> bytes:
+def pack_dir(source_dir: Union[str, Path], extra: Optional[Mapping[str, Union[bytes, Path]]] = None, *,
+             exclude: Iterable[str] = ()) -> bytes:
     """A deterministic gzip tarball of ``source_dir`` (entries relative to it), plus ``extra`` files.
 
     Args:
         source_dir: the directory to pack (see :func:`iter_source_files` for what is skipped).
         extra: archive name -> bytes or a file to read; replaces a packed file of the same name
             (e.g. ``requirements.txt`` from outside the directory, or the runtime wheel).
+        exclude: relative paths left out (:func:`local_outputs` of the spec).
 
     Returns:
         the ``.tar.gz`` bytes: PAX format, entries sorted, mtimes 0, owner 0/0, modes 0o755 for
@@ -145,7 +262,7 @@ def pack_dir(source_dir: Union[str, Path], extra: Optional[Mapping[str, Union[by
     Raises:
         FileNotFoundError: ``source_dir`` does not exist.
     """
-    files: dict[str, Union[bytes, Path]] = dict(iter_source_files(source_dir))
+    files: dict[str, Union[bytes, Path]] = dict(iter_source_files(source_dir, exclude))
     for name, content in (extra or {}).items():
         files[name] = content
     dirs = sorted({"/".join(n.split("/")[:i]) for n in files for i in range(1, n.count("/") + 1)})

@@ -35,7 +35,7 @@ import enum
 from dataclasses import asdict, dataclass, field
 from typing import Any, ClassVar, Iterator, Mapping, Optional
 
-from pydantic import BaseModel, ConfigDict
+from pydantic import BaseModel, ConfigDict, Field
 
 from unijob.errors import Readiness
 from unijob.models.types import ModelRegistry
@@ -95,6 +95,10 @@ class Upload(BaseModel):
             entries, zeroed mtimes, so the content hash is stable).
         destination: the remote URI, usually content-addressed (``.../<sha256>/sourcedir.tar.gz``).
         sha256: hex digest of what will be uploaded.
+        kind: ``"file"``, ``"directory"``, ``"sourcedir"``, ``"runtime-wheel"``... (per target).
+        exclude: for a directory, the POSIX paths relative to it that the upload leaves out: what a
+            local run of the spec writes there (:func:`unijob.bundle.local_outputs`), so ``submit``
+            packs the same bytes as the plan whether or not a local run happened in between.
     """
 
     model_config = ConfigDict(extra="forbid", defer_build=True)  # completed by modelcache at the end
@@ -103,6 +107,7 @@ class Upload(BaseModel):
     destination: str
     sha256: Optional[str] = None
     kind: str = "file"
+    exclude: list[str] = Field(default_factory=list)
 
 
 class PlanResources(BaseModel):

@@ -24,6 +24,7 @@ from typing import Any, Sequence
 import yaml
 from pydantic import BaseModel, ValidationError
 
+from unijob.bundle import written_locations
 from unijob.errors import SpecError, SpecIssue
 from unijob.spec import JobSpec
 
@@ -382,6 +383,7 @@ def load_spec(path: str | Path, *, check_targets: bool = True, check_paths: bool
     except ValidationError as e:
         raise SpecError(issues_from_validation(e)).locate(loaded.locate) from None
     spec._source_file = p.resolve()
+    spec._file_writes = written_locations(data)  # kept by model_copy, when a caller replaces output
     loaded.spec = spec
     if check_targets:
         validate_targets(spec, locate=loaded.locate)

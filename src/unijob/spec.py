@@ -203,6 +203,10 @@ class JobSpec(_Model):
 
     _base_dir: Path = PrivateAttr(default_factory=Path.cwd)
     _source_file: Optional[Path] = PrivateAttr(default=None)
+    # output / checkpoint.uri / batch.output of the spec's file as written, where a pipeline step's
+    # ``with`` replaced them (set by unijob.pipeline.steps.build_spec): a local run of that file wrote
+    # there, so bundles leave them out too (unijob.bundle.local_outputs).
+    _file_writes: tuple[str, ...] = PrivateAttr(default=())
 
     # ---- validators -------------------------------------------------------------------------
 

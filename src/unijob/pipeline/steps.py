@@ -56,15 +56,18 @@ def build_spec(step: Step, base_dir: Path, lookup: Lookup, run_id: str,
     """
     from pydantic import ValidationError
 
+    from unijob.bundle import written_locations
     from unijob.errors import SpecError
     from unijob.loading import issues_from_validation, parse_yaml, read_spec_text
     from unijob.spec import JobSpec
 
     value = step.section(step.kind)
+    file_writes: tuple[str, ...] = ()
     if isinstance(value, str):
         path = Path(value) if Path(value).is_absolute() else base_dir / value
         data, _ = parse_yaml(read_spec_text(path), str(path))
         spec_dir = path.parent.resolve()
+        file_writes = written_locations(data)
     else:
         data, spec_dir = dict(value), base_dir
     if targets:
@@ -76,7 +79,9 @@ def build_spec(step: Step, base_dir: Path, lookup: Lookup, run_id: str,
         issues = issues_from_validation(e)
         raise SpecError.at(("steps", step.name, step.kind),
                            f"step '{step.name}': " + "; ".join(f"{'.'.join(map(str, i.loc))}: {i.message}" for i in issues)) from None
+    spec._file_writes = file_writes
     return spec
+
 
 
 def job_outputs(job: Any) -> dict[str, Any]:

@@ -84,3 +84,29 @@ def trained_quickstart(example: os.PathLike, dest: os.PathLike, *, epochs: int =
     out = subprocess.run([sys.executable, "train.py"], cwd=base, env=env, capture_output=True, text=True, timeout=300)
     assert out.returncode == 0, out.stdout + out.stderr
     return base
+
+
+def local_run_leftovers(example: os.PathLike, *, mib: int = 2) -> list[Path]:
+    """Write into ``example`` (a copy of examples/quickstart) what a local run leaves there: ``output/``
+    (``model.pkl`` of ``mib`` MiB, ``metrics.json``), ``checkpoints/<job id>/`` (two checkpoints of
+    ``mib`` MiB each) and the ``__pycache__`` a local endpoint's import of ``serve.py`` writes.
+    Contents are seeded pseudo-random bytes (incompressible, as a pickled model is), so a bundle that
+    carries them is visibly larger. Returns the paths written."""
+    import random
+
+    base = Path(example)
+    rng = random.Random(7)
+    files = {
+        "output/model.pkl": rng.randbytes(mib << 20),
+        "output/metrics.json": b'{"accuracy": 0.97}\n',
+        "checkpoints/quickstart-1a2b3c4d/ckpt-000019/state.pkl": rng.randbytes(mib << 20),
+        "checkpoints/quickstart-1a2b3c4d/ckpt-000020/state.pkl": rng.randbytes(mib << 20),
+        "__pycache__/serve.cpython-311.pyc": rng.randbytes(4096),
+    }
+    written = []
+    for rel, data in files.items():
+        p = base / rel
+        p.parent.mkdir(parents=True, exist_ok=True)
+        p.write_bytes(data)
+        written.append(p)
+    return written

@@ -33,12 +33,12 @@ import re
 from pathlib import Path
 from typing import Any
 
-from unijob.bundle import runtime_wheel
+from unijob.bundle import iter_source_files, local_outputs, runtime_wheel
 from unijob.contract import NativeRequest, Plan, PlanResources, Upload
 from unijob.errors import SpecError
 
 from .options import DatabricksOptions
-from .plan import (RUNTIME_DIR, SUBMIT_API, TARGET, TASK_KEY, _requirements, _source_files, check_submit_body,
+from .plan import (RUNTIME_DIR, SUBMIT_API, TARGET, TASK_KEY, _requirements, check_submit_body,
                    job_cluster, names, sdk, source_digest)
 from .runtime_env import local_path
 
@@ -150,9 +150,10 @@ def plan_batch(spec: Any, submission_id: str, opts: DatabricksOptions) -> Plan:
     warnings = [w for w in warnings if "checkpoint.uri" not in w]  # a batch has no checkpoint: Spark retries lost tasks
 
     task_hash = hashlib.sha256(task_path().read_bytes()).hexdigest()
-    digest = hashlib.sha256(f"{source_digest(base)}\n{task_hash}".encode()).hexdigest()
+    skip = local_outputs(spec, base)
+    digest = hashlib.sha256(f"{source_digest(base, skip)}\n{task_hash}".encode()).hexdigest()
     dest = f"{opts.upload_dir}/{spec.name}/{digest[:16]}"
-    uploads = [Upload(source=str(base), destination=dest, sha256=digest, kind="directory"),
+    uploads = [Upload(source=str(base), destination=dest, sha256=digest, kind="directory", exclude=list(skip)),
                Upload(source=str(task_path()), destination=f"{dest}/{TASK_NAME}", sha256=task_hash)]
     model = _model(spec, base, dest, opts, uploads, warnings)
     libraries = [compute.Library(pypi=compute.PythonPyPiLibrary(package=p)) for p in _requirements(runner_spec)]
@@ -222,7 +223,7 @@ def _model(spec: Any, base: Path, dest: str, opts: DatabricksOptions, uploads: l
         return dest if rel == "." else f"{dest}/{rel}"
     if path.is_dir():
         h = hashlib.sha256()
-        for rel_name, p in _source_files(path):
+        for rel_name, p in iter_source_files(path):
             h.update(rel_name.encode() + b"\0" + hashlib.sha256(p.read_bytes()).digest())
         digest = h.hexdigest()
         target = f"{opts.upload_dir}/{spec.name}/model-{digest[:16]}"

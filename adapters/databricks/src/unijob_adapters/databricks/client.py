@@ -28,7 +28,7 @@ from typing import Any, Iterator, Optional
 from unijob.contract import JobState, JobStatus, Plan, Upload
 from unijob.errors import NotFound, NotReady, SpecError, TargetError, UsageError
 
-from .plan import LAUNCHER_NAME, _source_files
+from .plan import LAUNCHER_NAME
 
 HOST_LOC = ("targets", "databricks", "host")
 _LIFECYCLE = {"QUEUED": JobState.QUEUED, "PENDING": JobState.QUEUED, "BLOCKED": JobState.QUEUED,
@@ -162,7 +162,9 @@ def upload(w, up: Upload) -> list[str]:
         return [up.destination]
     if up.kind == "directory":
         dirs = {up.destination}
-        files = _source_files(src)
+        from unijob.bundle import iter_source_files
+
+        files = iter_source_files(src, up.exclude)
         for rel, _ in files:
             parent = f"{up.destination}/{rel}".rsplit("/", 1)[0]
             dirs.add(parent)

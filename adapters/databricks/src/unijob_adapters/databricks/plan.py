@@ -43,11 +43,10 @@ from __future__ import annotations
 
 import hashlib
 import json
-import os
 from pathlib import Path
-from typing import Any
+from typing import Any, Sequence
 
-from unijob.bundle import runtime_wheel
+from unijob.bundle import iter_source_files, local_outputs, runtime_wheel
 from unijob.contract import NativeRequest, Plan, PlanResources, Upload
 from unijob.errors import NotReady, SpecError
 
@@ -62,7 +61,6 @@ LAUNCHER_NAME = "_unijob_launcher.py"
 TASK_KEY = "main"
 #: Workspace API import limit per file (Databricks "Workspace files" docs: 10 MB via import; 2026-11).
 WORKSPACE_FILE_LIMIT = 10 * 1024 * 1024
-_SKIP_DIRS = {"__pycache__", ".git", ".venv", ".mypy_cache", ".pytest_cache"}
 
 #: How each cloud spells the spot policies (Clusters API availability enums).
 AVAILABILITY = {
@@ -204,27 +202,16 @@ def _env(spec, run_name: str, opts: DatabricksOptions) -> dict[str, str]:
     return env
 
 
-def _source_files(root: Path) -> list[tuple[str, Path]]:
-    out = []
-    for dirpath, dirnames, filenames in os.walk(root):
-        dirnames[:] = sorted(d for d in dirnames if d not in _SKIP_DIRS)
-        for f in sorted(filenames):
-            p = Path(dirpath) / f
-            if f.endswith(".pyc") or not p.is_file():  # a named pipe or a symlink loop cannot be read
-                continue
-            out.append((p.relative_to(root).as_posix(), p))
-    return sorted(out)
-
-
 def launcher_path() -> Path:
     """The launcher file unijob ships to the cluster."""
     return Path(__file__).with_name("launcher.py")
 
 
-def source_digest(root: Path) -> str:
-    """sha256 (hex) over the source dir's files (sorted relative paths and contents) and the launcher."""
+def source_digest(root: Path, exclude: Sequence[str] = ()) -> str:
+    """sha256 (hex) over the source dir's files (sorted relative paths and contents; what
+    :func:`unijob.bundle.iter_source_files` with ``exclude`` carries) and the launcher."""
     h = hashlib.sha256()
-    for rel, p in _source_files(root):
+    for rel, p in iter_source_files(root, exclude):
         h.update(rel.encode() + b"\0" + hashlib.sha256(p.read_bytes()).digest())
     h.update(b"launcher\0" + hashlib.sha256(launcher_path().read_bytes()).digest())
     return h.hexdigest()
@@ -362,10 +349,11 @@ def build_job_plan(spec, submission_id: str, opts: DatabricksOptions) -> Plan:
         notes.append("container job on Databricks Container Services: the launcher execs command + args on the driver")
     else:
         src = spec.source_path
-        digest = source_digest(src)
+        skip = local_outputs(spec, src)
+        digest = source_digest(src, skip)
         dest = f"{opts.upload_dir}/{spec.name}/{digest[:16]}"
-        uploads.append(Upload(source=str(src), destination=dest, sha256=digest, kind="directory"))
-        big = [rel for rel, p in _source_files(src) if p.stat().st_size > WORKSPACE_FILE_LIMIT]
+        uploads.append(Upload(source=str(src), destination=dest, sha256=digest, kind="directory", exclude=list(skip)))
+        big = [rel for rel, p in iter_source_files(src, skip) if p.stat().st_size > WORKSPACE_FILE_LIMIT]
         if big and not opts.upload_dir.startswith("/Volumes/"):
             warnings.append(f"{', '.join(big)} exceed the workspace import limit of 10 MB per file; "
                             "set targets.databricks.upload_dir to a /Volumes/... path")

@@ -95,7 +95,7 @@ def build(spec: Any, submission_id: str, opts: KubernetesOptions, target: str = 
     if b.handler:
         root = spec.resolve_path(spec.source_dir) if spec.source_dir else spec.base_dir
         try:
-            configmap, items = _source_configmap(_Code(root), name, ns, lbls, wheel)
+            configmap, items = _source_configmap(spec, name, ns, lbls, wheel, root=Path(root))
         except SpecError as e:
             raise SpecError.at(("source_dir",) if spec.source_dir else ("batch", "handler"), e.issues[0].message) from None
         notes.append(f"handler {b.handler}: {Path(root).name}/ and the runtime wheel ship as ConfigMap "
@@ -205,13 +205,6 @@ def build(spec: Any, submission_id: str, opts: KubernetesOptions, target: str = 
         extra={"namespace": ns, "context": opts.context, "kubeconfig": opts.kubeconfig, "api": "job",
                "gang": opts.gang, "nodes": b.replicas, "processes_per_node": 1, "instance_family": family,
                "pod_selector": f"{JOB_NAME_LABEL}={name}", "log_tag": "shard"})
-
-
-class _Code:
-    """What :func:`unijob_adapters.kubernetes.plan._source_configmap` reads of a spec: the folder to ship."""
-
-    def __init__(self, root: Path) -> None:
-        self.source_path = Path(root)
 
 
 class _Shape:

@@ -350,24 +350,28 @@ def _launch(argv: list[str], nodes: int, nproc: int) -> list[str]:
 
 
 def _source_configmap(spec: Any, name: str, ns: Optional[str], lbls: dict[str, str],
-                      wheel: Any) -> tuple[dict[str, Any], list[dict[str, str]]]:
-    """The ConfigMap carrying ``source_dir`` (text files in ``data``, others base64 in ``binaryData``)
-    and the runtime wheel (``binaryData[RUNTIME_WHEEL_KEY]``, mounted at ``RUNTIME_WHEEL_DIR/<file>``).
+                      wheel: Any, root: Optional[Path] = None) -> tuple[dict[str, Any], list[dict[str, str]]]:
+    """The ConfigMap carrying ``root`` (default ``spec.source_path``; text files in ``data``, others
+    base64 in ``binaryData``) less what a local run of ``spec`` left there
+    (:func:`unijob.bundle.local_outputs`), and the runtime wheel (``binaryData[RUNTIME_WHEEL_KEY]``,
+    mounted at ``RUNTIME_WHEEL_DIR/<file>``).
 
     Raises:
         SpecError: at ``source_dir`` when it cannot fit: checked first on the files' sizes
             (:func:`unijob.bundle.check_source_size`, with the largest files), then on the object as
             stored (base64 grows binary files by 4/3).
     """
-    from unijob.bundle import check_source_size, iter_source_files
+    from unijob.bundle import check_source_size, iter_source_files, local_outputs
 
-    root = spec.source_path
+    root = root if root is not None else spec.source_path
+    skip = local_outputs(spec, root)
     wheel_b64 = base64.b64encode(wheel.data).decode()
-    check_source_size(root, limit=CONFIGMAP_LIMIT - len(wheel_b64) - CONFIGMAP_OVERHEAD, why=CONFIGMAP_WHY)
+    check_source_size(root, limit=CONFIGMAP_LIMIT - len(wheel_b64) - CONFIGMAP_OVERHEAD, why=CONFIGMAP_WHY,
+                      exclude=skip)
     data: dict[str, str] = {}
     binary: dict[str, str] = {RUNTIME_WHEEL_KEY: wheel_b64}
     items: list[dict[str, str]] = []
-    for i, (rel, p) in enumerate(iter_source_files(root)):
+    for i, (rel, p) in enumerate(iter_source_files(root, skip)):
         key = f"f{i:04d}-" + re.sub(r"[^-._a-zA-Z0-9]", "_", rel)[-200:]
         raw = p.read_bytes()
         try:
@@ -382,7 +386,7 @@ def _source_configmap(spec: Any, name: str, ns: Optional[str], lbls: dict[str, s
     if size > CONFIGMAP_LIMIT:
         from unijob.bundle import source_size
 
-        raise SpecError.at(("source_dir",), f"the source directory {root} ({source_size(root).describe()}) makes a "
+        raise SpecError.at(("source_dir",), f"the source directory {root} ({source_size(root, skip).describe()}) makes a "
                                             f"ConfigMap of {size / 1048576:.2f} MiB with the runtime wheel and base64 "
                                             f"encoding; the limit is 1.0 MiB ({CONFIGMAP_WHY})")
     return body, items

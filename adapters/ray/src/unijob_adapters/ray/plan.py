@@ -14,6 +14,9 @@ The request (``ray.job_submission.JobSubmissionClient.submit_job`` keyword argum
                           "Environment Dependencies": "The specified directory ... must be less than 500 MiB")
       py_modules          [the gang launcher package (unijob_ray_gang), carrying unijob's runtime wheel: each
                           node agent installs it once per node and wheel (pip --no-deps --no-index --target)]
+      excludes            what unijob's bundles leave out, as .gitignore patterns (unijob.bundle.ignore_patterns:
+                          caches, virtual environments, and the spec's local output/checkpoint directories, so
+                          what a local run left in the source directory is not uploaded)
       pip                 the lines of ``requirements`` (Ray installs them in a virtualenv per job)
       env_vars            unijob's env contract (UNIJOB_*), the spec's env
     entrypoint_num_cpus   targets.ray.entrypoint_num_cpus (0: the launcher stays on the head node)
@@ -125,7 +128,8 @@ def build(spec: Any, submission_id: str, opts: RayOptions, target: str = "ray") 
     name = native_name(spec.name, submission_id)
     notes: list[str] = []
     warnings: list[str] = []
-    bundle.check_source_size(spec.source_path, limit=WORKING_DIR_LIMIT,
+    skip = bundle.local_outputs(spec)
+    bundle.check_source_size(spec.source_path, limit=WORKING_DIR_LIMIT, exclude=skip,
                              why="Ray uploads working_dir to the cluster and refuses more than 500 MiB")
     wheel = bundle.runtime_wheel([target])
     launcher = launcher_dir(launcher_files(wheel))
@@ -144,8 +148,9 @@ def build(spec: Any, submission_id: str, opts: RayOptions, target: str = "ray") 
                                                     spec.script_relpath, *spec.args])
 
     env = _env(spec, name)
+    # Ray packs working_dir itself: excludes are unijob's bundle rules (caches, what a local run left)
     runtime_env: dict[str, Any] = {"working_dir": str(spec.source_path), "py_modules": [str(launcher)],
-                                   "env_vars": env}
+                                   "excludes": bundle.ignore_patterns(skip), "env_vars": env}
     if spec.requirements:
         lines = [ln.strip() for ln in spec.resolve_path(spec.requirements).read_text().splitlines()]
         runtime_env["pip"] = [ln for ln in lines if ln and not ln.startswith("#")]

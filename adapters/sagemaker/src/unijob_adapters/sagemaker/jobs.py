@@ -73,7 +73,7 @@ def upload(plan: Plan) -> None:
     for up in plan.uploads:
         if up.kind == "runtime-wheel":  # travels inside sourcedir.tar.gz
             continue
-        blob = sourcedir.pack(up.source, plan.extra.get("requirements"))
+        blob = sourcedir.pack(up.source, plan.extra.get("requirements"), exclude=up.exclude)
         if up.sha256 and sourcedir.sha256(blob) != up.sha256:
             raise UsageError(f"{up.source} changed since the plan was made; plan again")
         bucket, key = _s3_split(up.destination)
@@ -132,7 +132,7 @@ def dry_run(plan: Plan) -> None:
     for up in plan.uploads:
         if up.kind == "runtime-wheel":  # travels inside sourcedir.tar.gz
             continue
-        blob = sourcedir.pack(up.source, plan.extra.get("requirements"))
+        blob = sourcedir.pack(up.source, plan.extra.get("requirements"), exclude=up.exclude)
         if up.sha256 and sourcedir.sha256(blob) != up.sha256:
             raise UsageError(f"{up.source} changed since the plan was made; plan again")
 

@@ -217,16 +217,17 @@ def build(spec: Any, submission_id: str, opts: SageMakerOptions) -> Plan:
         code_bucket = opts.code_bucket or urlparse(output).netloc
         src = spec.source_path
         req = spec.resolve_path(spec.requirements) if spec.requirements else None
+        skip = bundle.local_outputs(spec, src)
         try:
-            bundle.check_source_size(src)
+            bundle.check_source_size(src, exclude=skip)
             wheel = bundle.runtime_wheel(sourcedir.WHEEL_TARGETS)
-            blob = sourcedir.pack(src, req, wheel)
+            blob = sourcedir.pack(src, req, wheel, exclude=skip)
         except FileNotFoundError:
             raise SpecError.at(("source_dir",), f"no such directory: {src}") from None
         digest = sourcedir.sha256(blob)
         prefix = opts.code_prefix.strip("/")
         dest = f"s3://{code_bucket}/{prefix + '/' if prefix else ''}{digest}/sourcedir.tar.gz"
-        uploads.append(Upload(source=str(src), destination=dest, sha256=digest, kind="sourcedir"))
+        uploads.append(Upload(source=str(src), destination=dest, sha256=digest, kind="sourcedir", exclude=list(skip)))
         # Listed for review; it travels inside sourcedir.tar.gz (not uploaded on its own).
         uploads.append(Upload(source=wheel.filename, destination=f"{dest}#{wheel.filename}", sha256=wheel.sha256,
                               kind="runtime-wheel"))

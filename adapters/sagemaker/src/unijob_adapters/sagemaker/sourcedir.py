@@ -19,7 +19,7 @@ source root, which the toolkit would install anyway) followed by the wheel line.
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Optional
+from typing import Optional, Sequence
 
 from unijob import bundle
 
@@ -41,13 +41,15 @@ def requirements_text(source_dir: Path, requirements: Optional[Path], wheel_file
 
 
 def pack(source_dir: Path, requirements: Optional[Path] = None,
-         wheel: Optional[bundle.RuntimeWheel] = None) -> bytes:
+         wheel: Optional[bundle.RuntimeWheel] = None, exclude: Sequence[str] = ()) -> bytes:
     """The ``sourcedir.tar.gz`` bytes (see the module docstring).
 
     Args:
         source_dir: the script's directory.
         requirements: the spec's requirements file (anywhere under the spec's directory), or None.
         wheel: the runtime wheel (default: :func:`unijob.bundle.runtime_wheel` for SageMaker).
+        exclude: paths under ``source_dir`` left out (:func:`unijob.bundle.local_outputs`, the
+            plan's ``Upload.exclude``).
 
     Raises:
         FileNotFoundError: ``source_dir`` does not exist.
@@ -58,7 +60,7 @@ def pack(source_dir: Path, requirements: Optional[Path] = None,
     wheel = wheel or bundle.runtime_wheel(WHEEL_TARGETS)
     extra = {wheel.filename: wheel.data,
              "requirements.txt": requirements_text(source_dir, requirements, wheel.filename)}
-    return bundle.pack_dir(source_dir, extra)
+    return bundle.pack_dir(source_dir, extra, exclude=exclude)
 
 
 def sha256(data: bytes) -> str:

@@ -191,7 +191,7 @@ class SlurmAdapter(Adapter):
                                  f"test -f {shpath(wheel_up.destination)} && echo wheel; true")
         have = set(out.split())
         if "src" not in have:
-            tarball = bundle.pack_dir(src.source, self._plan_extra_files(plan))
+            tarball = bundle.pack_dir(src.source, self._plan_extra_files(plan), exclude=src.exclude)
             if bundle.sha256(tarball) != src.sha256:
                 raise TargetError(f"the source directory {src.source} changed since it was planned; plan again")
             dest = shpath(src.destination)

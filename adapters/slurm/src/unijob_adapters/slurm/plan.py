@@ -97,14 +97,15 @@ def build(spec: Any, submission_id: str, opts: SlurmOptions, target: str = "slur
     job_dir = f"{staging}/jobs/{name}"
 
     # ---- what submit stages ---------------------------------------------------------------------
-    bundle.check_source_size(spec.source_path)
+    skip = bundle.local_outputs(spec)
+    bundle.check_source_size(spec.source_path, exclude=skip)
     extra: dict[str, Any] = {}
     req_rel = None
     if spec.requirements:
         req_path = spec.resolve_path(spec.requirements)
         extra[REQUIREMENTS_NAME] = req_path
         req_rel = REQUIREMENTS_NAME
-    tarball = bundle.pack_dir(spec.source_path, extra)
+    tarball = bundle.pack_dir(spec.source_path, extra, exclude=skip)
     src_sha = bundle.sha256(tarball)
     wheel = bundle.runtime_wheel([target])
     site_key = wheel.sha256[:16]
@@ -112,7 +113,8 @@ def build(spec: Any, submission_id: str, opts: SlurmOptions, target: str = "slur
     if req_rel:
         env_key = hashlib.sha256(opts.python.encode() + b"\0" + Path(extra[REQUIREMENTS_NAME]).read_bytes()).hexdigest()[:16]
     uploads = [
-        Upload(source=str(spec.source_path), destination=f"{staging}/src/{src_sha}", sha256=src_sha, kind="directory"),
+        Upload(source=str(spec.source_path), destination=f"{staging}/src/{src_sha}", sha256=src_sha, kind="directory",
+               exclude=list(skip)),
         Upload(source=f"unijob runtime wheel {wheel.version}", destination=f"{staging}/wheels/{wheel.filename}",
                sha256=wheel.sha256, kind="file"),
     ]

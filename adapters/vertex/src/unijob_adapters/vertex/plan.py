@@ -26,7 +26,7 @@ import hashlib
 import json
 import shlex
 from pathlib import Path
-from typing import Any
+from typing import Any, Sequence
 
 from unijob.contract import NativeRequest, Plan, PlanResources, Upload
 from unijob.errors import SpecError
@@ -67,10 +67,10 @@ WHEEL_TARGETS = ("vertex",)
 SRC_DIR = "/tmp/unijob-src"
 
 
-def pack_source(src: Path, wheel: Any = None) -> bytes:
-    """The bundle of a script job: ``src`` plus unijob's runtime wheel at its root, as a
-    deterministic gzip tarball (:func:`unijob.bundle.pack_dir`): equal trees give equal bytes, so
-    the sha256 names the content.
+def pack_source(src: Path, wheel: Any = None, exclude: Sequence[str] = ()) -> bytes:
+    """The bundle of a script job: ``src`` (less ``exclude``, :func:`unijob.bundle.local_outputs`)
+    plus unijob's runtime wheel at its root, as a deterministic gzip tarball
+    (:func:`unijob.bundle.pack_dir`): equal trees give equal bytes, so the sha256 names the content.
 
     Raises:
         FileNotFoundError: ``src`` is not a directory.
@@ -78,7 +78,7 @@ def pack_source(src: Path, wheel: Any = None) -> bytes:
     from unijob import bundle
 
     wheel = wheel or bundle.runtime_wheel(WHEEL_TARGETS)
-    return bundle.pack_dir(src, {wheel.filename: wheel.data})
+    return bundle.pack_dir(src, {wheel.filename: wheel.data}, exclude=exclude)
 
 
 def _is_local(uri: str) -> bool:
@@ -233,15 +233,17 @@ def build_job_plan(spec: Any, submission_id: str, opts: VertexOptions) -> Plan:
     else:
         from unijob import bundle
 
+        skip = bundle.local_outputs(spec)
         try:
-            bundle.check_source_size(spec.source_path)
+            bundle.check_source_size(spec.source_path, exclude=skip)
         except FileNotFoundError:
             raise SpecError.at(("source_dir",), f"no such directory: {spec.source_path}") from None
         wheel = bundle.runtime_wheel(WHEEL_TARGETS)
-        data = pack_source(spec.source_path, wheel)
+        data = pack_source(spec.source_path, wheel, skip)
         digest = hashlib.sha256(data).hexdigest()
         dest = f"{_staging(opts, spec)}/unijob/src/{digest}/sourcedir.tar.gz"
-        uploads.append(Upload(source=str(spec.source_path), destination=dest, sha256=digest, kind="sourcedir"))
+        uploads.append(Upload(source=str(spec.source_path), destination=dest, sha256=digest, kind="sourcedir",
+                              exclude=list(skip)))
         uploads.append(Upload(source=wheel.filename, destination=f"{dest}#{wheel.filename}", sha256=wheel.sha256,
                               kind="runtime-wheel"))
         image, sub_note = _script_image(spec, machine)
@@ -342,7 +344,7 @@ def source_bytes(plan_upload: Upload) -> bytes:
     Raises:
         SpecError: the source changed since the plan (its sha256 differs).
     """
-    data = pack_source(Path(plan_upload.source))
+    data = pack_source(Path(plan_upload.source), exclude=plan_upload.exclude)
     digest = hashlib.sha256(data).hexdigest()
     if plan_upload.sha256 and digest != plan_upload.sha256:
         raise SpecError.at(("source_dir",), "the source directory changed after the plan was made; plan again")
