@@ -105,3 +105,13 @@ def test_a_local_run_between_plan_and_submit_changes_nothing(tmp_path):
     (root / "train.py").write_text((root / "train.py").read_text() + "\n# edited\n")
     with pytest.raises(unijob.errors.SpecError, match="changed after the plan"):
         source_bytes(up)
+
+
+def test_unijob_plan_says_what_it_leaves_out(tmp_path, capsys):
+    pytest.importorskip("unijob_adapters.slurm")
+    from unijob.cli import main
+
+    root = _copy(tmp_path / "qs", True)
+    (root / "job.yaml").write_text((root / "job.yaml").read_text() + "targets: {slurm: {spot_partition: preempt}}\n")
+    assert main(["plan", str(root / "job.yaml"), "-t", "slurm"]) == 0
+    assert "(leaving out what a local run writes there: checkpoints, output)" in capsys.readouterr().out

@@ -42,7 +42,8 @@ def render_plan(plan: "Plan", fmt: str) -> str:
         + (f", region {res.region}" if res.region else ""),
     ]
     for u in plan.uploads:
-        lines.append(f"upload:     {u.source} -> {u.destination}")
+        left_out = f" (leaving out what a local run writes there: {', '.join(u.exclude)})" if u.exclude else ""
+        lines.append(f"upload:     {u.source} -> {u.destination}{left_out}")
     for n in plan.notes:
         lines.append(f"note:       {n}")
     for r in plan.requests:
