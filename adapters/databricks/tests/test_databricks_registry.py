@@ -332,9 +332,9 @@ def test_a_version_that_is_not_ready_is_never_served(dbx_env, fake, quickstart, 
     models.alias(NAME, pending, "champion", target="databricks")  # a pending version may be aliased
     spec = tmp_path / "endpoint.yaml"
     cases = [(f"models:/{NAME}@champion", "version 2 of main.ml.digits is PENDING_REGISTRATION, not READY: "
-                                           "cannot serve or run it; its files are still being written", "wait for READY"),
+              "cannot serve or run it; its files are still being written", "wait for READY"),
              (f"models:/{NAME}/{failed}", "version 3 of main.ml.digits is FAILED_REGISTRATION, not READY: "
-                                          "cannot serve or run it; its registration failed", "register the model again")]
+              "cannot serve or run it; its registration failed", "register the model again")]
     for current, says, hint in cases:
         spec.write_text(textwrap.dedent(ENDPOINT.format(current=current)))
         with pytest.raises(SpecError) as e:

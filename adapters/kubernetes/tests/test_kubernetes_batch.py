@@ -284,9 +284,9 @@ def _k8s_s3_run(adapter, fake, python, digits: Path, tmp_path: Path, s3: str, bu
     shutil.copy(digits / "serve.py", proj / "serve.py")
     (proj / "batch.yaml").write_text(yaml.safe_dump({
         "name": "digits-batch",
-        "batch": {"handler": "serve.py:Digits", "model": "s3://acme-ml/models/digits", "input": "s3://acme-ml/data/digits",
-                  "output": "s3://acme-predictions/predictions", "replicas": 2, "instances_per_request": 50,
-                  "max_error_fraction": budget},
+        "batch": {"handler": "serve.py:Digits", "model": "s3://acme-ml/models/digits",
+                  "input": "s3://acme-ml/data/digits", "output": "s3://acme-predictions/predictions", "replicas": 2,
+                  "instances_per_request": 50, "max_error_fraction": budget},
         "env": {"AWS_ENDPOINT_URL": s3, "AWS_DEFAULT_REGION": REGION},
         "secrets": {"AWS_ACCESS_KEY_ID": "k8s-secret://s3-credentials/access-key-id",
                     "AWS_SECRET_ACCESS_KEY": "k8s-secret://s3-credentials/secret-access-key"},

@@ -53,7 +53,8 @@ from typing import Any, Callable, Mapping, Optional
 
 from unijob.errors import NotFound, TargetError, UsageError
 from unijob.models.mlflow_rest import APPROVAL_TAG
-from unijob.models.types import APPROVAL_STATUSES, APPROVED, PENDING, ModelRegistry, ModelVersion, RegisteredModel, check_alias
+from unijob.models.types import (APPROVAL_STATUSES, APPROVED, PENDING, ModelRegistry, ModelVersion, RegisteredModel,
+                                 check_alias)
 
 API = "/api/2.0/mlflow/unity-catalog"
 #: MLflow's switch for copying model files through the Files API (mlflow/environment_variables.py).
