@@ -25,13 +25,45 @@ def _importlib(group):
     return tuple((ep.name, ep.value) for ep in metadata.entry_points(group=group))
 
 
-def test_every_installed_group_matches_importlib_metadata(fresh):
-    groups = {ep.group for dist in metadata.distributions() for ep in dist.entry_points}
-    assert {"unijob.adapters", "console_scripts"} <= groups
-    assert registry._fast_scan_applies()
-    for group in sorted(groups) + ["no.such.group"]:
-        assert registry.entry_points(group) == _importlib(group), group
-    assert "local" in registry.names()
+SAME_AS_IMPORTLIB = """
+import sys
+from importlib import metadata
+from unijob import registry
+
+groups = {ep.group for dist in metadata.distributions() for ep in dist.entry_points}
+assert {"unijob.adapters", "console_scripts"} <= groups, groups
+assert registry._fast_scan_applies()
+for group in sorted(groups) + ["no.such.group"]:
+    mine = registry.entry_points(group)
+    theirs = tuple((ep.name, ep.value) for ep in metadata.entry_points(group=group))
+    assert mine == theirs, (group, mine, theirs)
+assert "local" in registry.names()
+print("checked", len(groups), "groups")
+"""
+
+
+def test_every_installed_group_matches_importlib_metadata():
+    """In a fresh interpreter: in this one another test may have imported mlflow, whose
+    importlib_metadata backport takes distribution finding over from the stdlib (and so turns the
+    fast scan off, which the next test covers)."""
+    import subprocess
+
+    r = subprocess.run([sys.executable, "-c", SAME_AS_IMPORTLIB], capture_output=True, text=True)
+    assert r.returncode == 0, r.stderr
+    assert "checked" in r.stdout
+
+
+def test_with_the_importlib_metadata_backport_loaded_the_scan_defers_to_it():
+    """After ``import importlib_metadata`` (as mlflow does) the fast scan is off and the answers
+    still match (in a fresh interpreter: the backport patches the stdlib for the whole process)."""
+    pytest.importorskip("importlib_metadata")
+    import subprocess
+
+    code = ("import importlib_metadata\n"
+            + SAME_AS_IMPORTLIB.replace("assert registry._fast_scan_applies()", "assert not registry._fast_scan_applies()"))
+    r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
+    assert r.returncode == 0, r.stderr
+    assert "checked" in r.stdout
 
 
 def _dist(site, dirname, text):
