@@ -24,17 +24,27 @@ def _crossover(spec, org):
 
 
 def test_below_u_star_goes_managed_above_goes_own_cluster():
+    # ml.p4d = 1.15 x EC2 p4d since the June 2025 cut: with the seed's eta_s = 0.55 and eta_m = 0.80 managed
+    # wins at every u (1.15/0.80 < 1/0.55), so this organisation runs its own cluster at 75% utilization
     spec = _spec()
-    u_star = _crossover(spec, OrgParams(useful_hours=1))
+    u_star = _crossover(spec, OrgParams(useful_hours=1, eta_s=0.75))
     assert u_star > 0
-    low = choose_target(spec, ["sagemaker", "kubernetes"], OrgParams(useful_hours=u_star * 0.5))
-    high = choose_target(spec, ["sagemaker", "kubernetes"], OrgParams(useful_hours=u_star * 2))
+    low = choose_target(spec, ["sagemaker", "kubernetes"], OrgParams(useful_hours=u_star * 0.5, eta_s=0.75))
+    high = choose_target(spec, ["sagemaker", "kubernetes"], OrgParams(useful_hours=u_star * 2, eta_s=0.75))
     assert low.target == "sagemaker" and high.target == "kubernetes"
     assert low.costs["sagemaker"] < low.costs["kubernetes"]
     assert high.costs["kubernetes"] < high.costs["sagemaker"]
     assert len(low.reasons) == 2 and "below" in low.reasons[1]
     assert "above" in high.reasons[1]
     assert f"{u_star:,.0f}" in high.reasons[1]
+
+
+def test_seed_utilizations_keep_sagemaker_at_every_u_since_the_price_cut():
+    spec = _spec()
+    assert _crossover(spec, OrgParams(useful_hours=1)) < 0  # the totals never meet at a positive u
+    for u in (1e4, 1e6, 1e8):
+        c = choose_target(spec, ["sagemaker", "kubernetes"], OrgParams(useful_hours=u))
+        assert c.target == "sagemaker" and "sagemaker wins at every u" in c.reasons[1]
 
 
 def test_no_u_leaves_kubernetes_out_and_local_alone():

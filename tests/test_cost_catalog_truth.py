@@ -83,11 +83,25 @@ def test_every_row_says_what_it_rests_on():
             assert "assumption" in src or "unverified" in src, key
 
 
-def test_sagemaker_p4d_p5_are_flagged_unverified_with_the_implied_markup():
-    for it, ec2, m in (("ml.p4d.24xlarge", "p4d.24xlarge", 1.72), ("ml.p5.48xlarge", "p5.48xlarge", 2.05)):
-        row = ROWS[("sagemaker-training", "us-east-1", it)]
-        assert row["basis"] == "assumption" and "June 2025" in row["source"]
-        assert _od("sagemaker-training", "us-east-1", it) / _od("ec2", "us-east-1", ec2) == pytest.approx(m, abs=0.01)
+def test_sagemaker_p4_p5_rows_follow_the_june_2025_cut():
+    # hosting: the post-cut list price (AWS Price List as transcribed in public files, read 2026-11-30)
+    for region in ("us-east-1", "us-west-2"):
+        for it, ec2, od in (("ml.p4d.24xlarge", "p4d.24xlarge", 25.251286), ("ml.p5.48xlarge", "p5.48xlarge", 63.296)):
+            host = ROWS[("sagemaker-hosting", region, it)]
+            assert _od("sagemaker-hosting", region, it) == pytest.approx(od) and host["basis"] == "published"
+            assert "June 2025" in host["source"] and "read 2026-11-30" in host["source"]
+            assert od / _od("ec2", region, ec2) == pytest.approx(1.15, abs=1e-3)
+            # training = hosting (derived, said so); managed spot stays the 0.30 assumption
+            train = ROWS[("sagemaker-training", region, it)]
+            assert _od("sagemaker-training", region, it) == pytest.approx(od) and train["basis"] == "derived"
+            assert _sp("sagemaker-training", region, it) == pytest.approx(0.30 * od, rel=1e-6)
+    # no post-cut figure checked for p4de or eu-west-1: derived as EC2 x 1.15, the rule written in the row
+    for svc in ("sagemaker-training", "sagemaker-hosting"):
+        for region, it in [("eu-west-1", "ml.p4d.24xlarge"), ("eu-west-1", "ml.p5.48xlarge")] + [
+                (r, "ml.p4de.24xlarge") for r in ("us-east-1", "us-west-2", "eu-west-1")]:
+            row = ROWS[(svc, region, it)]
+            assert row["basis"] == "derived" and "x 1.15" in row["source"], (svc, region, it)
+            assert _od(svc, region, it) == pytest.approx(_od("ec2", region, it[3:]) * 1.15, rel=1e-4)
 
 
 def test_g6e_offered_on_ec2_and_sagemaker():

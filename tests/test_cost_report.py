@@ -62,18 +62,26 @@ def test_sensitivity_moves_each_parameter_20pct_largest_effect_first():
 # ---- break-even from the catalog -------------------------------------------------------------
 
 def test_catalog_breakeven_takes_r_and_m_from_the_rows():
-    rep = report.breakeven(accelerator="H100:8", managed="sagemaker", self_target="kubernetes")
+    # eta_s = 0.75: with the seed's 0.55 a 1.15 markup never breaks even (the test below)
+    rep = report.breakeven(accelerator="H100:8", managed="sagemaker", self_target="kubernetes",
+                           org=OrgParams(eta_s=0.75))
     ec2 = prices.price("ec2", "us-east-1", "p5.48xlarge").on_demand
     sm = prices.price("sagemaker-training", "us-east-1", "ml.p5.48xlarge").on_demand
     p = rep.params
     assert p.raw_hour == pytest.approx(ec2 / 8) and p.markup == pytest.approx(sm / ec2)
     assert p.team_cost == pytest.approx(440_000 + 0.10 * 8760)  # T + the EKS control plane
-    assert rep.u_star == pytest.approx(p.team_cost / (p.raw_hour * (p.markup / 0.8 - 1 / 0.55)))
+    assert rep.u_star == pytest.approx(p.team_cost / (p.raw_hour * (p.markup / 0.8 - 1 / 0.75)))
     assert "p5.48xlarge" in rep.sources["r"] and "https://aws.amazon.com/ec2/pricing" in rep.sources["r"]
     assert "ml.p5.48xlarge" in rep.sources["m"] and "EKS" in rep.sources["T"]
-    assert rep.estimate and rep.catalog["estimated_params"] == ["m"]  # SageMaker p5 is unverified
+    assert rep.estimate and rep.catalog["estimated_params"] == ["m"]  # training = hosting price: derived
     text = rep.format()
-    assert "~2.054" in text and "largest effect first" in text
+    assert "~1.15" in text and "largest effect first" in text
+
+
+def test_catalog_breakeven_at_the_seed_utilizations_says_managed_wins_everywhere():
+    rep = report.breakeven(accelerator="H100:8", managed="sagemaker", self_target="kubernetes")
+    assert rep.params.markup == pytest.approx(63.296 / 55.04) and rep.u_star is None
+    assert "none: managed is cheaper at every scale" in rep.format()
     data = rep.as_dict()
     assert data["catalog"]["region"] == "us-east-1" and data["sources"]["r"] == rep.sources["r"]
 
@@ -98,13 +106,13 @@ def test_catalog_breakeven_errors_exit_2():
 def test_cost_breakeven_and_auto_agree_on_one_organisation():
     """The issue's case: one organisation, a 2 x A100:8 job. Auto's crossover, breakeven's u* and the
     point where `cost`'s totals meet are the same number."""
-    org = OrgParams(useful_hours=100_000)
+    org = OrgParams(useful_hours=100_000, eta_s=0.75)  # at the seed's 0.55 SageMaker wins at every u
     spec = _job()
     u_be = report.breakeven(accelerator="A100:8", managed="sagemaker", self_target="kubernetes", org=org).u_star
     assert crossover(spec, "kubernetes", "sagemaker", org) == pytest.approx(u_be, rel=1e-9)
     choice = choose_target(spec, ["sagemaker", "kubernetes"], org)
     assert f"u* = {u_be:,.0f}" in choice.reasons[1]
-    at = OrgParams(useful_hours=u_be)
+    at = OrgParams(useful_hours=u_be, eta_s=0.75)
     rows = {r.target: r for r in report.cost(spec, targets=["sagemaker", "kubernetes"], org=at).rows}
     assert rows["kubernetes"].total_usd == pytest.approx(rows["sagemaker"].total_usd, rel=1e-9)
 
@@ -194,11 +202,16 @@ def test_unijob_cost_is_callable_and_its_submodules_import(tmp_path):
     assert unijob.cost(_job(), targets=["vertex"]).rows[0].instance_type == "a2-highgpu-8g"
 
 
-def test_auto_names_the_breakeven_command_that_prints_its_u_star():
+def test_auto_names_the_breakeven_command_that_prints_its_u_star(tmp_path, monkeypatch):
     import re
     import shlex
 
-    org = OrgParams(useful_hours=100_000)
+    from unijob.cost.config import load_org
+
+    # the organisation in unijob.toml, which both `--target auto` and the named command read
+    (tmp_path / "unijob.toml").write_text("[cost]\nuseful_hours = 100000\neta_s = 0.75\n")
+    monkeypatch.chdir(tmp_path)
+    org = load_org()
     choice = choose_target(_job(), ["sagemaker", "kubernetes"], org)
     cmd = re.search(r"\((unijob breakeven [^)]*)\)", choice.reasons[1]).group(1)
     res = CliRunner().invoke(breakeven_cmd, shlex.split(cmd)[2:] + ["-o", "json"])
