@@ -98,7 +98,11 @@ def test_cost_json_recomputed_from_csv_rows(tmp_path):
     # databricks on AWS: (VM + DBU/h x $/DBU) x (4 workers + driver)
     db = data["databricks"]
     assert db["instances"] == 5
-    assert db["on_demand_usd_hour"] == pytest.approx(float(ec2["on_demand_usd_hour"]) + 41.08 * 0.15)
+    dbx = {(r[0], r[1], r[2]): float(r[3]) for r in csv.reader(
+        ln for ln in resources.files("unijob.cost").joinpath("data", "databricks.csv").read_text().splitlines()
+        if ln and not ln.startswith(("#", "kind,")))}
+    assert db["on_demand_usd_hour"] == pytest.approx(float(ec2["on_demand_usd_hour"])
+                                                     + dbx[("node", "aws", "p4d.24xlarge")] * dbx[("rate", "aws", "jobs_compute")])
     assert data["local"]["total_usd"] == 0
     cheapest = [t for t, r in data.items() if r["cheapest"]]
     assert cheapest == [min((r for r in data.values() if r["target"] != "local"), key=lambda r: r["total_usd"])["target"]]

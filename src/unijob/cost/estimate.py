@@ -204,7 +204,8 @@ def estimate_target(spec, target: str, org: OrgParams) -> TargetCost:
 
     Raises:
         NoOffering: the target's family lacks the accelerator/count, or the region lacks the instance (exit 2).
-        UsageError: bad target options for pricing (exit 2).
+        UsageError: bad target options for pricing, or a Databricks compute type that is serverless or has no
+            USD/DBU row (exit 2).
     """
     hours = spec.expected_seconds / 3600.0
     row = TargetCost(target=target, hours=hours, policy=spec.spot.policy)
@@ -240,6 +241,10 @@ def estimate_target(spec, target: str, org: OrgParams) -> TargetCost:
         rates = prices.databricks()
         dbx = org.databricks
         ctype = str(dbx.get("compute_type") or "jobs_compute")
+        if "serverless" in ctype:
+            raise UsageError(f"[cost.databricks] compute_type '{ctype}' is serverless: its USD/DBU includes the compute and "
+                             "its DBUs are not billed per node, so it cannot be priced as nodes x (VM + DBU/h); use a "
+                             "classic compute type (jobs_compute, jobs_compute_photon, all_purpose_compute)")
         usd_dbu = (dbx.get("usd_per_dbu") or {}).get(ctype, rates.usd_per_dbu.get((cloud, ctype)))
         if usd_dbu is None:
             raise UsageError(f"no Databricks rate for compute type '{ctype}' on {cloud}; known: "
