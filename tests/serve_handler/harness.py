@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import json
 import os
-import signal
 import socket
 import subprocess
 import sys
@@ -17,6 +16,8 @@ from pathlib import Path
 from typing import Optional
 
 import httpx
+
+from unijob.testing.jobs import stop_process
 
 HERE = Path(__file__).parent
 #: the one handler file behind every serving test
@@ -123,13 +124,7 @@ class Server:
     def stop(self) -> None:
         """SIGTERM by PID, SIGKILL after 10 s."""
         self.client.close()
-        if self.proc.poll() is None:
-            os.kill(self.proc.pid, signal.SIGTERM)
-            try:
-                self.proc.wait(10)
-            except subprocess.TimeoutExpired:
-                os.kill(self.proc.pid, signal.SIGKILL)
-                self.proc.wait(10)
+        stop_process(self.proc, 10)
 
 
 class Servers:

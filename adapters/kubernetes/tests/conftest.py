@@ -12,7 +12,6 @@ from __future__ import annotations
 import copy
 import itertools
 import os
-import signal
 import socket
 import subprocess
 import sys
@@ -30,6 +29,7 @@ import yaml
 
 from unijob.spec import JobSpec
 from unijob.testing.conformance import no_network  # noqa: F401  (fixture the conformance suite uses)
+from unijob.testing.jobs import stop_process
 from unijob.testing.httpfake import FakeServer, Request, Response
 
 K8S_VERSIONS = ("1.31.0", "1.33.0")
@@ -449,13 +449,7 @@ def serve_pod(tmp_path):
 
     yield start
     for p in procs:
-        if p.poll() is None:
-            os.kill(p.pid, signal.SIGTERM)
-            try:
-                p.wait(timeout=15)
-            except subprocess.TimeoutExpired:
-                os.kill(p.pid, signal.SIGKILL)
-                p.wait()
+        stop_process(p, 15)
 
 
 @pytest.fixture(scope="session")

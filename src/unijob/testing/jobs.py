@@ -32,6 +32,24 @@ def wait_final(adapter: Any, handle: Any, timeout: float = 120.0) -> Any:
     raise AssertionError(f"job {handle.native_id} not final after {timeout} s: {adapter.status(handle)}")
 
 
+def stop_process(proc: Any, grace: float = 10.0) -> None:
+    """Stop the :class:`subprocess.Popen` ``proc`` by its PID: SIGTERM, then SIGKILL after
+    ``grace`` seconds; reaped either way (nothing if it has already exited)."""
+    import signal
+    import subprocess
+
+    if proc.poll() is not None:
+        return
+    try:
+        os.kill(proc.pid, signal.SIGTERM)
+        proc.wait(timeout=grace)
+    except ProcessLookupError:
+        proc.wait()
+    except subprocess.TimeoutExpired:
+        os.kill(proc.pid, signal.SIGKILL)
+        proc.wait()
+
+
 def cmdline(pid: int) -> bytes:
     """``/proc/PID/cmdline`` (NUL-separated argv), or ``b""`` for a process that is gone."""
     try:

@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import contextlib
 import os
-import signal
 import socket
 import subprocess
 import sys
@@ -16,6 +15,8 @@ import urllib.error
 import urllib.request
 from pathlib import Path
 from typing import Iterator, Optional
+
+from unijob.testing.jobs import stop_process
 
 #: Credentials moto accepts (any); a test hands them to pods as a Kubernetes Secret would.
 ACCESS_KEY_ID, SECRET_ACCESS_KEY, REGION = "testing", "testing", "us-east-1"
@@ -56,12 +57,6 @@ def moto_s3(log: Optional[os.PathLike] = None, timeout: float = 60.0) -> Iterato
                 time.sleep(0.1)
         yield url
     finally:
-        if proc.poll() is None:
-            os.kill(proc.pid, signal.SIGTERM)
-            try:
-                proc.wait(timeout=10)
-            except subprocess.TimeoutExpired:
-                os.kill(proc.pid, signal.SIGKILL)
-                proc.wait()
+        stop_process(proc, 10)
         if log:
             out.close()  # type: ignore[union-attr]
