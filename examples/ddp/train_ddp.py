@@ -68,7 +68,7 @@ def train(ctx, hp) -> int:
     if total.item() != expected:
         print(f"{tag} all-reduce gave {total.item()}, expected {expected}", flush=True)
         return 1
-    print(f"{tag} all-reduce ok: {total.item():g}", flush=True)
+    print(f"{tag} all-reduce ok: {total.item():g} (master {ctx.master_addr}:{ctx.master_port})", flush=True)
 
     # 2. data and model (same seed on every rank: same data set, same initial weights)
     torch.manual_seed(int(hp["seed"]))

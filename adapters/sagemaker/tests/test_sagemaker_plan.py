@@ -220,3 +220,16 @@ def test_sklearn_framework_runs_in_the_scikit_learn_container(adapter, tmp_path)
         with pytest.raises(SpecError) as e:
             adapter.plan(bad, "s")
         assert field in str(e.value)
+
+
+@pytest.mark.parametrize("resources, per_host", [
+    ({"nodes": 2, "processes_per_node": 2}, "2"),  # CPU: the toolkit would start 1 per host
+    ({"accelerator": "A100:8", "nodes": 2, "processes_per_node": 4}, "4"),  # not the GPU count (8)
+    ({"accelerator": "A100:8", "nodes": 2}, None),  # one per GPU: the toolkit's default
+])
+def test_torchrun_processes_per_host_are_explicit_unless_one_per_gpu(adapter, tmp_path, resources, per_host):
+    body = adapter.plan(make_spec(tmp_path, resources=resources, spot=None), "s").request("CreateTrainingJob").body
+    validate_against_model("sagemaker", "CreateTrainingJob", body)
+    hp = body["HyperParameters"]
+    assert hp["sagemaker_torch_distributed_enabled"] == "true"
+    assert hp.get("sagemaker_mpi_num_of_processes_per_host") == per_host

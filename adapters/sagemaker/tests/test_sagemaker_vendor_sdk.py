@@ -19,6 +19,7 @@ import pytest
 from sagemaker_testkit import REGION, boto3_client, validate_against_model
 from unijob.errors import NotReady, SpecError
 from unijob.loading import load_spec
+from unijob.spec import JobSpec
 from unijob.testing.vendor import assert_explained, compare
 from unijob_adapters.sagemaker import sdk
 from unijob_adapters.sagemaker.adapter import SageMakerAdapter
@@ -250,6 +251,7 @@ import boto3, botocore.client
 import sagemaker.core.helper.session_helper as helper
 from sagemaker.core.training.configs import InputData
 from unijob.loading import load_spec
+from unijob.spec import JobSpec
 from unijob_adapters.sagemaker import sdk
 
 helper.sts_regional_endpoint = lambda region: sys.argv[2]
@@ -310,3 +312,22 @@ def test_a_missing_sdk_is_not_ready_with_the_pip_line(monkeypatch):
         with pytest.raises(NotReady) as e:
             fn(spec)
         assert e.value.hint == pip and e.value.exit_code == 3
+
+
+@needs_v2
+def test_a_cpu_torchrun_gang_keeps_its_processes_per_host_through_the_sdk(session):
+    """torch_distributed has no processes-per-host knob in the SDK: to_estimator passes the toolkit's
+    hyperparameter, the SDK sends it as unijob does, and from_estimator reads it back (8 GPUs, 4 per host)."""
+    spec = load_spec(EXAMPLE).spec
+    data = spec.model_dump(mode="json", exclude_unset=True)
+    data["resources"] = {"nodes": 2, "processes_per_node": 2}
+    spec = JobSpec.model_validate(data, context={"base_dir": str(EXAMPLE.parent)})
+    ours = SageMakerAdapter().plan(spec, "cpu-gang").requests[0].body
+    assert ours["HyperParameters"]["sagemaker_mpi_num_of_processes_per_host"] == "2"
+    est = sdk.to_estimator(spec, sagemaker_session=session)
+    vendor = sdk_sends(est, dict(spec.inputs))
+    assert "HyperParameters.sagemaker_mpi_num_of_processes_per_host" in compare(vendor, ours).same
+    seed = seed_estimator(session, hyperparameters={"sagemaker_mpi_num_of_processes_per_host": 4})
+    back = sdk.from_estimator(seed, SEED_INPUTS)
+    assert (back.resources.nodes, back.resources.processes_per_node) == (4, 4)
+    assert "sagemaker_mpi_num_of_processes_per_host" not in back.hyperparameters

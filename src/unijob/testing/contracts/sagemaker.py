@@ -22,6 +22,10 @@ the job's ``Environment``; the image's entry point     ``clean_env`` + ``Environ
 ``train`` [3]; each instance its own container         ``train`` (``sagemaker_training.cli.train``) in
                                                        each host's own writable layer over ``python``
                                                        (:func:`.python_layer`)
+a framework image's ``SAGEMAKER_TRAINING_MODULE``      the same variable for a PyTorch training image
+(the PyTorch DLC: ``sagemaker_pytorch_container.       when ``python`` has that package
+training:main`` [6]), which picks the launcher         (``sagemaker-pytorch-training``): its torchrun
+(torchrun for ``sagemaker_torch_distributed_enabled``) path, as on SageMaker; else plain script mode
 code from ``sagemaker_submit_directory`` (S3)          fetched from moto (``S3_ENDPOINT_URL``)
 spot interruption: SIGTERM to the containers, the      :func:`run` ``preempt_when``: SIGTERM to every
 job restarts with the synced checkpoints [2]           host's process group, checkpoints synced, the
@@ -46,6 +50,9 @@ https://docs.aws.amazon.com/sagemaker/latest/dg/your-algorithms-training-algo-ru
 https://docs.aws.amazon.com/sagemaker/latest/dg/your-algorithms-training-algo-output.html
 [5] "Log Amazon SageMaker Events with Amazon CloudWatch",
 https://docs.aws.amazon.com/sagemaker/latest/dg/logging-cloudwatch.html (all read 2026-11-29).
+[6] aws/deep-learning-containers, ``pytorch/training/docker/*/py3/Dockerfile.cpu``
+(``ENV SAGEMAKER_TRAINING_MODULE=sagemaker_pytorch_container.training:main``); the package is
+``sagemaker-pytorch-training`` 3.0.0 on PyPI (aws/sagemaker-pytorch-training-toolkit), read 2026-11-30.
 
 Nothing here calls the adapter: the runner reads only the request body and the platform's contract.
 """
@@ -75,6 +82,11 @@ FAILURE_REASON_MAX = 1024
 #: Seconds between SIGTERM and SIGKILL of a preempted host (``docker stop``'s default is 10 s;
 #: SageMaker gives spot jobs a two-minute notice, far more than these tests need).
 STOP_GRACE = 30.0
+#: ``SAGEMAKER_TRAINING_MODULE`` of AWS's framework training images, by ECR repository, and the
+#: PyPI package that holds the module [6].
+FRAMEWORK_MODULES: dict[str, tuple[str, str]] = {
+    "pytorch-training": ("sagemaker_pytorch_container.training:main", "sagemaker-pytorch-training"),
+}
 
 
 def host_address(index: int) -> str:
@@ -105,6 +117,8 @@ class Outcome:
         failure_reason: the first 1024 characters of the failing host's ``output/failure``.
         attempts: every start (more than one after a preemption).
         base_dirs: each host's ``/opt/ml`` of the last attempt.
+        framework_module: the image's ``SAGEMAKER_TRAINING_MODULE`` the toolkit ran, or None
+            (plain script mode).
     """
 
     name: str
@@ -112,6 +126,7 @@ class Outcome:
     failure_reason: Optional[str]
     attempts: list[Attempt]
     base_dirs: list[Path]
+    framework_module: Optional[str] = None
 
     @property
     def lines(self) -> list[list[str]]:
@@ -231,6 +246,32 @@ def container_env(body: dict[str, Any], base: Path, endpoint_url: str, region: s
     return env
 
 
+def framework_module(body: dict[str, Any], python: Path, require: Optional[bool] = None) -> Optional[str]:
+    """The ``SAGEMAKER_TRAINING_MODULE`` the body's ``TrainingImage`` sets (:data:`FRAMEWORK_MODULES`)
+    when ``python`` can import it; None for other images, or when ``python`` lacks it and ``require``
+    is not True (``require=False``: always None).
+
+    Raises:
+        RuntimeError: ``require`` is True and the image sets none, or ``python`` lacks the package.
+    """
+    if require is False:
+        return None
+    image = body["AlgorithmSpecification"].get("TrainingImage", "")
+    repo = image.rsplit("/", 1)[-1].split(":", 1)[0].split("@", 1)[0]
+    found = FRAMEWORK_MODULES.get(repo)
+    if found is None:
+        if require:
+            raise RuntimeError(f"{image} is not a framework image with a training module ({sorted(FRAMEWORK_MODULES)})")
+        return None
+    module, package = found
+    probe = subprocess.run([str(python), "-c", f"import {module.split(':')[0]}"], env=clean_env(), capture_output=True)
+    if probe.returncode != 0:
+        if require:
+            raise RuntimeError(f"{python} cannot import {module.split(':')[0]}: pip install {package}")
+        return None
+    return module
+
+
 def _pump(proc: subprocess.Popen, out: list[str], first: list[Optional[float]], i: int,
           watch: Optional[Callable[[int, str], None]]) -> None:
     assert proc.stdout is not None
@@ -252,7 +293,8 @@ def _kill_group(proc: subprocess.Popen, sig: int) -> None:
 
 def _start_attempt(body: dict[str, Any], python: Path, bases: list[Path], hosts: list[str], s3: Any,
                    endpoint_url: str, region: str, timeout: float,
-                   preempt_when: Optional[Callable[[int, str], bool]], network: Optional[bool]) -> Attempt:
+                   preempt_when: Optional[Callable[[int, str], bool]], network: Optional[bool],
+                   module: Optional[str] = None) -> Attempt:
     procs: list[subprocess.Popen] = []
     lines: list[list[str]] = [[] for _ in hosts]
     first: list[Optional[float]] = [None] * len(hosts)
@@ -271,6 +313,8 @@ def _start_attempt(body: dict[str, Any], python: Path, bases: list[Path], hosts:
         layout(body, base, i, hosts, s3)
         py = python_layer(python, base.parent / "containers" / base.name) / "python"
         env = clean_env(container_env(body, base, endpoint_url, region, network))
+        if module:
+            env["SAGEMAKER_TRAINING_MODULE"] = module  # the image's ENV [6]
         env["PATH"] = f"{py.parent}{os.pathsep}{env.get('PATH', '')}"  # the image's python first
         prepared.append((py, base, env))
     started = time.time()  # the containers start
@@ -398,7 +442,7 @@ def record(region: str, outcome: Outcome, endpoint_url: str) -> bool:
 def run(body_or_plan: Any, *, python: Union[str, Path], workdir: Union[str, Path], endpoint_url: str,
         region: str = "us-east-1", preempt_when: Optional[Callable[[int, str], bool]] = None,
         max_preemptions: int = 1, timeout: float = 600.0, report: bool = True,
-        network: Optional[bool] = None) -> Outcome:
+        network: Optional[bool] = None, framework_toolkit: Optional[bool] = None) -> Outcome:
     """Start a planned SageMaker training job here, as SageMaker would (see the module docstring).
 
     Args:
@@ -413,16 +457,20 @@ def run(body_or_plan: Any, *, python: Union[str, Path], workdir: Union[str, Path
         timeout: seconds per attempt.
         report: record the outcome through :func:`record` for the adapter's ``status``/``logs``.
         network: whether the container reaches a package index (see :func:`container_env`).
+        framework_toolkit: run the image's framework toolkit (``SAGEMAKER_TRAINING_MODULE``, see
+            :func:`framework_module`): None = when ``python`` has it, True = required, False = never.
 
     Returns:
         the :class:`Outcome`.
 
     Raises:
         TimeoutError: an attempt ran longer than ``timeout`` (its hosts are stopped first).
+        RuntimeError: ``framework_toolkit=True`` and ``python`` lacks the image's toolkit.
     """
     body = body_or_plan
     if hasattr(body_or_plan, "request"):
         body = body_or_plan.request("CreateTrainingJob", when="submit").body
+    module = framework_module(body, Path(python), framework_toolkit)
     s3 = _s3(endpoint_url, region)
     count = int(body["ResourceConfig"].get("InstanceCount", 1))
     hosts = [host_address(i) for i in range(count)]
@@ -432,7 +480,7 @@ def run(body_or_plan: Any, *, python: Union[str, Path], workdir: Union[str, Path
     while True:
         watch = preempt_when if preemptions < max_preemptions else None
         attempt = _start_attempt(body, Path(python), bases, hosts, s3, endpoint_url, region, timeout, watch,
-                                 network)
+                                 network, module)
         attempts.append(attempt)
         _sync_checkpoints(body, bases, s3)
         if attempt.preempted:
@@ -447,7 +495,7 @@ def run(body_or_plan: Any, *, python: Union[str, Path], workdir: Union[str, Path
     else:
         _finish(body, bases, s3)
     outcome = Outcome(name=body["TrainingJobName"], status="Completed" if ok else "Failed", failure_reason=failure,
-                      attempts=attempts, base_dirs=bases)
+                      attempts=attempts, base_dirs=bases, framework_module=module)
     if report:
         record(region, outcome, endpoint_url)
     return outcome

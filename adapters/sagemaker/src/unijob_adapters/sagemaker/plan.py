@@ -19,7 +19,10 @@ Choices where the spec is silent (each also appears in ``plan.notes`` when it ap
   ``sagemaker_torch_distributed_enabled: "true"`` (and ``sagemaker_instance_type``) for several
   processes per node, as ``PyTorch(distribution={"torch_distributed": {"enabled": True}})`` sets
   them (torchrun, which the PyTorch training containers carry; sagemaker/pytorch/estimator.py
-  ``_pytorch_distribution_configuration``, SDK 2.257). One process per node needs no launcher: the toolkit's
+  ``_pytorch_distribution_configuration``, SDK 2.257), and ``sagemaker_mpi_num_of_processes_per_host``
+  when ``processes_per_node`` is not the instance's GPU count: the PyTorch container's torchrun
+  (sagemaker-training 5.1.4 ``TorchDistributedRunner``) starts that many processes per host, by
+  default the GPU or Neuron core count, else 1 (a CPU instance). One process per node needs no launcher: the toolkit's
   script mode runs ``python <script>`` on every host, and the runtime takes the rank from the
   host's place in ``SM_HOSTS``.
 - The runtime wheel travels in ``sourcedir.tar.gz`` (see :mod:`.sourcedir`); the source directory
@@ -49,6 +52,9 @@ CHANNEL_DIR = "/opt/ml/input/data"
 MODEL_DIR = "/opt/ml/model"
 DEFAULT_VOLUME_GB = 30
 FALLBACK_SUFFIX = "-od"
+#: The toolkit's processes per host for its runners, torch_distributed's torchrun included
+#: (sagemaker-training 5.1.4 ``params.MPI_PROCESSES_PER_HOST``, read in ``runner._get_by_runner_type``).
+PROCESSES_PER_HOST = "sagemaker_mpi_num_of_processes_per_host"
 
 
 def job_name(spec_name: str, submission_id: str) -> str:
@@ -246,6 +252,10 @@ def build(spec: Any, submission_id: str, opts: SageMakerOptions) -> Plan:
         if ppn > 1:
             extra_hp["sagemaker_torch_distributed_enabled"] = True
             extra_hp["sagemaker_instance_type"] = itype
+            if ppn != acc_count:
+                # torchrun's --nproc_per_node is the toolkit's processes per host: this hyperparameter,
+                # else the instance's GPU (or Neuron core) count, else 1, so a CPU gang ran 1 per node
+                extra_hp[PROCESSES_PER_HOST] = ppn
             notes.append(f"torch_distributed: the SageMaker PyTorch toolkit runs torchrun on {nodes} node(s) x "
                          f"{ppn} process(es)")
         elif nodes > 1:

@@ -158,6 +158,10 @@ def to_estimator(spec: Any, *, sagemaker_session: Any = None, submission_id: str
               py_version=rel.python, hyperparameters=dict(spec.hyperparameters))
     if "sagemaker_torch_distributed_enabled" in body.get("HyperParameters", {}):
         kw["distribution"] = {"torch_distributed": {"enabled": True}}
+    from .plan import PROCESSES_PER_HOST
+
+    if PROCESSES_PER_HOST in body.get("HyperParameters", {}):  # torch_distributed has no knob for it
+        kw["hyperparameters"][PROCESSES_PER_HOST] = spec.resources.processes_per_node
     return sm.pytorch.PyTorch(**kw)
 
 
@@ -419,3 +423,9 @@ def _pytorch_fields(est: Any, cls: str, data: dict[str, Any], resources: dict[st
                                                   f"not {sorted(dist)}", "{'torch_distributed': {'enabled': True}}")
     if not torchrun:
         resources["processes_per_node"] = 1  # the toolkit runs `python entry_point` once on each host
+    else:
+        from .plan import PROCESSES_PER_HOST
+
+        per_host = (est._hyperparameters or {}).get(PROCESSES_PER_HOST)
+        if per_host is not None:
+            resources["processes_per_node"] = int(per_host)
