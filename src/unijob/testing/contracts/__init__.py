@@ -138,15 +138,26 @@ def python_layer(image_python: os.PathLike, directory: os.PathLike) -> Path:
 def torch_requirement() -> Optional[str]:
     """A pip requirement of a CPU-only PyTorch for contract tests, or None when there is none to be
     had cheaply: ``UNIJOB_TEST_TORCH_REQUIREMENT``, else a ``torch-*+cpu-<this Python>-*.whl`` in a
-    ``PIP_FIND_LINKS`` folder. (PyPI's default Linux torch wheel pulls about 2.4 GB of CUDA
-    libraries, too much for CI's time; tests needing torch skip without one of these.)"""
+    ``find-links`` folder of pip's (``PIP_FIND_LINKS``, or pip's configuration files). (PyPI's
+    default Linux torch wheel pulls about 2.4 GB of CUDA libraries, too much for CI's time; tests
+    needing torch skip without one of these.)"""
     import glob
+    import re
+    import sys
     import sysconfig
 
     if os.environ.get("UNIJOB_TEST_TORCH_REQUIREMENT"):
         return os.environ["UNIJOB_TEST_TORCH_REQUIREMENT"]
     tag = "cp" + sysconfig.get_python_version().replace(".", "")
-    for folder in (os.environ.get("PIP_FIND_LINKS") or "").split():
+    folders = (os.environ.get("PIP_FIND_LINKS") or "").split()
+    try:  # pip's own view: its config files and PIP_* (lines like  global.find-links='/opt/wheels')
+        listed = subprocess.run([sys.executable, "-m", "pip", "config", "list"], capture_output=True, text=True,
+                                timeout=60).stdout
+        for value in re.findall(r"(?m)^\S*find-links='([^']*)'", listed):
+            folders += value.split()
+    except (OSError, subprocess.SubprocessError):
+        pass
+    for folder in dict.fromkeys(folders):
         for whl in sorted(glob.glob(os.path.join(folder, f"torch-*+cpu-{tag}-{tag}-*linux*_x86_64.whl"))):
             return f"torch @ file://{whl}"
     return None
