@@ -127,6 +127,21 @@ def test_databricks_conditions_it_cannot_express(tmp_path):
 VERTEX_FULL = ROOT / "tests" / "data" / "vertex_pipeline_full.yaml"
 
 
+def _compiled_vertex(path):
+    """The Vertex plan of pipeline ``path``, its IR checked (kfp-pipeline-spec) and its body parsed
+    as aiplatform_v1's PipelineJob: ``(plan, ir, tasks, components, executors)``."""
+    from google.cloud import aiplatform_v1
+
+    from unijob.pipeline.kfp import check_ir
+
+    plan = unijob.plan(str(path), "vertex")
+    body = plan.requests[0].body
+    ir = body["pipelineSpec"]
+    check_ir(ir)
+    aiplatform_v1.PipelineJob.from_json(json.dumps(body), ignore_unknown_fields=False)
+    return plan, ir, ir["root"]["dag"]["tasks"], ir["components"], ir["deploymentSpec"]["executors"]
+
+
 def test_vertex_batch_and_deploy_steps_run_gcpc_launchers_with_the_adapters_bodies():
     """Deploy: create_endpoint, then deploy_model per variant with the Vertex adapter's DeployedModel
     bodies and traffic split, the registered versions named by alias; batch: upload_model, then
@@ -138,15 +153,9 @@ def test_vertex_batch_and_deploy_steps_run_gcpc_launchers_with_the_adapters_bodi
 
     from unijob import registry
     from unijob.pipeline import steps as S
-    from unijob.pipeline.kfp import check_ir
     from unijob.pipeline.loading import load_pipeline
 
-    plan = unijob.plan(str(VERTEX_FULL), "vertex")
-    body = plan.requests[0].body
-    ir = body["pipelineSpec"]
-    check_ir(ir)
-    aiplatform_v1.PipelineJob.from_json(json.dumps(body), ignore_unknown_fields=False)
-    tasks, comps, execs = ir["root"]["dag"]["tasks"], ir["components"], ir["deploymentSpec"]["executors"]
+    plan, ir, tasks, comps, execs = _compiled_vertex(VERTEX_FULL)
     assert {"deploy-endpoint", "deploy-champion", "deploy", "score-model", "score"} <= set(tasks)
     cond = tasks["register"]["triggerPolicy"]["condition"]
     assert all(tasks[t]["triggerPolicy"]["condition"] == cond for t in ("deploy-endpoint", "deploy", "score")), \
@@ -228,9 +237,6 @@ def test_vertex_deploy_onto_an_existing_endpoint_imports_it(tmp_path):
     dsl.importer (tests/schemas/SOURCES.md), and the deploy tasks read it unchanged."""
     pytest.importorskip("unijob_adapters.vertex")
     pytest.importorskip("kfp.pipeline_spec.pipeline_spec_pb2")
-    from google.cloud import aiplatform_v1
-
-    from unijob.pipeline.kfp import check_ir
 
     data = yaml.safe_load(VERTEX_FULL.read_text())
     for step in data["steps"]:
@@ -240,12 +246,7 @@ def test_vertex_deploy_onto_an_existing_endpoint_imports_it(tmp_path):
     data["targets"]["vertex"]["existing_endpoint"] = "4521"
     path = tmp_path / "p.yaml"
     path.write_text(yaml.safe_dump(data, sort_keys=False))
-    plan = unijob.plan(str(path), "vertex")
-    body = plan.requests[0].body
-    ir = body["pipelineSpec"]
-    check_ir(ir)
-    aiplatform_v1.PipelineJob.from_json(json.dumps(body), ignore_unknown_fields=False)
-    tasks, comps, execs = ir["root"]["dag"]["tasks"], ir["components"], ir["deploymentSpec"]["executors"]
+    plan, ir, tasks, comps, execs = _compiled_vertex(path)
     name = "projects/demo-project/locations/us-central1/endpoints/4521"
     uri = f"https://us-central1-aiplatform.googleapis.com/v1/{name}"
     assert not any("create_endpoint" in json.dumps(e) for e in execs.values()), "nothing creates an endpoint"
