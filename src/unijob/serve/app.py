@@ -98,10 +98,6 @@ def _timed(fn: Callable[..., Any], args: tuple) -> tuple[Any, float]:
     return out, time.perf_counter() - t0
 
 
-def _error(status: int, message: str) -> Response:
-    return JSONResponse({"error": message}, status_code=status)
-
-
 def _health_answer(state: _State) -> tuple[int, str, bytes]:
     if state.ready:
         return 200, "application/json", b'{"status":"ok"}'
@@ -313,24 +309,18 @@ def create_app(handler: Handler, *, model_dir: Optional[Path] = None, health_rou
             return await _send_error(send, 413, f"payload of {int(length)} bytes is over the limit of {max_payload} bytes")
         # Read in chunks so that a chunked body without Content-Length is cut off at the limit
         # instead of being buffered whole first.
-        message = await receive()
-        body = message.get("body", b"")
-        if message.get("more_body"):
-            chunks, size = [body], len(body)
-            while message.get("more_body"):
-                message = await receive()
-                if message["type"] != "http.request":
-                    return  # the client went away
-                chunk = message.get("body", b"")
-                size += len(chunk)
-                if size > max_payload:
-                    return await _send_error(send, 413, f"payload of more than {max_payload} bytes is over the limit of "
-                                                        f"{max_payload} bytes")
-                chunks.append(chunk)
-            body = b"".join(chunks)
-        if len(body) > max_payload:
-            return await _send_error(send, 413, f"payload of more than {max_payload} bytes is over the limit of "
-                                                f"{max_payload} bytes")
+        chunks, size, more = [], 0, True
+        while more:
+            message = await receive()
+            if message["type"] != "http.request":
+                return  # the client went away
+            chunk, more = message.get("body", b""), message.get("more_body", False)
+            size += len(chunk)
+            if size > max_payload:
+                return await _send_error(send, 413, f"payload of more than {max_payload} bytes is over the limit of "
+                                                    f"{max_payload} bytes")
+            chunks.append(chunk)
+        body = chunks[0] if len(chunks) == 1 else b"".join(chunks)
         path = scope["path"]
         try:
             if lines:
