@@ -25,7 +25,7 @@ import os
 import re
 import sys
 import warnings
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from unijob.errors import NotReady, UsageError
 
@@ -179,13 +179,8 @@ def adapter_class(name: str) -> "type[Adapter]":
         close = difflib.get_close_matches(name, list(eps) + list(KNOWN_TARGETS), n=1)
         raise UsageError(f"unknown target '{name}'; installed: {', '.join(sorted(eps))}",
                          hint=f"did you mean '{close[0]}'?" if close else None)
-    module, _, attr = eps[name].partition(":")
     try:
-        import importlib
-
-        obj = importlib.import_module(module)
-        for part in attr.split("."):
-            obj = getattr(obj, part)
+        obj = _load(eps[name])
     except Exception as e:  # a broken third-party adapter must not crash the CLI
         warnings.warn(f"unijob: adapter '{name}' ({eps[name]}) failed to load: {e!r}", RuntimeWarning, stacklevel=2)
         raise NotReady(f"adapter '{name}' failed to load: {e.__class__.__name__}: {e}",
@@ -209,14 +204,22 @@ def options_model(name: str) -> "type[BaseModel]":
     """
     value = dict(entry_points(OPTIONS_GROUP)).get(name)
     if value is not None and name in _entry_points():
-        module, _, attr = value.partition(":")
         try:
-            import importlib
-
-            return getattr(importlib.import_module(module), attr)
+            return _load(value)
         except Exception:  # a broken entry point: the adapter itself says what is wrong
             pass
     return adapter_class(name).options_model
+
+
+def _load(value: str) -> Any:
+    """The object an entry point's value ``module:attr.path`` names (imports ``module``)."""
+    import importlib
+
+    module, _, attr = value.partition(":")
+    obj = importlib.import_module(module)
+    for part in attr.split("."):
+        obj = getattr(obj, part)
+    return obj
 
 
 def runtime_envs() -> list[str]:
